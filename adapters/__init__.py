@@ -1,0 +1,19 @@
+"""Generator adapters: every conditional GAN behind one :class:`ConditionalGenerator` protocol.
+
+Installed as ``atgan_plugin.adapters``. ``load_generator(path)`` reads any checkpoint format a
+registered adapter accepts and returns an adapter in eval mode.
+"""
+
+from atgan_plugin.adapters.acwgan_gp import ACWGANGPGenerator
+from atgan_plugin.adapters.protocol import ConditionalGenerator, check_generator
+from atgan_plugin.adapters.registry import GeneratorFormat, load_generator, register_generator_format, registered_formats
+
+__all__ = [
+    "ACWGANGPGenerator",
+    "ConditionalGenerator",
+    "GeneratorFormat",
+    "check_generator",
+    "load_generator",
+    "register_generator_format",
+    "registered_formats",
+]

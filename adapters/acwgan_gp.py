@@ -1,0 +1,69 @@
+"""Adapter for our AC-WGAN_GP generator (``atgan_plugin.acwgan_gp.Generator``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from atgan_plugin.acwgan_gp import Generator
+from atgan_plugin.adapters.registry import GeneratorFormat, register_generator_format
+from atgan_plugin.checkpoints import Checkpoint, load_checkpoint, module_from_checkpoint, read_checkpoint_kind, save_checkpoint
+
+__all__ = ["ACWGANGPGenerator"]
+
+CHECKPOINT_KIND = "acwgan_gp.generator"
+
+
+class ACWGANGPGenerator(nn.Module):
+    """AC-WGAN_GP's generator as a :class:`ConditionalGenerator`.
+
+    The network ends in a sigmoid, so its output is already in [0, 1]. Our choice: the AT-GAN
+    transfer fine-tunes every parameter, and batch-norm statistics stay frozen (the attack runs
+    the generator in eval mode), so ``G(z, y)`` is a deterministic function of ``(z, y)``.
+    """
+
+    def __init__(self, network: Generator):
+        super().__init__()
+        self.network = network
+        self.z_dim = network.config.z_dim
+        self.num_classes = network.config.num_classes
+        self.image_shape = (network.config.img_channels, network.config.img_resolution, network.config.img_resolution)
+
+    def sample_z(
+        self, n: int, *, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> torch.Tensor:
+        # Drawn on CPU so that a seed gives the same latents on every device.
+        z = torch.randn(n, self.z_dim, generator=generator)
+        return z.to(device if device is not None else self._device())
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.network(z, y)
+
+    def attack_parameters(self) -> Iterator[nn.Parameter]:
+        return self.network.parameters()
+
+    def _device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> ACWGANGPGenerator:
+        checkpoint = load_checkpoint(path, expected_kind=CHECKPOINT_KIND)
+        network = module_from_checkpoint(checkpoint, Generator)
+        assert isinstance(network, Generator)
+        return cls(network).eval()
+
+    def save(self, path: str | Path, training: dict[str, object] | None = None, *, half: bool = False) -> None:
+        checkpoint = Checkpoint(CHECKPOINT_KIND, dict(self.network.state_dict()), self.network.config.asdict(), dict(training or {}))
+        save_checkpoint(path, checkpoint, half=half)
+
+
+register_generator_format(
+    GeneratorFormat(
+        name="acwgan_gp (safetensors)",
+        accepts=lambda path: read_checkpoint_kind(path) == CHECKPOINT_KIND,
+        load=ACWGANGPGenerator.from_checkpoint,
+    )
+)

@@ -1,0 +1,23 @@
+"""atgan-plugin: AT-GAN, the generative non-constrained adversarial attack, for Foolbox and AdverTorch.
+
+    from atgan_plugin import ATGANAttack, load_generator
+
+    G = load_generator("generator.safetensors")
+    attack = ATGANAttack(generator=G)                       # Foolbox face
+    adversary = ATGANAttack(model, generator=G)             # AdverTorch face
+"""
+
+from atgan_plugin.adapters import ACWGANGPGenerator, ConditionalGenerator, load_generator
+from atgan_plugin.attack import ATGANAttack
+from atgan_plugin.transfer import TransferConfig, fit_attack_generator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACWGANGPGenerator",
+    "ATGANAttack",
+    "ConditionalGenerator",
+    "TransferConfig",
+    "fit_attack_generator",
+    "load_generator",
+]

@@ -1,0 +1,86 @@
+"""AC-WGAN_GP networks for 28×28 images (appendix Table 5, our reading in ``method.md`` §1).
+
+Three networks: the generator ``G(z, y)``, the critic ``D(x)`` (a WGAN critic, linear output,
+no batch norm because the gradient penalty is per sample) and the auxiliary classifier ``f(x)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ACWGANGPConfig", "AuxiliaryClassifier", "Critic", "Generator"]
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ACWGANGPConfig:
+    """Constructor arguments shared by the three networks; stored in every checkpoint."""
+
+    z_dim: int = 100
+    num_classes: int = 10
+    img_channels: int = 1
+    img_resolution: int = 28  # the architecture is built for 28×28
+
+    def __post_init__(self) -> None:
+        if self.img_resolution != 28:
+            raise ValueError(f"the AC-WGAN_GP networks are built for 28x28 images, got {self.img_resolution}")
+
+    def asdict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Generator(nn.Module):
+    """``G(z, y)``: latent ``(N, z_dim)`` and labels ``(N,)`` -> images ``(N, C, 28, 28)`` in [0, 1]."""
+
+    def __init__(self, z_dim: int = 100, num_classes: int = 10, img_channels: int = 1, img_resolution: int = 28):
+        super().__init__()
+        self.config = ACWGANGPConfig(z_dim, num_classes, img_channels, img_resolution)
+        self.fc = nn.Sequential(
+            nn.Linear(z_dim + num_classes, 1024), nn.BatchNorm1d(1024), nn.ReLU(),
+            nn.Linear(1024, 128 * 7 * 7), nn.BatchNorm1d(128 * 7 * 7), nn.ReLU(),
+        )  # fmt: skip
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),  # 7 -> 14
+            nn.ConvTranspose2d(64, img_channels, 4, stride=2, padding=1), nn.Sigmoid(),  # 14 -> 28
+        )  # fmt: skip
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # Condition by concatenating the one-hot label to z.
+        onehot = F.one_hot(y, self.config.num_classes).to(z.dtype)
+        h = self.fc(torch.cat([z, onehot], dim=1))
+        return self.deconv(h.view(-1, 128, 7, 7))
+
+
+class Critic(nn.Module):
+    """``D(x)``: images ``(N, C, 28, 28)`` -> unbounded realness scores ``(N,)``."""
+
+    def __init__(self, z_dim: int = 100, num_classes: int = 10, img_channels: int = 1, img_resolution: int = 28):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(img_channels, 64, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 28 -> 14
+            nn.Conv2d(64, 128, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 14 -> 7
+            nn.Flatten(), nn.Linear(128 * 7 * 7, 1024), nn.LeakyReLU(0.2),
+            nn.Linear(1024, 1),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(1)
+
+
+class AuxiliaryClassifier(nn.Module):
+    """``f(x)``: images ``(N, C, 28, 28)`` -> class logits ``(N, num_classes)``."""
+
+    def __init__(self, z_dim: int = 100, num_classes: int = 10, img_channels: int = 1, img_resolution: int = 28):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(img_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 28 -> 14
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 14 -> 7
+            nn.Flatten(), nn.Linear(64 * 7 * 7, 1024), nn.ReLU(), nn.Dropout(0.4),
+            nn.Linear(1024, num_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

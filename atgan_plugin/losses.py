@@ -1,0 +1,59 @@
+"""AT-GAN's transfer losses and the noise ρ (``method.md`` §2).
+
+    L(z, y_s) = α · L_adv + β · L_dist
+    L_adv     = max(max_{i≠t} log p_i − log p_t, −κ)          targeted to t
+              = max(log p_{y_s} − max_{i≠y_s} log p_i, −κ)    untargeted
+    L_dist    = ‖G_orig(z, y_s) + ρ − G_attack(z, y_s)‖₂
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["adversarial_loss", "distance_loss", "sample_rho"]
+
+
+def adversarial_loss(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool, kappa: float) -> torch.Tensor:
+    """C&W-style loss on log-probabilities, per sample.
+
+    Shape: logits ``(N, K)``, labels ``(N,)`` (the target when ``targeted``, else the source class);
+    returns ``(N,)``, bounded below by ``-kappa``: once an example is adversarial with a log-probability
+    margin of κ it stops pulling, and ``L_dist`` pulls it back towards ``G_orig``.
+    """
+    log_probs = F.log_softmax(logits, dim=1)
+    label_log_prob = log_probs.gather(1, labels[:, None]).squeeze(1)
+    is_label = F.one_hot(labels, logits.shape[1]).bool()
+    best_other = log_probs.masked_fill(is_label, float("-inf")).amax(dim=1)
+    margin = best_other - label_log_prob if targeted else label_log_prob - best_other
+    return margin.clamp(min=-kappa)
+
+
+def sample_rho(
+    shape: torch.Size | tuple[int, ...],
+    *,
+    l0: int,
+    linf: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Gaussian noise N(0, 1) with at most ``l0`` non-zero entries per sample, clipped to ``±linf``.
+
+    Shape: ``shape = (N, C, H, W)``; the ``l0`` positions are drawn uniformly per sample.
+    Drawn on CPU with ``generator`` (reproducible on every device), then moved to ``device``.
+    """
+    n, size = shape[0], int(torch.Size(shape[1:]).numel())
+    if not 0 <= l0 <= size:
+        raise ValueError(f"rho_l0 must be in [0, {size}] for images of {size} values, got {l0}")
+    if linf < 0:
+        raise ValueError(f"rho_linf must be >= 0, got {linf}")
+    noise = torch.randn(n, size, generator=generator).clamp_(-linf, linf)
+    # Keep the l0 entries with the smallest random scores: a uniform random subset per row.
+    keep = torch.rand(n, size, generator=generator).argsort(dim=1)[:, :l0]
+    mask = torch.zeros(n, size).scatter_(1, keep, 1.0)
+    return (noise * mask).view(shape).to(device)
+
+
+def distance_loss(attack_images: torch.Tensor, original_images: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
+    """``‖G_orig + ρ − G_attack‖₂`` per sample (not squared, as in the paper). Shape: ``(N,)``."""
+    return (original_images + rho - attack_images).flatten(1).norm(dim=1)

@@ -1,0 +1,98 @@
+"""Target classifiers (Tramèr et al. 2018, Models A–D) and the realism oracle.
+
+Every model takes images ``(N, 1, 28, 28)`` in [0, 1] and returns logits ``(N, num_classes)``.
+Architectures follow ``method.md`` §4; the oracle's architecture (batch-normalised VGG-style)
+is used nowhere else, so it shares no weights and no inductive quirks with the targets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from atgan_plugin.checkpoints import Checkpoint, load_checkpoint, module_from_checkpoint, save_checkpoint
+
+__all__ = ["ARCHITECTURES", "build_classifier", "load_classifier", "save_classifier"]
+
+
+def model_a(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
+    # 28 -> 24 -> 20 (valid 5x5 convolutions); 64*20*20 features.
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 64, 5), nn.ReLU(),
+        nn.Conv2d(64, 64, 5), nn.ReLU(),
+        nn.Dropout(0.25), nn.Flatten(),
+        nn.Linear(64 * 20 * 20, 128), nn.ReLU(),
+        nn.Dropout(0.5), nn.Linear(128, num_classes),
+    )  # fmt: skip
+
+
+def model_b(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
+    # 28 -> 14 ("same", stride 2) -> 5 (6x6, stride 2) -> 1 (5x5); 128 features.
+    return nn.Sequential(
+        nn.Dropout(0.2),
+        nn.Conv2d(in_channels, 64, 8, stride=2, padding=3), nn.ReLU(),
+        nn.Conv2d(64, 128, 6, stride=2), nn.ReLU(),
+        nn.Conv2d(128, 128, 5), nn.ReLU(),
+        nn.Dropout(0.5), nn.Flatten(), nn.Linear(128, num_classes),
+    )  # fmt: skip
+
+
+def model_c(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
+    # 28 -> 26 -> 24 (valid 3x3 convolutions); 64*24*24 features.
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 128, 3), nn.ReLU(),
+        nn.Conv2d(128, 64, 3), nn.ReLU(),
+        nn.Dropout(0.25), nn.Flatten(),
+        nn.Linear(64 * 24 * 24, 128), nn.ReLU(),
+        nn.Dropout(0.5), nn.Linear(128, num_classes),
+    )  # fmt: skip
+
+
+def model_d(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_channels * 28 * 28
+    for _ in range(4):
+        layers += [nn.Linear(width, 300), nn.ReLU(), nn.Dropout(0.5)]
+        width = 300
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+def oracle_net(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
+    """Our choice: a batch-normalised VGG-style net, unlike any target, for judging realism."""
+
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+    return nn.Sequential(
+        *block(in_channels, 32), *block(32, 32), nn.MaxPool2d(2),  # 28 -> 14
+        *block(32, 64), *block(64, 64), nn.MaxPool2d(2),  # 14 -> 7
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(), nn.Dropout(0.3),
+        nn.Linear(256, num_classes),
+    )  # fmt: skip
+
+
+ARCHITECTURES = {"A": model_a, "B": model_b, "C": model_c, "D": model_d, "oracle": oracle_net}
+
+
+def build_classifier(architecture: str, num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
+    """A freshly initialised classifier of ``architecture`` ("A", "B", "C", "D" or "oracle")."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture](num_classes=num_classes, in_channels=in_channels)
+
+
+def save_classifier(
+    path: str | Path, model: nn.Module, config: dict[str, Any], training: dict[str, Any], *, half: bool = False
+) -> None:
+    save_checkpoint(path, Checkpoint("classifier", dict(model.state_dict()), config, training), half=half)
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuilds a classifier from its checkpoint, in eval mode, on ``device``."""
+    checkpoint = load_checkpoint(path, expected_kind="classifier")
+    model = module_from_checkpoint(checkpoint, build_classifier)
+    return model.to(device).eval()

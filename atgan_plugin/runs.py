@@ -1,0 +1,33 @@
+"""Run folders: ``<root>/00001-<name>/``, numbered so runs never overwrite each other."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from atgan_plugin.checkpoints import atomic_write
+
+__all__ = ["new_run_dir", "write_json"]
+
+
+def new_run_dir(root: str | Path, name: str) -> Path:
+    """Creates and returns the next numbered folder under ``root`` (e.g. ``runs/00003-demo``)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"(\d{5})-", p.name))]
+    number = max(numbers, default=0) + 1
+    while True:  # another process may take a number between our scan and mkdir
+        path = root / f"{number:05d}-{name}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            number += 1
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Writes ``data`` as indented JSON, atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,164 @@
+"""Stage 2 of AT-GAN: transfer G_orig into G_attack against a target classifier.
+
+G_attack starts as an exact copy of G_orig and is fine-tuned on fresh batches of ``(z, y_s)``
+to minimise ``α · L_adv + β · L_dist`` (see :mod:`atgan_plugin.losses`). The classifier is only
+read: gradients are taken with ``torch.autograd.grad`` with respect to G_attack's parameters
+alone, so the classifier's ``.grad`` fields, ``requires_grad`` flags and parameters are never
+touched. The caller sets its eval mode (:class:`atgan_plugin.attack.ATGANAttack` does).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from atgan_plugin.adapters.protocol import check_generator
+from atgan_plugin.losses import adversarial_loss, distance_loss, sample_rho
+
+__all__ = ["FitResult", "TransferConfig", "fit_attack_generator", "sample_sources"]
+
+Classifier = Callable[[torch.Tensor], torch.Tensor]  # images in the model's bounds -> logits
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Hyper-parameters of the transfer.
+
+    paper (appendix Table 6): α = 2, β = 1 for MNIST and Fashion-MNIST (α = 3, β = 2 for CelebA
+    and CIFAR-10), ‖ρ‖₀ = 200 of 784 and ‖ρ‖∞ = 0.5 (appendix D.3).
+    our choice: one step is one Adam update on a fresh batch of ``(z, y_s)`` (the paper's
+    "epochs = 100" is undefined); ``steps``, ``lr`` and ``kappa`` were chosen from the measured
+    success/realism curve in ``docs/benchmarks.md``.
+    """
+
+    alpha: float = 2.0
+    beta: float = 1.0
+    kappa: float = 5.0  # log-probability margin at which L_adv stops pulling
+    rho_l0: int = 200
+    rho_linf: float = 0.5
+    steps: int = 500
+    lr: float = 1e-4
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "beta", "kappa", "lr"):
+            if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class FitResult:
+    """A fitted G_attack and how the fit went."""
+
+    generator: nn.Module
+    target: int | None
+    config: TransferConfig
+    history: list[dict[str, float]] = field(default_factory=list)  # every 10 steps
+
+    def summary(self) -> dict[str, Any]:
+        return {"target": self.target, "config": asdict(self.config), "final": self.history[-1] if self.history else {}}
+
+
+def sample_sources(n: int, num_classes: int, target: int | None, generator: torch.Generator | None) -> torch.Tensor:
+    """Uniform source classes ``(n,)``; with a target, uniform over the classes other than it."""
+    if target is None:
+        return torch.randint(num_classes, (n,), generator=generator)
+    y = torch.randint(num_classes - 1, (n,), generator=generator)
+    return y + (y >= target).long()  # skip the target class
+
+
+def to_bounds(images: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+    """Maps generator output in [0, 1] to the classifier's input range ``bounds``."""
+    low, high = bounds
+    return images if (low, high) == (0.0, 1.0) else low + (high - low) * images
+
+
+def fit_attack_generator(
+    g_orig: nn.Module,
+    classifier: Classifier,
+    *,
+    target: int | None = None,
+    config: TransferConfig = TransferConfig(),
+    bounds: tuple[float, float] = (0.0, 1.0),
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> FitResult:
+    """Fine-tunes a copy of ``g_orig`` so that ``classifier`` misclassifies its images.
+
+    Args:
+        g_orig: a :class:`~atgan_plugin.adapters.ConditionalGenerator`; it is not modified.
+        classifier: images ``(N, C, H, W)`` within ``bounds`` -> logits ``(N, K)``, differentiable.
+        target: ``None`` for untargeted, else the class every image should be classified as.
+        device: where to fit; defaults to ``g_orig``'s device.
+    """
+    check_generator(g_orig)
+    num_classes = int(g_orig.num_classes)  # type: ignore[arg-type]
+    if target is not None and not 0 <= target < num_classes:
+        raise ValueError(f"target class {target} is outside [0, {num_classes})")
+    if device is None:
+        device = next(g_orig.parameters()).device
+    # Work on copies: the caller's generator keeps its device, mode and flags.
+    g_orig = copy.deepcopy(g_orig).to(device).requires_grad_(False)
+    g_attack = copy.deepcopy(g_orig)
+    # Frozen batch-norm statistics and no dropout: G(z, y) is a fixed function of (z, y).
+    g_orig.eval()
+    g_attack.eval()
+    for p in g_attack.parameters():
+        p.requires_grad_(False)
+    params = list(g_attack.attack_parameters())  # type: ignore[operator]
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    rng = torch.Generator().manual_seed(config.seed)
+    targeted = target is not None
+    history: list[dict[str, float]] = []
+
+    bar = tqdm(range(config.steps), desc=f"AT-GAN fit (target={target})", disable=not progress)
+    for step in bar:
+        z = g_orig.sample_z(config.batch_size, generator=rng, device=device)  # type: ignore[operator]
+        y_s = sample_sources(config.batch_size, num_classes, target, rng).to(device)
+        with torch.no_grad():
+            reference = g_orig(z, y_s)
+        images = g_attack(z, y_s)
+        logits = classifier(to_bounds(images, bounds))
+        if logits.ndim != 2 or logits.shape[1] != num_classes:
+            raise ValueError(
+                f"the generator has {num_classes} classes but the model returns logits of shape "
+                f"{tuple(logits.shape)}; they must agree"
+            )
+        labels = torch.full_like(y_s, target) if targeted else y_s
+        l_adv = adversarial_loss(logits, labels, targeted=targeted, kappa=config.kappa)
+        rho = sample_rho(images.shape, l0=config.rho_l0, linf=config.rho_linf, generator=rng, device=device)
+        l_dist = distance_loss(images, reference, rho)
+        loss = config.alpha * l_adv.mean() + config.beta * l_dist.mean()
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"AT-GAN fit diverged at step {step} (loss {loss.item()}); lower lr")
+        grads = torch.autograd.grad(loss, params)
+        for p, g in zip(params, grads):
+            p.grad = g
+        optimizer.step()
+
+        if step % 10 == 9 or step == config.steps - 1:
+            with torch.no_grad():
+                predicted = logits.argmax(1)
+                fooled = (predicted == labels) if targeted else (predicted != labels)
+                record = {"step": step + 1, "loss": loss.item(), "l_adv": l_adv.mean().item(),
+                          "l_dist": l_dist.mean().item(), "success": fooled.float().mean().item(),
+                          "l2": (images - reference).flatten(1).norm(dim=1).mean().item()}  # fmt: skip
+            history.append(record)
+            bar.set_postfix(success=f"{record['success']:.2f}", l2=f"{record['l2']:.2f}")
+
+    for p in g_attack.parameters():
+        p.requires_grad_(False)
+        p.grad = None
+    return FitResult(g_attack, target, config, history)
