@@ -6,7 +6,12 @@ registered adapter accepts and returns an adapter in eval mode.
 
 from atgan_plugin.adapters.acwgan_gp import ACWGANGPGenerator
 from atgan_plugin.adapters.protocol import ConditionalGenerator, check_generator
-from atgan_plugin.adapters.registry import GeneratorFormat, load_generator, register_generator_format, registered_formats
+from atgan_plugin.adapters.registry import (
+    GeneratorFormat,
+    load_generator,
+    register_generator_format,
+    registered_formats,
+)
 
 __all__ = [
     "ACWGANGPGenerator",

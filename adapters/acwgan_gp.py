@@ -6,11 +6,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from atgan_plugin.adapters.registry import GeneratorFormat, register_generator_format
 from torch import nn
 
 from atgan_plugin.acwgan_gp import Generator
-from atgan_plugin.adapters.registry import GeneratorFormat, register_generator_format
-from atgan_plugin.checkpoints import Checkpoint, load_checkpoint, module_from_checkpoint, read_checkpoint_kind, save_checkpoint
+from atgan_plugin.checkpoints import (
+    Checkpoint,
+    load_checkpoint,
+    module_from_checkpoint,
+    read_checkpoint_kind,
+    save_checkpoint,
+)
 
 __all__ = ["ACWGANGPGenerator"]
 

@@ -144,7 +144,7 @@ def fit_attack_generator(
         if not torch.isfinite(loss):
             raise RuntimeError(f"AT-GAN fit diverged at step {step} (loss {loss.item()}); lower lr")
         grads = torch.autograd.grad(loss, params)
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             p.grad = g
         optimizer.step()
 
