@@ -202,7 +202,9 @@ class ATGANAttack(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ig
             fmodel = args[0]
             if len(args) > 1:
                 self._check_bounds(args[1], fmodel.bounds)
-            return MinimizationAttack.__call__(self, *args, **kwargs)
+            # Foolbox's own success check runs the model too: keep it in eval mode throughout.
+            with eval_mode(_torch_module_of(fmodel)):
+                return MinimizationAttack.__call__(self, *args, **kwargs)
         return self.perturb(*args, **kwargs)
 
     # ----------------------------------------------------------------------------------------

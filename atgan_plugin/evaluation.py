@@ -93,10 +93,12 @@ def _evaluate_setting(
     device = next(attack.fit(model, target).generator.parameters()).device
     bounds = (float(attack.clip_min), float(attack.clip_max))
     sums = dict(success=0.0, realistic=0.0, agree_orig=0.0, agree_attack=0.0, l2=0.0, linf=0.0)
+    # Draw every (z, y_s) first, so that the numbers do not depend on batch_size.
+    all_sources = sample_sources(n, int(generator.num_classes), target, rng)
+    all_z = generator.sample_z(n, generator=rng, device="cpu")
     for start in range(0, n, batch_size):
-        m = min(batch_size, n - start)
-        sources = sample_sources(m, int(generator.num_classes), target, rng).to(device)
-        z = generator.sample_z(m, generator=rng, device=device)
+        sources = all_sources[start : start + batch_size].to(device)
+        z = all_z[start : start + batch_size].to(device)
         adversarial, reference = attack.generate(sources, target=target, z=z, model=model, with_reference=True)
         predicted = _predict(model, adversarial, bounds)
         success = predicted != sources if target is None else predicted == target

@@ -97,6 +97,10 @@ def train_acwgan_gp(
         for module, key in ((G, "G"), (D, "D"), (f, "f"), (opt_G, "opt_G"), (opt_D, "opt_D"), (opt_f, "opt_f")):
             module.load_state_dict(state[key])
         rng.set_state(state["rng"])
+        if "torch_rng" in state:  # dropout in f draws from the global generator
+            torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         start = int(state["step"])
 
     images, labels = dataset.images, dataset.labels
@@ -116,6 +120,8 @@ def train_acwgan_gp(
         save_training_state(state_path, {
             "G": G.state_dict(), "D": D.state_dict(), "f": f.state_dict(), "opt_G": opt_G.state_dict(),
             "opt_D": opt_D.state_dict(), "opt_f": opt_f.state_dict(), "rng": rng.get_state(), "step": step,
+            "torch_rng": torch.get_rng_state(),
+            **({"cuda_rng": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
         })  # fmt: skip
         training = {"config": asdict(config), "step": step, "metrics": metrics, **(extra_metadata or {})}
         save_checkpoint(out / "generator.safetensors", Checkpoint("acwgan_gp.generator", G.state_dict(), net_args, training))

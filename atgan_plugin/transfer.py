@@ -83,6 +83,7 @@ def to_bounds(images: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor
     return images if (low, high) == (0.0, 1.0) else low + (high - low) * images
 
 
+@torch.enable_grad()  # callers may sit inside torch.no_grad(), e.g. a generate() that fits on first use
 def fit_attack_generator(
     g_orig: nn.Module,
     classifier: Classifier,

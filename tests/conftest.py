@@ -1,0 +1,199 @@
+"""Shared fixtures: real Fashion-MNIST slices, a tiny trained target, generators, shipped checkpoints.
+
+Everything here is built in code or trained on a slice of the real data in a few seconds on one
+CPU core; nothing is downloaded. The shipped checkpoints (``atgan_plugin/pretrained``) are used
+when present and their tests skip themselves when they are not.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+from atgan_plugin.adapters import ACWGANGPGenerator
+from torch import nn
+
+from atgan_plugin.acwgan_gp import Generator
+from atgan_plugin.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
+from atgan_plugin.data import TensorDataset, load_dataset
+from atgan_plugin.models import build_classifier
+
+CPU = torch.device("cpu")
+
+# Sizes of the real-data slices; the tiny target reaches about 0.78 test accuracy on them.
+TRAIN_SLICE = 10_000
+TEST_SLICE = 1_000
+
+
+# ------------------------------------------------------------------------------------------------
+# Markers: `gpu` tests skip themselves on machines without CUDA.
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA; no GPU on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def device(request: pytest.FixtureRequest) -> torch.device:
+    """Each test that takes it runs on CPU and, where there is one, on CUDA."""
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs CUDA; no GPU on this machine")
+    return torch.device(request.param)
+
+
+# ------------------------------------------------------------------------------------------------
+# Real data (Debian's dataset-fashion-mnist; `.ci/setup` installs it).
+
+
+@pytest.fixture(scope="session")
+def fashion_full() -> dict[str, TensorDataset]:
+    """Both full splits, read once per session."""
+    return {split: load_dataset("fashion-mnist", split) for split in ("train", "test")}
+
+
+@pytest.fixture(scope="session")
+def fashion_train(fashion_full: dict[str, TensorDataset]) -> TensorDataset:
+    return fashion_full["train"].subset(TRAIN_SLICE)
+
+
+@pytest.fixture(scope="session")
+def fashion_test(fashion_full: dict[str, TensorDataset]) -> TensorDataset:
+    return fashion_full["test"].subset(TEST_SLICE)
+
+
+# ------------------------------------------------------------------------------------------------
+# Target models.
+
+
+@pytest.fixture(scope="session")
+def tiny_target(fashion_train: TensorDataset, fashion_test: TensorDataset) -> nn.Module:
+    """Model D (the MLP) trained for two epochs on the train slice; eval mode. Never modify it:
+    tests that change weights work on ``copy.deepcopy(tiny_target)``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_classifier("D")
+        config = ClassifierTrainingConfig(epochs=2, batch_size=32, lr=1e-3, seed=0)
+        train_classifier(model, fashion_train, fashion_test, config, device=CPU, progress=False)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_target_accuracy(tiny_target: nn.Module, fashion_test: TensorDataset) -> float:
+    return accuracy(tiny_target, fashion_test, device=CPU)
+
+
+# ------------------------------------------------------------------------------------------------
+# Generators.
+
+
+class ClassMeanGenerator(nn.Module):
+    """A minimal :class:`~atgan_plugin.adapters.ConditionalGenerator` written for the tests.
+
+    ``G(z, y) = sigmoid(logit(mean image of class y) + W z)``: images that look like blurred
+    Fashion-MNIST items of class ``y`` (a trained classifier mostly recognises them), with a
+    little variation from ``z``. Small enough that an AT-GAN fit takes a fraction of a second,
+    and it proves the attack works with any adapter, not just ours.
+    """
+
+    def __init__(self, class_means: torch.Tensor, z_dim: int = 8, spread: float = 0.5):
+        super().__init__()
+        self.z_dim = z_dim
+        self.num_classes = int(class_means.shape[0])
+        self.image_shape = tuple(int(s) for s in class_means.shape[1:])
+        self.class_logits = nn.Parameter(torch.logit(class_means.clamp(0.02, 0.98)).flatten(1).clone())
+        self.mix = nn.Linear(z_dim, self.class_logits.shape[1], bias=False)
+        nn.init.normal_(self.mix.weight, std=spread / math.sqrt(z_dim))
+
+    def sample_z(
+        self, n: int, *, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> torch.Tensor:
+        z = torch.randn(n, self.z_dim, generator=generator)
+        return z.to(device if device is not None else self.class_logits.device)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        logits = self.class_logits[y] + self.mix(z)
+        return torch.sigmoid(logits).view(-1, *self.image_shape)
+
+    def attack_parameters(self) -> Iterator[nn.Parameter]:
+        return self.parameters()
+
+
+@pytest.fixture(scope="session")
+def class_means(fashion_train: TensorDataset) -> torch.Tensor:
+    return torch.stack([fashion_train.images[fashion_train.labels == k].mean(0) for k in range(10)])
+
+
+@pytest.fixture(scope="session")
+def make_tiny_generator(class_means: torch.Tensor) -> Callable[..., ClassMeanGenerator]:
+    """Factory: ``make_tiny_generator(num_classes=10, z_dim=8, seed=0)``, a fresh generator in eval mode."""
+
+    def make(num_classes: int = 10, z_dim: int = 8, seed: int = 0) -> ClassMeanGenerator:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return ClassMeanGenerator(class_means[:num_classes], z_dim=z_dim).eval()
+
+    return make
+
+
+@pytest.fixture
+def tiny_generator(make_tiny_generator: Callable[..., ClassMeanGenerator]) -> ClassMeanGenerator:
+    """A fresh :class:`ClassMeanGenerator` (10 classes, fixed seed), eval mode."""
+    return make_tiny_generator()
+
+
+@pytest.fixture(scope="session")
+def _random_generator_master() -> ACWGANGPGenerator:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return ACWGANGPGenerator(Generator()).eval()
+
+
+@pytest.fixture
+def random_generator(_random_generator_master: ACWGANGPGenerator) -> ACWGANGPGenerator:
+    """An untrained AC-WGAN_GP generator behind our adapter (fixed seed), eval mode; a fresh copy per test."""
+    return copy.deepcopy(_random_generator_master)
+
+
+# ------------------------------------------------------------------------------------------------
+# Shipped checkpoints: skip when not shipped yet, assert for real once they are.
+
+
+def _pretrained_or_skip(name: str) -> None:
+    from atgan_plugin.pretrained import pretrained_path
+
+    try:
+        pretrained_path(name)
+    except FileNotFoundError as error:
+        pytest.skip(f"shipped checkpoint not present: {error}")
+
+
+@pytest.fixture(scope="session")
+def pretrained_generator() -> nn.Module:
+    from atgan_plugin.pretrained import load_pretrained_generator
+
+    _pretrained_or_skip("generator")
+    return load_pretrained_generator()
+
+
+@pytest.fixture(scope="session")
+def pretrained_model_a() -> nn.Module:
+    from atgan_plugin.pretrained import load_pretrained_classifier
+
+    _pretrained_or_skip("model_a")
+    return load_pretrained_classifier("model_a")
+
+
+@pytest.fixture(scope="session")
+def pretrained_oracle() -> nn.Module:
+    from atgan_plugin.pretrained import load_pretrained_classifier
+
+    _pretrained_or_skip("oracle")
+    return load_pretrained_classifier("oracle")

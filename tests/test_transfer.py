@@ -1,0 +1,118 @@
+"""atgan_plugin.transfer: fit_attack_generator, the stage-2 fine-tuning of G_orig into G_attack."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from atgan_plugin.transfer import FitResult, TransferConfig, fit_attack_generator, sample_sources, to_bounds
+
+CONFIG = TransferConfig(steps=12, batch_size=16, lr=0.05)
+
+
+def parameters_of(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in module.named_parameters()}
+
+
+@pytest.fixture
+def fitted(tiny_generator: nn.Module, tiny_target: nn.Module) -> tuple[FitResult, dict[str, Any]]:
+    before = {
+        "params": parameters_of(tiny_generator),
+        "flags": [p.requires_grad for p in tiny_generator.parameters()],
+        "training": tiny_generator.training,
+    }
+    return fit_attack_generator(tiny_generator, tiny_target, config=CONFIG, progress=False), before
+
+
+def test_fit_returns_a_new_frozen_generator(
+    fitted: tuple[FitResult, dict[str, Any]], tiny_generator: nn.Module
+) -> None:
+    result, _ = fitted
+    assert result.generator is not tiny_generator
+    assert result.target is None and result.config == CONFIG
+    assert not result.generator.training
+    for p in result.generator.parameters():
+        assert not p.requires_grad and p.grad is None
+    changed = [
+        n
+        for n, p in result.generator.named_parameters()
+        if not torch.equal(p, dict(tiny_generator.named_parameters())[n])
+    ]
+    assert changed  # it was fine-tuned
+
+
+def test_g_orig_is_untouched(fitted: tuple[FitResult, dict[str, Any]], tiny_generator: nn.Module) -> None:
+    _, before = fitted
+    for name, p in tiny_generator.named_parameters():
+        assert torch.equal(p, before["params"][name]) and p.grad is None
+    assert [p.requires_grad for p in tiny_generator.parameters()] == before["flags"]
+    assert tiny_generator.training == before["training"]
+
+
+def test_history_every_ten_steps_and_at_the_end(fitted: tuple[FitResult, dict[str, Any]]) -> None:
+    result, _ = fitted
+    assert [h["step"] for h in result.history] == [10, 12]
+    for record in result.history:
+        assert set(record) == {"step", "loss", "l_adv", "l_dist", "success", "l2"}
+        assert 0 <= record["success"] <= 1 and record["l2"] >= 0
+        assert record["loss"] == pytest.approx(
+            CONFIG.alpha * record["l_adv"] + CONFIG.beta * record["l_dist"], rel=1e-5
+        )
+    summary = result.summary()
+    assert summary["final"] == result.history[-1] and summary["config"]["steps"] == 12 and summary["target"] is None
+
+
+def test_classifier_receives_no_gradients(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
+    model = copy.deepcopy(tiny_target)
+    assert all(p.requires_grad for p in model.parameters())
+    fit_attack_generator(tiny_generator, model, config=TransferConfig(steps=2, batch_size=8), progress=False)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_plain_function_is_a_classifier(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
+    result = fit_attack_generator(
+        tiny_generator, lambda x: tiny_target(x), config=TransferConfig(steps=2, batch_size=8), progress=False
+    )
+    assert result.history[-1]["step"] == 2
+
+
+@pytest.mark.parametrize("target", [None, 6])
+def test_fit_is_reproducible_with_its_seed(
+    target: int | None, tiny_generator: nn.Module, tiny_target: nn.Module
+) -> None:
+    def fit(seed: int) -> dict[str, torch.Tensor]:
+        config = TransferConfig(steps=3, batch_size=8, lr=0.05, seed=seed)
+        return parameters_of(
+            fit_attack_generator(tiny_generator, tiny_target, target=target, config=config, progress=False).generator
+        )
+
+    a, b, c = fit(0), fit(0), fit(1)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert not all(torch.equal(a[n], c[n]) for n in a)
+
+
+def test_targeted_fit_never_uses_the_target_as_source() -> None:
+    sources = sample_sources(9000, 10, 4, torch.Generator().manual_seed(0))
+    counts = torch.bincount(sources, minlength=10)
+    assert counts[4] == 0
+    # Uniform over the nine other classes: 1000 each, within six standard deviations.
+    others = torch.cat([counts[:4], counts[5:]]).float()
+    assert (others - 1000).abs().max() < 6 * (9000 * (1 / 9) * (8 / 9)) ** 0.5
+
+
+def test_untargeted_sources_cover_every_class() -> None:
+    counts = torch.bincount(sample_sources(5000, 10, None, torch.Generator().manual_seed(0)), minlength=10)
+    assert (counts > 400).all()
+
+
+@pytest.mark.parametrize("bounds", [(0.0, 1.0), (-1.0, 1.0), (0.0, 255.0), (-0.5, 0.5)])
+def test_to_bounds_maps_the_unit_interval(bounds: tuple[float, float]) -> None:
+    images = torch.tensor([0.0, 0.25, 1.0])
+    low, high = bounds
+    mapped = to_bounds(images, bounds)
+    assert mapped[0].item() == low and mapped[-1].item() == high
+    assert mapped[1].item() == pytest.approx(low + 0.25 * (high - low))
