@@ -39,7 +39,7 @@ class TransferConfig:
 
     alpha: float = 2.0
     beta: float = 1.0
-    kappa: float = 5.0  # log-probability margin at which L_adv stops pulling
+    kappa: float = 2.0  # log-probability margin at which L_adv stops pulling
     rho_l0: int = 200
     rho_linf: float = 0.5
     steps: int = 500
@@ -93,6 +93,7 @@ def fit_attack_generator(
     bounds: tuple[float, float] = (0.0, 1.0),
     device: torch.device | None = None,
     progress: bool = True,
+    callback: Callable[[int, nn.Module], None] | None = None,
 ) -> FitResult:
     """Fine-tunes a copy of ``g_orig`` so that ``classifier`` misclassifies its images.
 
@@ -101,6 +102,7 @@ def fit_attack_generator(
         classifier: images ``(N, C, H, W)`` within ``bounds`` -> logits ``(N, K)``, differentiable.
         target: ``None`` for untargeted, else the class every image should be classified as.
         device: where to fit; defaults to ``g_orig``'s device.
+        callback: called as ``callback(step, g_attack)`` after every 10th step (for curves).
     """
     check_generator(g_orig)
     num_classes = int(g_orig.num_classes)  # type: ignore[arg-type]
@@ -158,6 +160,8 @@ def fit_attack_generator(
                           "l2": (images - reference).flatten(1).norm(dim=1).mean().item()}  # fmt: skip
             history.append(record)
             bar.set_postfix(success=f"{record['success']:.2f}", l2=f"{record['l2']:.2f}")
+            if callback is not None:
+                callback(step + 1, g_attack)
 
     for p in g_attack.parameters():
         p.requires_grad_(False)
