@@ -11,9 +11,10 @@ import functools
 import json
 import platform
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 import torch
@@ -21,7 +22,12 @@ import torch
 from atgan_plugin import runs
 from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.data import DATASETS, DatasetNotFoundError, load_dataset
+from atgan_plugin.transfer import TransferConfig
 from atgan_plugin.utils import resolve_device, seed_everything
+
+if TYPE_CHECKING:  # imported lazily below: they pull in foolbox and advertorch
+    from atgan_plugin.attack import ATGANAttack
+    from atgan_plugin.evaluation import EvaluationReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,6 +44,58 @@ _data_dir_option = click.option(
 )  # fmt: skip
 _seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 _progress_option = click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
+_runs_dir_option = click.option(
+    "--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True,
+    help="Parent folder of the numbered run folders (runs/00001-<command>/).",
+)  # fmt: skip
+
+
+def _apply(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    """One decorator applying ``options`` in order (the first one listed comes first in --help)."""
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+# The AT-GAN fit's hyper-parameters; defaults from TransferConfig. The parameter names are
+# ATGANAttack's keyword arguments, so a command passes them through as ``**hyper``.
+_FIT_DEFAULTS = TransferConfig()
+_fit_options = _apply([
+    click.option("--steps", type=click.IntRange(min=1), default=_FIT_DEFAULTS.steps, show_default=True,
+                 help="Adam steps of the fit, each on a fresh batch of (z, y_s)."),
+    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_FIT_DEFAULTS.lr, show_default=True,
+                 help="Adam learning rate of the fit."),
+    click.option("--alpha", type=click.FloatRange(min=0), default=_FIT_DEFAULTS.alpha, show_default=True,
+                 help="Weight α of L_adv (fool the model)."),
+    click.option("--beta", type=click.FloatRange(min=0), default=_FIT_DEFAULTS.beta, show_default=True,
+                 help="Weight β of L_dist (stay close to G_orig)."),
+    click.option("--kappa", type=click.FloatRange(min=0), default=_FIT_DEFAULTS.kappa, show_default=True,
+                 help="Confidence margin κ of L_adv, in log-probability."),
+    click.option("--rho-l0", type=click.IntRange(min=0), default=_FIT_DEFAULTS.rho_l0, show_default=True,
+                 help="ℓ0 bound of the noise ρ in L_dist (pixels per image)."),
+    click.option("--rho-linf", type=click.FloatRange(min=0), default=_FIT_DEFAULTS.rho_linf, show_default=True,
+                 help="ℓ∞ bound of the noise ρ in L_dist."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=_FIT_DEFAULTS.batch_size, show_default=True,
+                 help="Batch of (z, y_s) per fit step."),
+])  # fmt: skip
+_FIT_PARAMETERS = ("steps", "lr", "alpha", "beta", "kappa", "rho_l0", "rho_linf", "batch_size")
+
+_CHECKPOINT_HELP = {
+    "generator": "G_orig checkpoint, any format load_generator reads [default: the shipped Fashion-MNIST generator].",
+    "model": "Target classifier checkpoint (atgan train-classifier) [default: the shipped Fashion-MNIST Model A].",
+    "oracle": "Realism oracle checkpoint, a classifier used nowhere else [default: the shipped Fashion-MNIST oracle].",
+}
+_PRETRAINED_NAME = {"generator": "generator", "model": "model_a", "oracle": "oracle"}
+
+
+def _checkpoint_options(*names: str) -> Callable[[F], F]:
+    """``--generator``, ``--model``, ``--oracle`` (those named), each defaulting to the shipped file."""
+    return _apply([click.option(f"--{name}", f"{name}_path", type=click.Path(dir_okay=False), default=None,
+                                help=_CHECKPOINT_HELP[name]) for name in names])  # fmt: skip
 
 
 def _user_errors(func: F) -> F:
@@ -144,6 +202,281 @@ def train_gan_command(
     metrics = train_acwgan_gp(train, out, config, device=dev, progress=progress,
                               extra_metadata={"dataset": dataset, "options": options, "environment": _environment()})
     click.echo(f"done: {json.dumps(metrics)}; networks in {out}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Attack, evaluate, demo: shared plumbing.
+
+
+Targets = tuple[int, ...] | str  # class indices, or "all" / "none"
+
+
+def _parse_targets(ctx: click.Context, param: click.Parameter, value: str) -> Targets:
+    """``--targets``: "all", "none", or class indices such as "0,3,7"; the range is checked later,
+    once the generator's number of classes is known."""
+    text = value.strip().lower()
+    if text in ("all", "none"):
+        return text
+    try:
+        targets = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f'{value!r} is not "all", "none" or comma-separated class indices such as "0,3,7"') from None
+    if len(set(targets)) != len(targets):
+        raise click.BadParameter(f"{value!r} names a class twice")
+    return targets
+
+
+def _resolve_targets(targets: Targets, num_classes: int) -> list[int]:
+    if isinstance(targets, str):
+        return list(range(num_classes)) if targets == "all" else []
+    bad = [t for t in targets if not 0 <= t < num_classes]
+    if bad:
+        raise click.BadParameter(f"classes {bad} are outside [0, {num_classes}) (the generator's classes)",
+                                 param_hint="'--targets'")  # fmt: skip
+    return list(targets)
+
+
+def _checkpoint_path(name: str, path: str | None) -> Path:
+    """The given path, or the shipped checkpoint (FileNotFoundError naming it when absent)."""
+    from atgan_plugin.pretrained import pretrained_path
+
+    return Path(path) if path is not None else pretrained_path(_PRETRAINED_NAME[name])
+
+
+def _load_networks(device: torch.device, **paths: str | None) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
+    """Loads the networks named by ``paths`` (generator/model/oracle) before any run folder exists,
+    so a bad checkpoint leaves nothing behind. Returns the networks and their resolved paths."""
+    from atgan_plugin.adapters import load_generator
+    from atgan_plugin.models import load_classifier
+
+    resolved = {name: _checkpoint_path(name, path) for name, path in paths.items()}
+    networks = {name: (load_generator(path, device=device) if name == "generator" else load_classifier(path, device=device))
+                for name, path in resolved.items()}  # fmt: skip
+    return networks, {name: str(path) for name, path in resolved.items()}
+
+
+def _new_run(runs_dir: str, name: str, checkpoints: dict[str, str]) -> Path:
+    """A fresh numbered run folder holding ``options.json`` (the command's options, the
+    checkpoints it read and the environment)."""
+    run_dir = runs.new_run_dir(runs_dir, name)
+    options = dict(click.get_current_context().params)
+    runs.write_json(run_dir / "options.json", {"options": options, "checkpoints": checkpoints, "environment": _environment()})
+    return run_dir
+
+
+def _make_attack(model: torch.nn.Module, generator: torch.nn.Module, device: torch.device, seed: int,
+                 progress: bool, hyper: dict[str, Any]) -> ATGANAttack:  # fmt: skip
+    from atgan_plugin.attack import ATGANAttack
+
+    return ATGANAttack(model, generator=generator, device=device, seed=seed, progress=progress,
+                       **{k: hyper[k] for k in _FIT_PARAMETERS})  # fmt: skip
+
+
+def _run_evaluation(
+    *, generator_path: str | None, model_path: str | None, oracle_path: str | None, n: int,
+    targets: Targets, fit_paths: tuple[str, ...], save_fits: bool, runs_dir: str, run_name: str,
+    device: str, seed: int, progress: bool, hyper: dict[str, Any],
+) -> tuple[Path, EvaluationReport, list[str]]:  # fmt: skip
+    """What ``evaluate`` and ``demo`` share: fit (or load), evaluate, write report and grids."""
+    from atgan_plugin.evaluation import evaluate_attack, save_difference_grid, save_target_grid
+
+    dev = resolve_device(device)
+    seed_everything(seed)
+    networks, checkpoints = _load_networks(dev, generator=generator_path, model=model_path, oracle=oracle_path)
+    generator, model, oracle = networks["generator"], networks["model"], networks["oracle"]
+    num_classes = int(generator.num_classes)  # type: ignore[arg-type]
+    target_list = _resolve_targets(targets, num_classes)
+    attack = _make_attack(model, generator, dev, seed, progress, hyper)
+    for path in fit_paths:
+        fit = attack.load_fit(path, model=model)
+        if fit.target is not None and fit.target not in target_list:
+            raise click.BadParameter(f"{path} holds a fit for target {fit.target}, which this evaluation does not "
+                                     f"include (add it to --targets)", param_hint="'--fit'")  # fmt: skip
+    run_dir = _new_run(runs_dir, run_name, checkpoints)
+
+    report = evaluate_attack(attack, model, oracle, n=n, targets=target_list, seed=seed + 1)
+    outputs = ["options.json", "report.json"]
+    fits = [attack.fit(model, target).summary() for target in [None, *target_list]]
+    runs.write_json(run_dir / "report.json", {**report.to_dict(), "fits": fits, "checkpoints": checkpoints})
+    save_difference_grid(attack, model, run_dir / "grid.png")
+    outputs.append("grid.png")
+    if target_list and len(target_list) == num_classes:
+        save_target_grid(attack, model, run_dir / "targets.png")
+        outputs.append("targets.png")
+    if save_fits:
+        for target in [None, *target_list]:
+            name = "g_attack.safetensors" if target is None else f"g_attack-target{target}.safetensors"
+            attack.save_fit(run_dir / name, target=target, model=model)
+            outputs.append(name)
+    return run_dir, report, outputs
+
+
+# ---------------------------------------------------------------------------------------------
+# atgan attack
+
+
+@main.command("attack")
+@_checkpoint_options("generator", "model")
+@click.option("--target", type=click.IntRange(min=0), default=None,
+              help="Target class; untargeted when left out (with --fit: the fit's own target).")
+@click.option("--n", type=click.IntRange(min=1), default=100, show_default=True, help="Adversarial examples to generate.")
+@click.option("--fit", "fit_path", type=click.Path(dir_okay=False), default=None,
+              help="Reuse a G_attack saved by an earlier run (g_attack.safetensors) instead of fitting.")
+@click.option("--format", "file_format", type=click.Choice(["safetensors", "pt"]), default="safetensors",
+              show_default=True, help="File format of the adversarial examples.")
+@_fit_options
+@_runs_dir_option
+@_device_option
+@_seed_option
+@_progress_option
+@_user_errors
+def attack_command(
+    generator_path: str | None, model_path: str | None, target: int | None, n: int, fit_path: str | None,
+    file_format: str, runs_dir: str, device: str, seed: int, progress: bool, **hyper: Any,
+) -> None:  # fmt: skip
+    """Fit AT-GAN against a model (or load a fit) and generate adversarial examples.
+
+    Writes adversarial.safetensors (images in [0, 1], source_labels, predicted_labels and, when
+    targeted, target_labels), the fitted G_attack, a G_orig / AT-GAN / difference grid and
+    options.json into a new numbered run folder.
+    """
+    from atgan_plugin.checkpoints import atomic_write
+    from atgan_plugin.evaluation import save_difference_grid
+    from atgan_plugin.transfer import sample_sources
+
+    dev = resolve_device(device)
+    seed_everything(seed)
+    networks, checkpoints = _load_networks(dev, generator=generator_path, model=model_path)
+    generator, model = networks["generator"], networks["model"]
+    num_classes = int(generator.num_classes)  # type: ignore[arg-type]
+    if target is not None and target >= num_classes:
+        raise click.BadParameter(f"{target} is outside [0, {num_classes}) (the generator's classes)", param_hint="'--target'")
+    attack = _make_attack(model, generator, dev, seed, progress, hyper)
+    if fit_path is not None:
+        fit = attack.load_fit(fit_path, model=model)
+        if target is not None and fit.target != target:
+            fitted = "untargeted" if fit.target is None else f"for target {fit.target}"
+            raise click.BadParameter(f"{fit_path} was fitted {fitted}, not for target {target}", param_hint="'--target'")
+        target = fit.target
+        checkpoints["fit"] = str(fit_path)
+    run_dir = _new_run(runs_dir, "attack", checkpoints)
+    attack.fit(model, target)  # fit now (a no-op after --fit), before generating in chunks
+
+    # Generate in chunks from a seeded stream of (z, y_s).
+    rng = torch.Generator().manual_seed(seed + 1)
+    images, sources, predicted = [], [], []
+    for start in range(0, n, 500):
+        m = min(500, n - start)
+        y_s = sample_sources(m, num_classes, target, rng).to(dev)
+        z = generator.sample_z(m, generator=rng, device=dev)  # type: ignore[operator]
+        adversarial = cast(torch.Tensor, attack.generate(y_s, target=target, z=z, model=model))
+        with torch.no_grad():
+            predicted.append(model(adversarial).argmax(1).cpu())
+        images.append(adversarial.cpu())
+        sources.append(y_s.cpu())
+    tensors = {"images": torch.cat(images).contiguous(), "source_labels": torch.cat(sources),
+               "predicted_labels": torch.cat(predicted)}  # fmt: skip
+    if target is not None:
+        tensors["target_labels"] = torch.full((n,), target, dtype=torch.long)
+    success = tensors["predicted_labels"] == (tensors["target_labels"] if target is not None else tensors["source_labels"])
+    success_rate = float(success.float().mean()) if target is not None else float((~success).float().mean())
+
+    out = run_dir / f"adversarial.{file_format}"
+    with atomic_write(out) as tmp:
+        if file_format == "safetensors":
+            from safetensors.torch import save_file
+
+            save_file(tensors, str(tmp), metadata={"target": "none" if target is None else str(target), "bounds": "0,1"})
+        else:
+            torch.save(tensors, tmp)
+    outputs = ["options.json", out.name]
+    if fit_path is None:
+        attack.save_fit(run_dir / "g_attack.safetensors", target=target, model=model)
+        outputs.append("g_attack.safetensors")
+    save_difference_grid(attack, model, run_dir / "grid.png", target=target)
+    outputs += ["grid.png", "summary.json"]
+    runs.write_json(run_dir / "summary.json", {"n": n, "target": target, "success_rate": success_rate,
+                                               "fit": attack.fit(model, target).summary()})  # fmt: skip
+    if target is None:
+        click.echo(f"{n} adversarial examples (untargeted): the model misclassifies {success_rate:.1%}")
+    else:
+        click.echo(f"{n} adversarial examples (target {target}): the model outputs class {target} for {success_rate:.1%}")
+    click.echo(f"outputs in {run_dir}: {', '.join(outputs)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# atgan evaluate
+
+
+@main.command("evaluate")
+@_checkpoint_options("generator", "model", "oracle")
+@click.option("--n", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Fresh examples per setting (generation is one forward pass, so this is cheap).")
+@click.option("--targets", default="none", show_default=True, callback=_parse_targets,
+              help='Targets to evaluate besides the untargeted setting: "all", "none" or e.g. "0,3,7".')
+@click.option("--fit", "fit_paths", type=click.Path(dir_okay=False), multiple=True,
+              help="Reuse a saved G_attack instead of fitting its setting (repeatable; the file records its target).")
+@click.option("--save-fits/--no-save-fits", default=False, show_default=True,
+              help="Also write every fitted G_attack into the run folder (about 27 MB each).")
+@_fit_options
+@_runs_dir_option
+@_device_option
+@_seed_option
+@_progress_option
+@_user_errors
+def evaluate_command(
+    generator_path: str | None, model_path: str | None, oracle_path: str | None, n: int,
+    targets: Targets, fit_paths: tuple[str, ...], save_fits: bool, runs_dir: str, device: str,
+    seed: int, progress: bool, **hyper: Any,
+) -> None:  # fmt: skip
+    """Measure AT-GAN: success, realism (oracle agreement), distance to G_orig, throughput.
+
+    Evaluation examples are drawn from --seed + 1, independently of the fit. Writes report.json,
+    grid.png (G_orig / AT-GAN / difference), targets.png (with --targets all) and options.json.
+    """
+    run_dir, report, outputs = _run_evaluation(
+        generator_path=generator_path, model_path=model_path, oracle_path=oracle_path, n=n, targets=targets,
+        fit_paths=fit_paths, save_fits=save_fits, runs_dir=runs_dir, run_name="evaluate", device=device,
+        seed=seed, progress=progress, hyper=hyper,
+    )  # fmt: skip
+    click.echo(report.table())
+    click.echo(f"outputs in {run_dir}: {', '.join(outputs)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# atgan demo
+
+
+@main.command("demo")
+@_checkpoint_options("generator", "model", "oracle")
+@click.option("--n", type=click.IntRange(min=1), default=10_000, show_default=True, help="Examples to evaluate.")
+@_fit_options
+@_runs_dir_option
+@_device_option
+@_seed_option
+@_progress_option
+@_user_errors
+def demo_command(
+    generator_path: str | None, model_path: str | None, oracle_path: str | None, n: int, runs_dir: str,
+    device: str, seed: int, progress: bool, **hyper: Any,
+) -> None:  # fmt: skip
+    """Fit AT-GAN against the shipped Model A (untargeted) and evaluate it: a few minutes on a CPU."""
+    start = time.perf_counter()
+    target_name = "Model A" if model_path is None else Path(model_path).name
+    click.echo(f"AT-GAN demo: fitting G_attack against {target_name} ({hyper['steps']} steps), then judging "
+               f"{n:,} fresh examples with the oracle.")  # fmt: skip
+    run_dir, report, outputs = _run_evaluation(
+        generator_path=generator_path, model_path=model_path, oracle_path=oracle_path, n=n, targets="none",
+        fit_paths=(), save_fits=True, runs_dir=runs_dir, run_name="demo", device=device, seed=seed,
+        progress=progress, hyper=hyper,
+    )  # fmt: skip
+    click.echo(report.table())
+    if report.untargeted is not None:
+        m = report.untargeted
+        click.echo(f"{target_name} misclassifies {m.success_rate:.1%} of AT-GAN's images; the oracle still sees "
+                   f"the source class in {m.oracle_agreement_attack:.1%} of them (G_orig's: {m.oracle_agreement_orig:.1%}).")  # fmt: skip
+    click.echo(f"done in {time.perf_counter() - start:.0f} s; outputs in {run_dir}: {', '.join(outputs)}")
+    click.echo(f"next: atgan attack --fit {run_dir / 'g_attack.safetensors'} --n 64")
 
 
 if __name__ == "__main__":
