@@ -22,7 +22,8 @@ import torch
 from atgan_plugin import runs
 from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.data import DATASETS, DatasetNotFoundError, load_dataset
-from atgan_plugin.transfer import TransferConfig
+from atgan_plugin.gan_training import TrainingDivergedError
+from atgan_plugin.transfer import FitDivergedError, TransferConfig
 from atgan_plugin.utils import resolve_device, seed_everything
 
 if TYPE_CHECKING:  # imported lazily below: they pull in foolbox and advertorch
@@ -105,7 +106,7 @@ def _user_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (DatasetNotFoundError, CheckpointError, FileNotFoundError) as error:
+        except (DatasetNotFoundError, CheckpointError, FileNotFoundError, FitDivergedError, TrainingDivergedError) as error:
             raise click.ClickException(str(error)) from error
         except ValueError as error:
             raise click.UsageError(str(error)) from error

@@ -202,7 +202,7 @@ def save_target_grid(attack: ATGANAttack, model: nn.Module, path: str | Path, *,
     """Appendix Figure 8 layout: one row per noise ``z`` (source class = row % K), one column per
     target class; the diagonal (target = source) shows G_orig's image. Fits every target."""
     num_classes = int(attack.generator.num_classes)
-    device = next(attack.fit(model, None).generator.parameters()).device
+    device = next(attack.fit(model, 0).generator.parameters()).device  # every target gets fitted anyway
     z = attack.generator.sample_z(rows, generator=torch.Generator().manual_seed(seed), device=device)
     sources = (torch.arange(rows) % num_classes).to(device)
     columns = []

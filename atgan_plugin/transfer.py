@@ -21,9 +21,13 @@ from tqdm.auto import tqdm
 from atgan_plugin.adapters.protocol import check_generator
 from atgan_plugin.losses import adversarial_loss, distance_loss, sample_rho
 
-__all__ = ["FitResult", "TransferConfig", "fit_attack_generator", "sample_sources"]
+__all__ = ["FitDivergedError", "FitResult", "TransferConfig", "fit_attack_generator", "sample_sources"]
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]  # images in the model's bounds -> logits
+
+
+class FitDivergedError(RuntimeError):
+    """The transfer's loss became NaN or infinite (lower the learning rate)."""
 
 
 @dataclass(frozen=True)
@@ -145,7 +149,7 @@ def fit_attack_generator(
         l_dist = distance_loss(images, reference, rho)
         loss = config.alpha * l_adv.mean() + config.beta * l_dist.mean()
         if not torch.isfinite(loss):
-            raise RuntimeError(f"AT-GAN fit diverged at step {step} (loss {loss.item()}); lower lr")
+            raise FitDivergedError(f"AT-GAN fit diverged at step {step} (loss {loss.item()}); lower lr")
         grads = torch.autograd.grad(loss, params)
         for p, g in zip(params, grads, strict=True):
             p.grad = g
