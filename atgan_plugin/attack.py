@@ -233,10 +233,7 @@ class ATGANAttack(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ig
         else:
             raise ValueError(f"unsupported criterion {type(criterion_).__name__}: use Misclassification or TargetedMisclassification")
 
-        def classify(batch: torch.Tensor) -> torch.Tensor:
-            return model(batch)  # type: ignore[no-any-return]
-
-        adv = self._attack(model, classify, images, sources, targets, tuple(model.bounds))
+        adv = self._attack(model, self._classifier_fn(model), images, sources, targets, tuple(model.bounds))
         return restore_type(ep.astensor(adv))
 
     # ----------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 __all__ = [
     "Checkpoint",
@@ -99,11 +99,9 @@ def load_checkpoint(path: str | Path, *, expected_kind: str | None = None) -> Ch
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="pt") as f:  # header and tensors in one read
             header = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(
             f"{path} is not a readable safetensors checkpoint (truncated or foreign file): {error}"
@@ -125,8 +123,6 @@ def load_checkpoint(path: str | Path, *, expected_kind: str | None = None) -> Ch
 
 def read_checkpoint_kind(path: str | Path) -> str | None:
     """The ``kind`` of an atgan-plugin checkpoint, or None for any other file (no tensors read)."""
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}

@@ -10,12 +10,14 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import torch
 from atgan_plugin.adapters import ACWGANGPGenerator
 from torch import nn
 
+from atgan_plugin import attack as attack_module
 from atgan_plugin.acwgan_gp import Generator
 from atgan_plugin.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
 from atgan_plugin.data import TensorDataset, load_dataset
@@ -197,3 +199,17 @@ def pretrained_oracle() -> nn.Module:
 
     _pretrained_or_skip("oracle")
     return load_pretrained_classifier("oracle")
+
+
+@pytest.fixture
+def fit_calls(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """Records the target of every real fit (cache misses) the attack makes."""
+    calls: list[int | None] = []
+    original = attack_module.fit_attack_generator
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("target"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(attack_module, "fit_attack_generator", counting)
+    return calls

@@ -20,7 +20,6 @@ from torch import nn
 
 import atgan_plugin
 from atgan_plugin import ATGANAttack
-from atgan_plugin import attack as attack_module
 from atgan_plugin.checkpoints import read_checkpoint_kind
 from atgan_plugin.data import TensorDataset
 
@@ -52,19 +51,6 @@ def batch(fashion_test: TensorDataset) -> tuple[torch.Tensor, torch.Tensor]:
 def fmodel(tiny_target: nn.Module) -> fb.PyTorchModel:
     return fb.PyTorchModel(tiny_target, bounds=(0, 1), device="cpu")
 
-
-@pytest.fixture
-def fit_calls(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
-    """Records the target of every real fit (cache misses) the attack makes."""
-    calls: list[int | None] = []
-    original = attack_module.fit_attack_generator
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs.get("target"))
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(attack_module, "fit_attack_generator", counting)
-    return calls
 
 
 def predict(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from atgan_plugin import ATGANAttack
-from atgan_plugin import attack as attack_module
 from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.losses import sample_rho
@@ -48,18 +47,6 @@ def ctx(
         tmp=tmp_path,
     )
 
-
-@pytest.fixture
-def fit_calls(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
-    calls: list[int | None] = []
-    original = attack_module.fit_attack_generator
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(kwargs.get("target"))
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(attack_module, "fit_attack_generator", counting)
-    return calls
 
 
 def adversary(c: SimpleNamespace, **kwargs: Any) -> ATGANAttack:
