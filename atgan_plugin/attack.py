@@ -130,6 +130,10 @@ class ATGANAttack(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ig
         latent: ``"random"`` (paper) or ``"invert"``; see the module docstring.
         alpha, beta: weights of L_adv and L_dist (paper, Fashion-MNIST: 2 and 1).
         kappa: confidence margin of L_adv, in log-probability.
+        guard: optional classifier of the generator's classes on images in [0, 1] that must keep
+            recognising the source class during the fit: AC-WGAN_GP's auxiliary classifier, never
+            the target model nor your realism oracle. Copied, never modified. Our addition.
+        gamma: weight of the guard's loss (0 turns the guard off).
         rho_l0, rho_linf: ℓ0 and ℓ∞ bounds of the noise ρ in L_dist (paper: 200 and 0.5).
         steps, lr, batch_size: the fit's Adam steps, learning rate and batch of (z, y_s).
         invert_steps, invert_lr: latent inversion settings for ``latent="invert"``.
@@ -151,6 +155,8 @@ class ATGANAttack(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ig
         alpha: float = TransferConfig.alpha,
         beta: float = TransferConfig.beta,
         kappa: float = TransferConfig.kappa,
+        guard: nn.Module | None = None,
+        gamma: float = TransferConfig.gamma,
         rho_l0: int = TransferConfig.rho_l0,
         rho_linf: float = TransferConfig.rho_linf,
         steps: int = TransferConfig.steps,
@@ -172,8 +178,11 @@ class ATGANAttack(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ig
         self.generator = generator
         self.targeted = targeted
         self.latent = latent
-        self.config = TransferConfig(alpha=alpha, beta=beta, kappa=kappa, rho_l0=rho_l0, rho_linf=rho_linf,
+        if guard is not None and not isinstance(guard, nn.Module):
+            raise TypeError(f"guard must be a torch.nn.Module classifier (images in [0, 1] -> logits), got {type(guard).__name__}")
+        self.config = TransferConfig(alpha=alpha, beta=beta, kappa=kappa, gamma=gamma, rho_l0=rho_l0, rho_linf=rho_linf,
                                      steps=steps, lr=lr, batch_size=batch_size, seed=seed)  # fmt: skip
+        self.guard = guard
         self.invert_steps = invert_steps
         self.invert_lr = invert_lr
         self.device = torch.device(device) if device is not None else None
@@ -193,6 +202,7 @@ class ATGANAttack(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ig
 
     def __repr__(self) -> str:
         fields = {"targeted": self.targeted, "latent": self.latent, **asdict(self.config),
+                  "guard": type(self.guard).__name__ if self.guard is not None else None,
                   "clip_min": self.clip_min, "clip_max": self.clip_max, "device": self.device}  # fmt: skip
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
@@ -263,7 +273,8 @@ class ATGANAttack(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ig
         classify = self._classifier_fn(model)
         with eval_mode(_torch_module_of(model)):
             fit = fit_attack_generator(self.generator, classify, target=target, config=self.config,
-                                       bounds=bounds, device=self._device_for(model), progress=self.progress)  # type: ignore[arg-type]
+                                       bounds=bounds, device=self._device_for(model), progress=self.progress,
+                                       guard=self.guard)  # type: ignore[arg-type]
         self._cache.put(model, target, fit)
         return fit
 

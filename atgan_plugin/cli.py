@@ -76,6 +76,8 @@ _fit_options = _apply([
                  help="Weight β of L_dist (stay close to G_orig)."),
     click.option("--kappa", type=click.FloatRange(min=0), default=_FIT_DEFAULTS.kappa, show_default=True,
                  help="Confidence margin κ of L_adv, in log-probability."),
+    click.option("--gamma", type=click.FloatRange(min=0), default=_FIT_DEFAULTS.gamma, show_default=True,
+                 help="Weight γ of the source-class guard (our addition; 0 turns it off)."),
     click.option("--rho-l0", type=click.IntRange(min=0), default=_FIT_DEFAULTS.rho_l0, show_default=True,
                  help="ℓ0 bound of the noise ρ in L_dist (pixels per image)."),
     click.option("--rho-linf", type=click.FloatRange(min=0), default=_FIT_DEFAULTS.rho_linf, show_default=True,
@@ -83,14 +85,16 @@ _fit_options = _apply([
     click.option("--batch-size", type=click.IntRange(min=1), default=_FIT_DEFAULTS.batch_size, show_default=True,
                  help="Batch of (z, y_s) per fit step."),
 ])  # fmt: skip
-_FIT_PARAMETERS = ("steps", "lr", "alpha", "beta", "kappa", "rho_l0", "rho_linf", "batch_size")
+_FIT_PARAMETERS = ("steps", "lr", "alpha", "beta", "kappa", "gamma", "rho_l0", "rho_linf", "batch_size")
 
 _CHECKPOINT_HELP = {
     "generator": "G_orig checkpoint, any format load_generator reads [default: the shipped Fashion-MNIST generator].",
     "model": "Target classifier checkpoint (atgan train-classifier) [default: the shipped Fashion-MNIST Model A].",
     "oracle": "Realism oracle checkpoint, a classifier used nowhere else [default: the shipped Fashion-MNIST oracle].",
+    "guard": "Guard classifier that must keep seeing the source class during the fit, e.g. the aux_classifier.safetensors "
+             "of atgan train-gan [default: the shipped one with the shipped generator, none with --generator].",
 }
-_PRETRAINED_NAME = {"generator": "generator", "model": "model_a", "oracle": "oracle"}
+_PRETRAINED_NAME = {"generator": "generator", "model": "model_a", "oracle": "oracle", "guard": "aux_classifier"}
 
 
 def _checkpoint_options(*names: str) -> Callable[[F], F]:
@@ -244,15 +248,21 @@ def _checkpoint_path(name: str, path: str | None) -> Path:
     return Path(path) if path is not None else pretrained_path(_PRETRAINED_NAME[name])
 
 
-def _load_networks(device: torch.device, **paths: str | None) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
-    """Loads the networks named by ``paths`` (generator/model/oracle) before any run folder exists,
-    so a bad checkpoint leaves nothing behind. Returns the networks and their resolved paths."""
+def _load_networks(device: torch.device, **paths: str | None) -> tuple[dict[str, torch.nn.Module | None], dict[str, str]]:
+    """Loads the networks named by ``paths`` (generator/model/oracle/guard) before any run folder
+    exists, so a bad checkpoint leaves nothing behind. Returns the networks and their resolved
+    paths. The shipped guard belongs to the shipped generator: with another generator and no
+    ``--guard`` there is no guard (``None``)."""
     from atgan_plugin.adapters import load_generator
     from atgan_plugin.models import load_classifier
 
+    networks: dict[str, torch.nn.Module | None] = {}
+    if "guard" in paths and paths["guard"] is None and paths.get("generator") is not None:
+        del paths["guard"]
+        networks["guard"] = None
     resolved = {name: _checkpoint_path(name, path) for name, path in paths.items()}
-    networks = {name: (load_generator(path, device=device) if name == "generator" else load_classifier(path, device=device))
-                for name, path in resolved.items()}  # fmt: skip
+    networks.update({name: (load_generator(path, device=device) if name == "generator" else load_classifier(path, device=device))
+                     for name, path in resolved.items()})  # fmt: skip
     return networks, {name: str(path) for name, path in resolved.items()}
 
 
@@ -265,16 +275,16 @@ def _new_run(runs_dir: str, name: str, checkpoints: dict[str, str]) -> Path:
     return run_dir
 
 
-def _make_attack(model: torch.nn.Module, generator: torch.nn.Module, device: torch.device, seed: int,
+def _make_attack(networks: dict[str, torch.nn.Module | None], device: torch.device, seed: int,
                  progress: bool, hyper: dict[str, Any]) -> ATGANAttack:  # fmt: skip
     from atgan_plugin.attack import ATGANAttack
 
-    return ATGANAttack(model, generator=generator, device=device, seed=seed, progress=progress,
-                       **{k: hyper[k] for k in _FIT_PARAMETERS})  # fmt: skip
+    return ATGANAttack(networks["model"], generator=networks["generator"], guard=networks.get("guard"), device=device,
+                       seed=seed, progress=progress, **{k: hyper[k] for k in _FIT_PARAMETERS})  # fmt: skip
 
 
 def _run_evaluation(
-    *, generator_path: str | None, model_path: str | None, oracle_path: str | None, n: int,
+    *, generator_path: str | None, model_path: str | None, oracle_path: str | None, guard_path: str | None, n: int,
     targets: Targets, fit_paths: tuple[str, ...], save_fits: bool, runs_dir: str, run_name: str,
     device: str, seed: int, progress: bool, hyper: dict[str, Any],
 ) -> tuple[Path, EvaluationReport, list[str]]:  # fmt: skip
@@ -283,11 +293,13 @@ def _run_evaluation(
 
     dev = resolve_device(device)
     seed_everything(seed)
-    networks, checkpoints = _load_networks(dev, generator=generator_path, model=model_path, oracle=oracle_path)
+    networks, checkpoints = _load_networks(dev, generator=generator_path, model=model_path, oracle=oracle_path,
+                                           guard=guard_path)  # fmt: skip
     generator, model, oracle = networks["generator"], networks["model"], networks["oracle"]
+    assert generator is not None and model is not None and oracle is not None  # loaded from a path
     num_classes = int(generator.num_classes)  # type: ignore[arg-type]
     target_list = _resolve_targets(targets, num_classes)
-    attack = _make_attack(model, generator, dev, seed, progress, hyper)
+    attack = _make_attack(networks, dev, seed, progress, hyper)
     for path in fit_paths:
         fit = attack.load_fit(path, model=model)
         if fit.target is not None and fit.target not in target_list:
@@ -317,7 +329,7 @@ def _run_evaluation(
 
 
 @main.command("attack")
-@_checkpoint_options("generator", "model")
+@_checkpoint_options("generator", "model", "guard")
 @click.option("--target", type=click.IntRange(min=0), default=None,
               help="Target class; untargeted when left out (with --fit: the fit's own target).")
 @click.option("--n", type=click.IntRange(min=1), default=100, show_default=True, help="Adversarial examples to generate.")
@@ -332,7 +344,7 @@ def _run_evaluation(
 @_progress_option
 @_user_errors
 def attack_command(
-    generator_path: str | None, model_path: str | None, target: int | None, n: int, fit_path: str | None,
+    generator_path: str | None, model_path: str | None, guard_path: str | None, target: int | None, n: int, fit_path: str | None,
     file_format: str, runs_dir: str, device: str, seed: int, progress: bool, **hyper: Any,
 ) -> None:  # fmt: skip
     """Fit AT-GAN against a model (or load a fit) and generate adversarial examples.
@@ -347,12 +359,13 @@ def attack_command(
 
     dev = resolve_device(device)
     seed_everything(seed)
-    networks, checkpoints = _load_networks(dev, generator=generator_path, model=model_path)
+    networks, checkpoints = _load_networks(dev, generator=generator_path, model=model_path, guard=guard_path)
     generator, model = networks["generator"], networks["model"]
+    assert generator is not None and model is not None  # loaded from a path
     num_classes = int(generator.num_classes)  # type: ignore[arg-type]
     if target is not None and target >= num_classes:
         raise click.BadParameter(f"{target} is outside [0, {num_classes}) (the generator's classes)", param_hint="'--target'")
-    attack = _make_attack(model, generator, dev, seed, progress, hyper)
+    attack = _make_attack(networks, dev, seed, progress, hyper)
     if fit_path is not None:
         fit = attack.load_fit(fit_path, model=model)
         if target is not None and fit.target != target:
@@ -410,7 +423,7 @@ def attack_command(
 
 
 @main.command("evaluate")
-@_checkpoint_options("generator", "model", "oracle")
+@_checkpoint_options("generator", "model", "oracle", "guard")
 @click.option("--n", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Fresh examples per setting (generation is one forward pass, so this is cheap).")
 @click.option("--targets", default="none", show_default=True, callback=_parse_targets,
@@ -426,7 +439,7 @@ def attack_command(
 @_progress_option
 @_user_errors
 def evaluate_command(
-    generator_path: str | None, model_path: str | None, oracle_path: str | None, n: int,
+    generator_path: str | None, model_path: str | None, oracle_path: str | None, guard_path: str | None, n: int,
     targets: Targets, fit_paths: tuple[str, ...], save_fits: bool, runs_dir: str, device: str,
     seed: int, progress: bool, **hyper: Any,
 ) -> None:  # fmt: skip
@@ -436,7 +449,7 @@ def evaluate_command(
     grid.png (G_orig / AT-GAN / difference), targets.png (with --targets all) and options.json.
     """
     run_dir, report, outputs = _run_evaluation(
-        generator_path=generator_path, model_path=model_path, oracle_path=oracle_path, n=n, targets=targets,
+        generator_path=generator_path, model_path=model_path, oracle_path=oracle_path, guard_path=guard_path, n=n, targets=targets,
         fit_paths=fit_paths, save_fits=save_fits, runs_dir=runs_dir, run_name="evaluate", device=device,
         seed=seed, progress=progress, hyper=hyper,
     )  # fmt: skip
@@ -449,7 +462,7 @@ def evaluate_command(
 
 
 @main.command("demo")
-@_checkpoint_options("generator", "model", "oracle")
+@_checkpoint_options("generator", "model", "oracle", "guard")
 @click.option("--n", type=click.IntRange(min=1), default=10_000, show_default=True, help="Examples to evaluate.")
 @_fit_options
 @_runs_dir_option
@@ -458,7 +471,7 @@ def evaluate_command(
 @_progress_option
 @_user_errors
 def demo_command(
-    generator_path: str | None, model_path: str | None, oracle_path: str | None, n: int, runs_dir: str,
+    generator_path: str | None, model_path: str | None, oracle_path: str | None, guard_path: str | None, n: int, runs_dir: str,
     device: str, seed: int, progress: bool, **hyper: Any,
 ) -> None:  # fmt: skip
     """Fit AT-GAN against the shipped Model A (untargeted) and evaluate it: a few minutes on a CPU."""
@@ -467,7 +480,7 @@ def demo_command(
     click.echo(f"AT-GAN demo: fitting G_attack against {target_name} ({hyper['steps']} steps), then judging "
                f"{n:,} fresh examples with the oracle.")  # fmt: skip
     run_dir, report, outputs = _run_evaluation(
-        generator_path=generator_path, model_path=model_path, oracle_path=oracle_path, n=n, targets="none",
+        generator_path=generator_path, model_path=model_path, oracle_path=oracle_path, guard_path=guard_path, n=n, targets="none",
         fit_paths=(), save_fits=True, runs_dir=runs_dir, run_name="demo", device=device, seed=seed,
         progress=progress, hyper=hyper,
     )  # fmt: skip

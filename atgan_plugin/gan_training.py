@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from atgan_plugin.acwgan_gp import AuxiliaryClassifier, Critic, Generator
 from atgan_plugin.checkpoints import Checkpoint, load_training_state, save_checkpoint, save_training_state
 from atgan_plugin.data import TensorDataset
+from atgan_plugin.models import AUX_CLASSIFIER_KIND
 
 __all__ = ["GANTrainingConfig", "TrainingDivergedError", "gradient_penalty", "train_acwgan_gp"]
 
@@ -125,7 +126,7 @@ def train_acwgan_gp(
         })  # fmt: skip
         training = {"config": asdict(config), "step": step, "metrics": metrics, **(extra_metadata or {})}
         save_checkpoint(out / "generator.safetensors", Checkpoint("acwgan_gp.generator", G.state_dict(), net_args, training))
-        save_checkpoint(out / "aux_classifier.safetensors", Checkpoint("acwgan_gp.aux_classifier", f.state_dict(), net_args, training))
+        save_checkpoint(out / "aux_classifier.safetensors", Checkpoint(AUX_CLASSIFIER_KIND, f.state_dict(), net_args, training))
 
     metrics: dict[str, float] = {}
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="AC-WGAN_GP", disable=not progress)

@@ -4,6 +4,13 @@
     L_adv     = max(max_{i≠t} log p_i − log p_t, −κ)          targeted to t
               = max(log p_{y_s} − max_{i≠y_s} log p_i, −κ)    untargeted
     L_dist    = ‖G_orig(z, y_s) + ρ − G_attack(z, y_s)‖₂
+
+and, our choice (not in the paper), an optional source-class guard weighted by γ:
+
+    L_guard   = max(CE(f(G_attack(z, y_s)), y_s) − CE(f(G_orig(z, y_s)), y_s), 0)
+
+where f is a classifier of the generator's own family (AC-WGAN_GP's auxiliary classifier), never
+the target and never the realism oracle.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["adversarial_loss", "distance_loss", "sample_rho"]
+__all__ = ["adversarial_loss", "distance_loss", "sample_rho", "source_guard_loss"]
 
 
 def adversarial_loss(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool, kappa: float) -> torch.Tensor:
@@ -57,3 +64,15 @@ def sample_rho(
 def distance_loss(attack_images: torch.Tensor, original_images: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
     """``‖G_orig + ρ − G_attack‖₂`` per sample (not squared, as in the paper). Shape: ``(N,)``."""
     return (original_images + rho - attack_images).flatten(1).norm(dim=1)
+
+
+def source_guard_loss(guard_logits: torch.Tensor, reference_guard_logits: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """How much source-class evidence G_attack's image lost, for a guard classifier, per sample.
+
+    Shape: logits ``(N, K)`` of the guard on G_attack's and on G_orig's images, sources ``(N,)``;
+    returns ``(N,)`` ≥ 0. Our choice: a hinge relative to G_orig, so the guard only stops the fit
+    from erasing the class (it never asks for a more typical image than G_orig's own).
+    """
+    lost = F.cross_entropy(guard_logits, sources, reduction="none")
+    kept = F.cross_entropy(reference_guard_logits, sources, reduction="none")
+    return (lost - kept).clamp(min=0)

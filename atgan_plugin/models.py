@@ -13,9 +13,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from atgan_plugin.checkpoints import Checkpoint, load_checkpoint, module_from_checkpoint, save_checkpoint
+from atgan_plugin.acwgan_gp import AuxiliaryClassifier
+from atgan_plugin.checkpoints import (
+    Checkpoint,
+    load_checkpoint,
+    module_from_checkpoint,
+    read_checkpoint_kind,
+    save_checkpoint,
+)
 
-__all__ = ["ARCHITECTURES", "build_classifier", "load_classifier", "save_classifier"]
+__all__ = ["ARCHITECTURES", "AUX_CLASSIFIER_KIND", "build_classifier", "load_classifier", "save_classifier"]
+
+AUX_CLASSIFIER_KIND = "acwgan_gp.aux_classifier"  # written by atgan_plugin.gan_training
 
 
 def model_a(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
@@ -92,7 +101,14 @@ def save_classifier(
 
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuilds a classifier from its checkpoint, in eval mode, on ``device``."""
-    checkpoint = load_checkpoint(path, expected_kind="classifier")
-    model = module_from_checkpoint(checkpoint, build_classifier)
+    """Rebuilds a classifier from its checkpoint, in eval mode, on ``device``.
+
+    Reads ``atgan train-classifier`` checkpoints and AC-WGAN_GP's auxiliary classifier
+    (``aux_classifier.safetensors`` of ``atgan train-gan``, the attack's usual guard).
+    """
+    kind = read_checkpoint_kind(path)
+    if kind == AUX_CLASSIFIER_KIND:
+        model = module_from_checkpoint(load_checkpoint(path, expected_kind=AUX_CLASSIFIER_KIND), AuxiliaryClassifier)
+    else:
+        model = module_from_checkpoint(load_checkpoint(path, expected_kind="classifier"), build_classifier)
     return model.to(device).eval()

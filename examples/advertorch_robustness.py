@@ -38,6 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", type=Path, default=None, help="classifier to attack (default: shipped Model A)")
     parser.add_argument("--generator", type=Path, default=None, help="G_orig (default: shipped generator)")
+    parser.add_argument("--guard", type=Path, default=None,
+                        help="classifier that must keep seeing the source class during the fit "
+                             "(default: the shipped generator's auxiliary classifier; none with --generator)")  # fmt: skip
     parser.add_argument("--fit", type=Path, default=None, help="a saved G_attack (atgan attack/demo) instead of fitting")
     parser.add_argument("--n", type=int, default=10_000, help="test images to use (default: all 10,000)")
     parser.add_argument("--batch-size", type=int, default=250, help="DataLoader batch size")
@@ -52,10 +55,12 @@ def parse_args() -> argparse.Namespace:
         parser.error("--n, --batch-size and --fit-steps must be positive")
     try:  # the shipped checkpoints, unless paths were given
         args.model = args.model or pretrained_path("model_a")
+        if args.generator is None and args.guard is None:  # the shipped guard belongs to the shipped generator
+            args.guard = pretrained_path("aux_classifier")
         args.generator = args.generator or pretrained_path("generator")
     except FileNotFoundError as error:
         parser.error(f"{error}; pass --model/--generator")
-    for path in (args.model, args.generator, args.fit):
+    for path in (args.model, args.generator, args.guard, args.fit):
         if path is not None and not path.is_file():
             parser.error(f"{path} does not exist")
     return args
@@ -68,13 +73,14 @@ def main() -> None:
 
     model = load_classifier(args.model, device=device)  # eval mode
     generator = load_generator(args.generator, device=device)
+    guard = load_classifier(args.guard, device=device) if args.guard is not None else None
     test = load_dataset("fashion-mnist", "test", args.data_dir).subset(args.n)
     loader = DataLoader(TensorDataset(test.images, test.labels), batch_size=args.batch_size, shuffle=False)
 
     # The adversaries, side by side; AT-GAN fits G_attack on its first batch (or loads --fit).
     pgd = LinfPGDAttack(model, loss_fn=nn.CrossEntropyLoss(reduction="sum"), eps=0.1, nb_iter=20, eps_iter=0.01,
                         rand_init=True, clip_min=0.0, clip_max=1.0, targeted=False)  # fmt: skip
-    atgan = ATGANAttack(model, generator=generator, clip_min=0.0, clip_max=1.0, targeted=False,
+    atgan = ATGANAttack(model, generator=generator, guard=guard, clip_min=0.0, clip_max=1.0, targeted=False,
                         steps=args.fit_steps, seed=args.seed, progress=args.progress)  # fmt: skip
     if args.fit is not None:
         atgan.load_fit(args.fit)

@@ -34,6 +34,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", type=Path, default=None, help="classifier to attack (default: shipped Model A)")
     parser.add_argument("--generator", type=Path, default=None, help="G_orig (default: shipped generator)")
+    parser.add_argument("--guard", type=Path, default=None,
+                        help="classifier that must keep seeing the source class during the fit "
+                             "(default: the shipped generator's auxiliary classifier; none with --generator)")  # fmt: skip
     parser.add_argument("--oracle", type=Path, default=None, help="realism oracle (default: shipped oracle)")
     parser.add_argument("--fit", type=Path, default=None, help="a saved G_attack (atgan attack/demo) instead of fitting")
     parser.add_argument("--n", type=int, default=10_000, help="test images to use (default: all 10,000)")
@@ -49,11 +52,13 @@ def parse_args() -> argparse.Namespace:
         parser.error("--n, --batch-size and --fit-steps must be positive")
     try:  # the shipped checkpoints, unless paths were given
         args.model = args.model or pretrained_path("model_a")
+        if args.generator is None and args.guard is None:  # the shipped guard belongs to the shipped generator
+            args.guard = pretrained_path("aux_classifier")
         args.generator = args.generator or pretrained_path("generator")
         args.oracle = args.oracle or pretrained_path("oracle")
     except FileNotFoundError as error:
         parser.error(f"{error}; pass --model/--generator/--oracle")
-    for path in (args.model, args.generator, args.oracle, args.fit):
+    for path in (args.model, args.generator, args.guard, args.oracle, args.fit):
         if path is not None and not path.is_file():
             parser.error(f"{path} does not exist")
     return args
@@ -68,12 +73,13 @@ def main() -> None:
     model = load_classifier(args.model, device=device)  # eval mode
     oracle = load_classifier(args.oracle, device=device)
     generator = load_generator(args.generator, device=device)
+    guard = load_classifier(args.guard, device=device) if args.guard is not None else None
     test = load_dataset("fashion-mnist", "test", args.data_dir).subset(args.n)
     fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=device)  # type: ignore[attr-defined]
 
     # The attacks, side by side. AT-GAN fits G_attack on its first call (or loads --fit).
     pgd = fb.attacks.LinfPGD(abs_stepsize=0.01, steps=20, random_start=True)
-    atgan = ATGANAttack(generator=generator, steps=args.fit_steps, seed=args.seed, progress=args.progress)
+    atgan = ATGANAttack(generator=generator, guard=guard, steps=args.fit_steps, seed=args.seed, progress=args.progress)
     if args.fit is not None:
         atgan.load_fit(args.fit, model=fmodel)
     attacks: list[tuple[str, Any, float | None]] = [

@@ -88,6 +88,17 @@ def tiny_target(fashion_train: TensorDataset, fashion_test: TensorDataset) -> nn
 
 
 @pytest.fixture(scope="session")
+def tiny_guard(fashion_train: TensorDataset, fashion_test: TensorDataset) -> nn.Module:
+    """A second classifier (Model A, one epoch, another seed) to serve as the fit's guard; eval mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        model = build_classifier("A")
+        config = ClassifierTrainingConfig(epochs=1, batch_size=64, lr=1e-3, seed=1)
+        train_classifier(model, fashion_train.subset(3000), fashion_test, config, device=CPU, progress=False)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
 def tiny_target_accuracy(tiny_target: nn.Module, fashion_test: TensorDataset) -> float:
     return accuracy(tiny_target, fashion_test, device=CPU)
 

@@ -26,7 +26,7 @@ from atgan_plugin.models import build_classifier, save_classifier
 from atgan_plugin.transfer import TransferConfig
 
 FAST = ["--steps", "2", "--batch-size", "8", "--device", "cpu", "--no-progress"]
-FIT_OPTIONS = ["--steps", "--lr", "--alpha", "--beta", "--kappa", "--rho-l0", "--rho-linf", "--batch-size"]
+FIT_OPTIONS = ["--steps", "--lr", "--alpha", "--beta", "--kappa", "--gamma", "--rho-l0", "--rho-linf", "--batch-size"]
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +110,18 @@ def test_attack_untargeted_writes_examples_fit_grid_and_options(
     assert recorded["options"]["n"] == 7 and recorded["options"]["target"] is None
     assert recorded["options"]["steps"] == 2 and recorded["options"]["batch_size"] == 8
     assert recorded["options"]["kappa"] == TransferConfig.kappa  # defaults are recorded too
+    # Another generator than the shipped one and no --guard: no guard (the shipped one is not its).
     assert recorded["checkpoints"] == {"generator": str(standins["generator"]), "model": str(standins["model"])}
     assert recorded["environment"]["torch"] == torch.__version__
+
+
+def test_attack_with_a_guard_records_it(standins: dict[str, Path], run: Callable[..., Result], tmp_path: Path) -> None:
+    result = run("attack", *checkpoint_args(standins, "generator", "model"), "--guard", standins["oracle"], "--n", "3", *FAST)
+    assert_succeeded(result)
+    folder = only_run_folder(tmp_path, "attack")
+    assert json.loads((folder / "options.json").read_text())["checkpoints"]["guard"] == str(standins["oracle"])
+    summary = json.loads((folder / "summary.json").read_text())
+    assert "l_guard" in summary["fit"]["final"]
 
 
 def test_attack_targeted_then_reuse_the_saved_fit(standins: dict[str, Path], tmp_path: Path) -> None:

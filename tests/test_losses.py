@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from atgan_plugin.losses import adversarial_loss, distance_loss, sample_rho
+from atgan_plugin.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss
 
 
 def reference_loss(row: list[float], label: int, *, targeted: bool, kappa: float) -> float:
@@ -153,3 +153,15 @@ def test_distance_loss_is_the_unsquared_l2_norm_per_sample() -> None:
     doubled = distance_loss(original + rho - 2 * (original + rho - attack), original, rho)
     assert torch.allclose(doubled, 2 * loss, rtol=1e-5)
     assert torch.all(distance_loss(original + rho, original, rho) == 0)
+
+
+def test_source_guard_loss_counts_only_lost_evidence() -> None:
+    reference = torch.tensor([[2.0, 0.0, 0.0], [2.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    attack = torch.tensor([[2.0, 0.0, 0.0],  # unchanged: no loss
+                           [0.0, 0.0, 2.0],  # the class was erased: the cross-entropy grew
+                           [5.0, 0.0, 0.0]])  # more typical than G_orig: not rewarded, no loss
+    sources = torch.zeros(3, dtype=torch.long)
+    loss = source_guard_loss(attack, reference, sources)
+    ce = lambda row: -torch.log_softmax(row, 0)[0]  # noqa: E731
+    assert loss[0] == 0 and loss[2] == 0
+    assert loss[1] == pytest.approx((ce(attack[1]) - ce(reference[1])).item())

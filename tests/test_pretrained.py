@@ -68,6 +68,16 @@ def test_every_checkpoint_has_a_training_record() -> None:
         json.loads(record.read_text())
 
 
+def test_shipped_guard_is_the_gans_auxiliary_classifier(fashion_test: TensorDataset) -> None:
+    from atgan_plugin.acwgan_gp import AuxiliaryClassifier
+    from atgan_plugin.pretrained import load_pretrained_classifier
+
+    checkpoints_or_skip()
+    guard = load_pretrained_classifier("aux_classifier")
+    assert isinstance(guard, AuxiliaryClassifier) and not guard.training
+    assert accuracy(guard, fashion_test, device=CPU) > 0.8
+
+
 @pytest.mark.parametrize(
     "fixture, architecture, minimum", [("pretrained_model_a", "A", 0.85), ("pretrained_oracle", "oracle", 0.8)]
 )

@@ -57,7 +57,7 @@ def test_history_every_ten_steps_and_at_the_end(fitted: tuple[FitResult, dict[st
     result, _ = fitted
     assert [h["step"] for h in result.history] == [10, 12]
     for record in result.history:
-        assert set(record) == {"step", "loss", "l_adv", "l_dist", "success", "l2"}
+        assert set(record) == {"step", "loss", "l_adv", "l_dist", "success", "l2"}  # no guard given
         assert 0 <= record["success"] <= 1 and record["l2"] >= 0
         assert record["loss"] == pytest.approx(
             CONFIG.alpha * record["l_adv"] + CONFIG.beta * record["l_dist"], rel=1e-5
@@ -116,3 +116,52 @@ def test_to_bounds_maps_the_unit_interval(bounds: tuple[float, float]) -> None:
     mapped = to_bounds(images, bounds)
     assert mapped[0].item() == low and mapped[-1].item() == high
     assert mapped[1].item() == pytest.approx(low + 0.25 * (high - low))
+
+
+def _guard_agreement(generator: nn.Module, guard: nn.Module, n: int = 1000) -> float:
+    """How often ``guard`` gives the source class to ``generator``'s images on fixed ``(z, y_s)``."""
+    rng = torch.Generator().manual_seed(123)
+    z, y_s = generator.sample_z(n, generator=rng), torch.randint(10, (n,), generator=rng)
+    with torch.no_grad():
+        return (guard(generator(z, y_s)).argmax(1) == y_s).float().mean().item()
+
+
+def test_the_guard_keeps_the_source_class_for_the_guard(
+    tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module
+) -> None:
+    config = TransferConfig(steps=60, batch_size=32, lr=0.05, kappa=1.0)
+    unguarded = fit_attack_generator(tiny_generator, tiny_target, config=config, progress=False)
+    guarded = fit_attack_generator(tiny_generator, tiny_target, config=config, guard=tiny_guard, progress=False)
+    original = _guard_agreement(tiny_generator, tiny_guard)
+    assert original > 0.5  # the guard recognises G_orig's images
+    # Without the guard the fit erases much of the class; with it, far less.
+    kept, erased = _guard_agreement(guarded.generator, tiny_guard), _guard_agreement(unguarded.generator, tiny_guard)
+    assert kept > erased + 0.1, f"guard agreement: G_orig {original:.3f}, guarded {kept:.3f}, unguarded {erased:.3f}"
+    assert guarded.history[-1]["success"] > 0.5 and "l_guard" in guarded.history[-1]
+    record = guarded.history[-1]
+    assert record["loss"] == pytest.approx(
+        config.alpha * record["l_adv"] + config.beta * record["l_dist"] + config.gamma * record["l_guard"], rel=1e-4
+    )
+
+
+def test_the_guard_is_only_read(tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module) -> None:
+    guard = copy.deepcopy(tiny_guard).train()
+    before = parameters_of(guard)
+    fit_attack_generator(tiny_generator, tiny_target, config=TransferConfig(steps=3, batch_size=8), guard=guard, progress=False)
+    assert guard.training and all(m.training for m in guard.modules())
+    for name, p in guard.named_parameters():
+        assert torch.equal(p, before[name]) and p.grad is None and p.requires_grad
+
+
+def test_gamma_zero_turns_the_guard_off(tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module) -> None:
+    config = TransferConfig(steps=3, batch_size=8, gamma=0.0)
+    with_guard = fit_attack_generator(tiny_generator, tiny_target, config=config, guard=tiny_guard, progress=False)
+    without = fit_attack_generator(tiny_generator, tiny_target, config=config, progress=False)
+    a, b = parameters_of(with_guard.generator), parameters_of(without.generator)
+    assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_a_guard_of_other_classes_is_refused(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
+    guard = nn.Sequential(nn.Flatten(), nn.Linear(784, 3))
+    with pytest.raises(ValueError, match="guard returns logits of shape"):
+        fit_attack_generator(tiny_generator, tiny_target, config=TransferConfig(steps=1, batch_size=4), guard=guard, progress=False)
