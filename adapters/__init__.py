@@ -1,7 +1,8 @@
 """Generator adapters: every conditional GAN behind one :class:`ConditionalGenerator` protocol.
 
 Installed as ``atgan_plugin.adapters``. ``load_generator(path)`` reads any checkpoint format a
-registered adapter accepts and returns an adapter in eval mode.
+registered adapter accepts and returns an adapter in eval mode: our AC-WGAN_GP safetensors
+checkpoints, and StyleGAN2-ADA as NVIDIA's pickles (read safely) or our safetensors.
 """
 
 from atgan_plugin.adapters.acwgan_gp import ACWGANGPGenerator
@@ -12,11 +13,13 @@ from atgan_plugin.adapters.registry import (
     register_generator_format,
     registered_formats,
 )
+from atgan_plugin.adapters.stylegan2_ada import StyleGAN2ADAGenerator
 
 __all__ = [
     "ACWGANGPGenerator",
     "ConditionalGenerator",
     "GeneratorFormat",
+    "StyleGAN2ADAGenerator",
     "check_generator",
     "load_generator",
     "register_generator_format",

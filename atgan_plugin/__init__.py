@@ -2,12 +2,12 @@
 
     from atgan_plugin import ATGANAttack, load_generator
 
-    G = load_generator("generator.safetensors")
+    G = load_generator("generator.safetensors")             # or NVIDIA's StyleGAN2-ADA "cifar10.pkl"
     attack = ATGANAttack(generator=G)                       # Foolbox face
     adversary = ATGANAttack(model, generator=G)             # AdverTorch face
 """
 
-from atgan_plugin.adapters import ACWGANGPGenerator, ConditionalGenerator, load_generator
+from atgan_plugin.adapters import ACWGANGPGenerator, ConditionalGenerator, StyleGAN2ADAGenerator, load_generator
 from atgan_plugin.attack import ATGANAttack
 from atgan_plugin.transfer import TransferConfig, fit_attack_generator
 
@@ -17,6 +17,7 @@ __all__ = [
     "ACWGANGPGenerator",
     "ATGANAttack",
     "ConditionalGenerator",
+    "StyleGAN2ADAGenerator",
     "TransferConfig",
     "fit_attack_generator",
     "load_generator",

@@ -82,10 +82,16 @@ def test_wheel_holds_the_mapped_packages(names: list[str]) -> None:
     adapters = sorted(n for n in names if n.startswith("atgan_plugin/adapters/"))
     expected = sorted(f"atgan_plugin/adapters/{p.name}" for p in (ROOT / "adapters").glob("*.py"))
     assert expected and adapters == expected
+    vendored = sorted(n for n in names if n.startswith("atgan_plugin/vendored/stylegan2_ada/"))
+    expected_vendored = sorted(f"atgan_plugin/vendored/stylegan2_ada/{p.name}" for p in (ROOT / "vendored" / "stylegan2_ada").iterdir()
+                               if p.suffix == ".py" or p.name == "README.md")  # fmt: skip
+    assert "atgan_plugin/vendored/stylegan2_ada/networks.py" in expected_vendored and vendored == expected_vendored
     for required in (
         "atgan_plugin/__init__.py",
         "atgan_plugin/attack.py",
+        "atgan_plugin/cifar.py",
         "atgan_plugin/vendored/__init__.py",
+        "atgan_plugin/vendored/README.md",
         "atgan_plugin/py.typed",
         "atgan_plugin/pretrained/__init__.py",
     ):
@@ -124,20 +130,24 @@ def test_installed_wheel_imports_from_the_install_folder(installed: Path) -> Non
         "import importlib.util, json\n"
         "import atgan_plugin, atgan_plugin.adapters, atgan_plugin.vendored\n"
         "from atgan_plugin import ATGANAttack, load_generator\n"
-        "from atgan_plugin.adapters import ACWGANGPGenerator\n"
+        "from atgan_plugin.adapters import ACWGANGPGenerator, StyleGAN2ADAGenerator\n"
+        "import atgan_plugin.vendored.stylegan2_ada.snapshot as snapshot\n"
         "print(json.dumps({'package': atgan_plugin.__file__, 'adapters': atgan_plugin.adapters.__file__,\n"
         "                  'vendored': atgan_plugin.vendored.__file__, 'attack': ATGANAttack.__module__,\n"
         "                  'adapter_module': ACWGANGPGenerator.__module__,\n"
+        "                  'stylegan_module': StyleGAN2ADAGenerator.__module__, 'snapshot': snapshot.__file__,\n"
         "                  'top_adapters': importlib.util.find_spec('adapters') is not None,\n"
         "                  'top_vendored': importlib.util.find_spec('vendored') is not None}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(installed), "OMP_NUM_THREADS": "1"}
     result = run([sys.executable, "-c", code], cwd=installed, env=env)
     found = json.loads(result.stdout.strip().splitlines()[-1])
-    for key in ("package", "adapters", "vendored"):
+    for key in ("package", "adapters", "vendored", "snapshot"):
         path = Path(found[key]).resolve()
         assert path.is_relative_to(installed.resolve()), f"{key} imported from {path}, not from the wheel"
         assert not path.is_relative_to(ROOT)
     assert Path(found["adapters"]).parent == installed.resolve() / "atgan_plugin" / "adapters"
     assert found["adapter_module"] == "atgan_plugin.adapters.acwgan_gp"
+    assert found["stylegan_module"] == "atgan_plugin.adapters.stylegan2_ada"
+    assert Path(found["snapshot"]).parent == installed.resolve() / "atgan_plugin" / "vendored" / "stylegan2_ada"
     assert not found["top_adapters"] and not found["top_vendored"]

@@ -1,1 +1,5 @@
-"""Our own clean-room re-implementations of third-party networks (StyleGAN2-ADA comes in a later release)."""
+"""Our own clean-room re-implementations of third-party networks (no third-party code).
+
+- :mod:`atgan_plugin.vendored.stylegan2_ada`: the StyleGAN2-ADA generator, loadable from NVIDIA's
+  PyTorch pickles without executing them.
+"""
