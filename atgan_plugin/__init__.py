@@ -5,10 +5,12 @@
     G = load_generator("generator.safetensors")             # or NVIDIA's StyleGAN2-ADA "cifar10.pkl"
     attack = ATGANAttack(generator=G)                       # Foolbox face
     adversary = ATGANAttack(model, generator=G)             # AdverTorch face
+    baseline = SongAttack(model, generator=G)               # Song et al.'s latent search, same faces
 """
 
 from atgan_plugin.adapters import ACWGANGPGenerator, ConditionalGenerator, StyleGAN2ADAGenerator, load_generator
 from atgan_plugin.attack import ATGANAttack
+from atgan_plugin.song import SongAttack
 from atgan_plugin.transfer import TransferConfig, fit_attack_generator
 
 __version__ = "0.1.0"
@@ -17,6 +19,7 @@ __all__ = [
     "ACWGANGPGenerator",
     "ATGANAttack",
     "ConditionalGenerator",
+    "SongAttack",
     "StyleGAN2ADAGenerator",
     "TransferConfig",
     "fit_attack_generator",

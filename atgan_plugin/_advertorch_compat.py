@@ -41,6 +41,7 @@ install_zero_gradients_shim()
 import advertorch.attacks  # noqa: E402  (must come after the shim)
 from advertorch.attacks.base import Attack as AdvertorchAttack  # noqa: E402
 from advertorch.attacks.base import LabelMixin  # noqa: E402
+from advertorch.context import ctx_noparamgrad  # noqa: E402
 
-__all__ = ["AdvertorchAttack", "LabelMixin", "advertorch", "install_zero_gradients_shim"]
+__all__ = ["AdvertorchAttack", "LabelMixin", "advertorch", "ctx_noparamgrad", "install_zero_gradients_shim"]
 advertorch = importlib.import_module("advertorch")

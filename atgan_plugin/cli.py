@@ -1,4 +1,4 @@
-"""The ``atgan`` command line: train, attack, evaluate, demo.
+"""The ``atgan`` command line: train, attack, evaluate, demo, reproduce.
 
 Each command writes the options it ran with (``options.json``) next to its outputs. Errors a
 user can fix (missing data, bad checkpoint, bad option) come out through click as one line,
@@ -13,6 +13,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -132,9 +133,18 @@ def main() -> None:
 @main.command("train-classifier")
 @click.option("--arch", type=click.Choice(["A", "B", "C", "D", "oracle"]), default="A", show_default=True,
               help="Architecture: Tramèr et al.'s Models A-D, or the oracle (used only to judge realism).")
-@click.option("--regime", type=click.Choice(["normal", "fgsm-rs"]), default="normal", show_default=True,
-              help="normal training, or fast adversarial training (FGSM from a random start).")
-@click.option("--epsilon", type=float, default=0.1, show_default=True, help="ℓ∞ budget of adversarial training.")
+@click.option("--regime", type=click.Choice(["normal", "adv", "ens", "pgd", "fgsm-rs"]), default="normal", show_default=True,
+              help="normal training; adv: ½ clean + ½ FGSM loss (Adv.); ens: the FGSM examples from a model drawn per batch "
+                   "among this one and the --static-model ones (Ens.); pgd: PGD adversarial training (Iter.); fgsm-rs: fast "
+                   "adversarial training (FGSM from a random start, the oracle's).")
+@click.option("--epsilon", type=click.FloatRange(min=0), default=None,
+              help="ℓ∞ budget of adversarial training [default: the dataset's FGSM ε, PGD ε for --regime pgd (appendix Table 6)].")
+@click.option("--pgd-steps", type=click.IntRange(min=1), default=None,
+              help="PGD iterations of --regime pgd [default: the dataset's, 20 (appendix Table 6)]; fewer cost less.")
+@click.option("--pgd-step-size", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="PGD step of --regime pgd [default: the dataset's, 0.01 for Fashion-MNIST (appendix Table 6)].")
+@click.option("--static-model", "static_models", type=click.Path(dir_okay=False), multiple=True,
+              help="A fixed pre-trained classifier checkpoint for --regime ens (repeatable; Tramèr et al. used three).")
 @click.option("--epochs", type=int, default=6, show_default=True, help="Passes over the training set.")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Batch size.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
@@ -148,30 +158,52 @@ def main() -> None:
 @_progress_option
 @_user_errors
 def train_classifier_command(
-    arch: str, regime: str, epsilon: float, epochs: int, batch_size: int, lr: float, train_size: int | None,
+    arch: str, regime: str, epsilon: float | None, pgd_steps: int | None, pgd_step_size: float | None,
+    static_models: tuple[str, ...], epochs: int, batch_size: int, lr: float, train_size: int | None,
     half: bool, out: str, dataset: str, data_dir: str | None, device: str, seed: int, progress: bool,
 ) -> None:  # fmt: skip
-    """Train a target classifier or the oracle; print its test accuracy."""
+    """Train a target classifier (normally or adversarially) or the oracle; print its test accuracy."""
+    from atgan_plugin.baselines import settings_for
     from atgan_plugin.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
     from atgan_plugin.models import build_classifier, load_classifier, save_classifier
 
     options = dict(click.get_current_context().params)
+    if static_models and regime != "ens":
+        raise click.BadParameter(f"static models are used only by --regime ens, not {regime}", param_hint="'--static-model'")
+    if regime == "ens" and not static_models:
+        raise click.BadParameter("--regime ens needs at least one --static-model (a fixed pre-trained classifier)",
+                                 param_hint="'--static-model'")  # fmt: skip
+    table = settings_for(dataset)
+    if epsilon is None:
+        epsilon = table.pgd_epsilon if regime == "pgd" else table.fgsm_epsilon
     dev = resolve_device(device)
+    statics = [load_classifier(path, device=dev) for path in static_models]  # before any training: fail fast
     seed_everything(seed)
     train = load_dataset(dataset, "train", data_dir)
     test = load_dataset(dataset, "test", data_dir)
     if train_size is not None:
         train = train.subset(train_size)
-    config = ClassifierTrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, regime=regime, epsilon=epsilon, seed=seed)
+    config = ClassifierTrainingConfig(epochs=epochs, batch_size=batch_size, lr=lr, regime=regime, epsilon=epsilon,
+                                      pgd_steps=pgd_steps if pgd_steps is not None else table.pgd_steps,
+                                      pgd_step_size=pgd_step_size if pgd_step_size is not None else table.pgd_step_size,
+                                      seed=seed)  # fmt: skip
     model = build_classifier(arch, num_classes=10, in_channels=train.images.shape[1])
-    result = train_classifier(model, train, test, config, device=dev, progress=progress)
+    result = train_classifier(model, train, test, config, device=dev, progress=progress, static_models=statics)
     training = {**result, "dataset": dataset, "options": options, "environment": _environment()}
+    if static_models:
+        training["static_models"] = {path: _sha256(path) for path in static_models}
     save_classifier(out, model, {"architecture": arch, "num_classes": 10, "in_channels": train.images.shape[1]}, training, half=half)
     if half:  # report what the stored float16 weights give, not the float32 ones
         training["test_accuracy_stored"] = accuracy(load_classifier(out, dev), test, device=dev)
         save_classifier(out, model, {"architecture": arch, "num_classes": 10, "in_channels": train.images.shape[1]}, training, half=half)
     runs.write_json(Path(out).with_suffix(".json"), training)
     click.echo(f"test accuracy {result['test_accuracy']:.4f}; saved {out}")
+
+
+def _sha256(path: str | Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @main.command("train-gan")
@@ -491,6 +523,96 @@ def demo_command(
                    f"the source class in {m.oracle_agreement_attack:.1%} of them (G_orig's: {m.oracle_agreement_orig:.1%}).")  # fmt: skip
     click.echo(f"done in {time.perf_counter() - start:.0f} s; outputs in {run_dir}: {', '.join(outputs)}")
     click.echo(f"next: atgan attack --fit {run_dir / 'g_attack.safetensors'} --n 64")
+
+
+# ---------------------------------------------------------------------------------------------
+# atgan reproduce
+
+_QUICK = {"n": 16, "song_steps": 3, "steps": 3, "batch_size": 8}  # --quick sizes, for options left at their default
+
+
+@main.command("reproduce")
+@_dataset_option
+@click.option("--checkpoints", "checkpoints_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder of target checkpoints named A-nor.safetensors, A-adv, A-ens, A-iter, ... D-iter; absent ones are "
+                   "reported as missing [default: the shipped Model A as A-nor, nothing else].")
+@click.option("--quick", is_flag=True, default=False,
+              help="Tiny sizes for an end-to-end check in seconds: options left at their default become --n 16, "
+                   "--song-steps 3, --steps 3, --batch-size 8. Its numbers say nothing about the methods.")
+@click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True, help="Examples per (attack, model).")
+@click.option("--song-steps", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Steps of Song et al.'s search (paper: 200).")
+@click.option("--song-lr", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Learning rate of Song et al.'s search (paper: 1).")
+@click.option("--toolkit", type=click.Choice(["advertorch", "foolbox"]), default="advertorch", show_default=True,
+              help="Toolkit that runs FGSM, PGD and R+FGSM.")
+@click.option("--ablation/--no-ablation", default=True, show_default=True, help="Measure the ρ ablation (Tables 8 and 9).")
+@click.option("--figures/--no-figures", default=True, show_default=True, help="Write the Figure 8 and Figure 10/11 grids.")
+@_checkpoint_options("generator", "oracle", "guard")
+@_fit_options
+@_data_dir_option
+@_runs_dir_option
+@_device_option
+@_seed_option
+@_progress_option
+@_user_errors
+def reproduce_command(
+    dataset: str, checkpoints_dir: str | None, quick: bool, n: int, song_steps: int, song_lr: float, toolkit: str,
+    ablation: bool, figures: bool, generator_path: str | None, oracle_path: str | None, guard_path: str | None,
+    data_dir: str | None, runs_dir: str, device: str, seed: int, progress: bool, **hyper: Any,
+) -> None:  # fmt: skip
+    """Reproduce the paper's evaluation: success of FGSM, PGD, R+FGSM, Song et al. and AT-GAN against
+    Models A-D x {Nor., Adv., Ens., Iter.}, transfer A -> C, the rho ablation, realism, time, figures.
+
+    Writes results.md and results.json (with the command and the machine), the figures and
+    options.json into a new numbered run folder. The full run (16 checkpoints, 1,000 examples,
+    200 search steps, 500 fit steps) is sized for a GPU and has not been run for this release:
+    docs/results/README.md says how to make the checkpoints with `atgan train-classifier` and
+    how to run it.
+    """
+    from click.core import ParameterSource
+
+    from atgan_plugin.checkpoints import atomic_write
+    from atgan_plugin.reproduce import ReproduceConfig, find_checkpoints, load_target, render_markdown, reproduce
+    from atgan_plugin.song import SETTINGS as SONG_SETTINGS
+
+    ctx = click.get_current_context()
+    sizes = {"n": n, "song_steps": song_steps, "steps": hyper["steps"], "batch_size": hyper["batch_size"]}
+    if quick:
+        sizes = {k: (_QUICK[k] if ctx.get_parameter_source(k) == ParameterSource.DEFAULT else v) for k, v in sizes.items()}
+    hyper = {**hyper, "steps": sizes["steps"], "batch_size": sizes["batch_size"]}
+    dev = resolve_device(device)
+    seed_everything(seed)
+
+    # Load everything before the run folder exists, so a bad path leaves nothing behind.
+    networks, checkpoints = _load_networks(dev, generator=generator_path, oracle=oracle_path, guard=guard_path)
+    slots = find_checkpoints(checkpoints_dir)
+    if checkpoints_dir is None:
+        slots["A-nor"] = _checkpoint_path("model", None)
+    models, models_info = {}, {}
+    for slot, path in slots.items():
+        if path is not None:
+            models[slot], models_info[slot] = load_target(path, dev)
+            checkpoints[slot] = str(path)
+    if not models:
+        raise click.ClickException(f"no target checkpoints in {checkpoints_dir} (expected names such as A-nor.safetensors)")
+    test = load_dataset(dataset, "test", data_dir)
+    song = SONG_SETTINGS.get(dataset, SONG_SETTINGS["fashion-mnist"])
+    config = ReproduceConfig(dataset=dataset, n=sizes["n"], atgan=TransferConfig(seed=seed, **{k: hyper[k] for k in _FIT_PARAMETERS}),
+                             song=replace(song, steps=sizes["song_steps"], lr=song_lr, seed=seed), toolkit=toolkit,
+                             ablation=ablation, figures=figures, quick=quick, seed=seed)  # fmt: skip
+    run_dir = _new_run(runs_dir, "reproduce", checkpoints)
+
+    click.echo(f"reproducing on {len(models)} of 16 target checkpoints ({', '.join(models)}), {config.n} examples each"
+               f"{' (quick)' if quick else ''}")  # fmt: skip
+    report = reproduce(models, networks["generator"], networks["oracle"], test, config, guard=networks.get("guard"),  # type: ignore[arg-type]
+                       out_dir=run_dir, device=dev, progress=progress, models_info=models_info,
+                       environment=_environment(), log=lambda message: click.echo(f"  {message}"))  # fmt: skip
+    runs.write_json(run_dir / "results.json", report)
+    with atomic_write(run_dir / "results.md") as tmp:
+        tmp.write_text(render_markdown(report))
+    outputs = ["options.json", "results.md", "results.json", *(figure["file"] for figure in report["figures"])]
+    click.echo(f"done in {report['seconds']:.0f} s; outputs in {run_dir}: {', '.join(outputs)}")
 
 
 if __name__ == "__main__":

@@ -205,9 +205,9 @@ def test_sample_rho_bad_bounds(kwargs: dict[str, Any], match: str) -> None:
         (lambda: build_classifier("E"), r"unknown architecture 'E'; known: \['A', 'B', 'C', 'D', 'oracle'\]"),
         (
             lambda: __import__("atgan_plugin.classifier_training", fromlist=["x"]).ClassifierTrainingConfig(
-                regime="pgd"
+                regime="trades"
             ),
-            r"unknown training regime 'pgd'",
+            r"unknown training regime 'trades'",
         ),
         (
             lambda: __import__("atgan_plugin.acwgan_gp", fromlist=["x"]).Generator(img_resolution=32),

@@ -1,0 +1,291 @@
+"""``GeneratorAttackBase``: the Foolbox and AdverTorch faces shared by every attack on a conditional generator.
+
+An attack on a :class:`~atgan_plugin.adapters.ConditionalGenerator` (AT-GAN's transfer, Song et
+al.'s latent search) makes new images ``G(z, y_s)`` of source classes ``y_s``; it does not perturb
+its inputs. Both faces, the input checks, the source labels, the latents and the eval-mode guard
+are the same for all of them and live here; a subclass writes only :meth:`_images`, which turns
+latents and source classes (and optional targets) into images in [0, 1].
+
+- **Foolbox 3** (``MinimizationAttack``): ``attack(fmodel, images, criterion, epsilons=None)``;
+  ``Misclassification(labels)`` gives the source classes, ``TargetedMisclassification(targets)``
+  the targets (sources from ``source_labels=`` or the model's predictions).
+- **AdverTorch** (``Attack``, ``LabelMixin``): ``attack.perturb(x, y)``; ``y`` are the source
+  classes (untargeted, the model's predictions when ``None``) or the targets (``targeted=True``).
+
+Latent modes: ``"random"`` (fresh ``z`` per output; the inputs give only count, shape, dtype and
+device) and ``"invert"`` (``z`` with ``G_orig(z, y_s) ≈ x``, found first).
+
+Shape:
+    - inputs: ``(N, C, H, W)`` within the model's bounds, ``(C, H, W)`` = ``generator.image_shape``.
+    - labels / targets: ``(N,)`` int64 in ``[0, generator.num_classes)``.
+    - output: same shape, dtype and device as the inputs, within the bounds.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import eagerpy as ep
+import foolbox as fb
+import torch
+from foolbox.attacks.base import MinimizationAttack, get_criterion, raise_if_kwargs
+from foolbox.criteria import Misclassification, TargetedMisclassification
+from torch import nn
+
+from atgan_plugin._advertorch_compat import AdvertorchAttack, LabelMixin
+from atgan_plugin.adapters.protocol import check_generator
+from atgan_plugin.inversion import invert_latents
+from atgan_plugin.transfer import to_bounds
+from atgan_plugin.utils import eval_mode, model_device
+
+__all__ = ["LATENT_MODES", "GeneratorAttackBase", "torch_module_of"]
+
+LATENT_MODES = ("random", "invert")
+
+
+def torch_module_of(model: Any) -> nn.Module | None:
+    """The ``nn.Module`` behind a model: itself, or the one a ``foolbox.PyTorchModel`` wraps.
+
+    ``PyTorchModel`` keeps the module only in the closure of its forward function, so we look
+    there; anything else (a plain function) has no module and no train/eval mode to manage.
+    """
+    if isinstance(model, nn.Module):
+        return model
+    forward = getattr(model, "_model", None)
+    if forward is not None and callable(forward):
+        try:
+            module = inspect.getclosurevars(forward).nonlocals.get("model")
+        except (TypeError, ValueError):
+            return None
+        return module if isinstance(module, nn.Module) else None
+    return None
+
+
+class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ignore[misc]
+    """Both faces of an attack on a conditional generator (see the module docstring).
+
+    Subclasses call ``super().__init__`` with the common arguments and implement :meth:`_images`
+    (and :meth:`_repr_fields` for their hyper-parameters).
+    """
+
+    _model_methods = "the method"  # named in the "no model given" error
+
+    def __init__(
+        self,
+        model: Callable[[torch.Tensor], torch.Tensor] | None,
+        *,
+        generator: nn.Module,
+        targeted: bool,
+        clip_min: float,
+        clip_max: float,
+        latent: str,
+        invert_steps: int,
+        invert_lr: float,
+        device: str | torch.device | None,
+        seed: int,
+        progress: bool,
+        distance: fb.distances.Distance | None,
+    ):
+        check_generator(generator)
+        if latent not in LATENT_MODES:
+            raise ValueError(f"latent must be one of {LATENT_MODES}, got {latent!r}")
+        if not clip_min < clip_max:
+            raise ValueError(f"clip_min ({clip_min}) must be below clip_max ({clip_max})")
+        AdvertorchAttack.__init__(self, model, nn.CrossEntropyLoss(reduction="sum"), clip_min, clip_max)
+        self.generator = generator
+        self.targeted = targeted
+        self.latent = latent
+        self.invert_steps = invert_steps
+        self.invert_lr = invert_lr
+        self.device = torch.device(device) if device is not None else None
+        self.seed = seed
+        self.progress = progress
+        self._distance = distance if distance is not None else fb.distances.l2
+        self._latent_rng = torch.Generator().manual_seed(seed)
+        self._reference_copies: dict[str, nn.Module] = {}
+
+    # ----------------------------------------------------------------------------------------
+    # What a subclass provides.
+
+    def _images(
+        self,
+        model: Any,
+        classify: Callable[[torch.Tensor], torch.Tensor],
+        z: torch.Tensor,
+        sources: torch.Tensor,
+        targets: torch.Tensor | None,
+        bounds: tuple[float, float],
+    ) -> torch.Tensor:
+        """Adversarial images in [0, 1] ``(N, C, H, W)`` for latents ``z`` ``(N, z_dim)`` and classes
+        ``sources`` (and ``targets``) ``(N,)``, all on the attack's device; the model is in eval mode."""
+        raise NotImplementedError
+
+    def _repr_fields(self) -> dict[str, Any]:
+        return {}
+
+    # ----------------------------------------------------------------------------------------
+    # Configuration and dispatch.
+
+    @property
+    def distance(self) -> fb.distances.Distance:
+        return self._distance
+
+    def __repr__(self) -> str:
+        fields = {"targeted": self.targeted, "latent": self.latent, **self._repr_fields(),
+                  "clip_min": self.clip_min, "clip_max": self.clip_max, "device": self.device}  # fmt: skip
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Foolbox call when the first argument is a ``foolbox.Model``, else AdverTorch's ``perturb``."""
+        if args and isinstance(args[0], fb.models.Model):
+            fmodel = args[0]
+            if len(args) > 1:
+                self._check_bounds(args[1], fmodel.bounds)
+            # Foolbox's own success check runs the model too: keep it in eval mode throughout.
+            with eval_mode(torch_module_of(fmodel)):
+                return MinimizationAttack.__call__(self, *args, **kwargs)
+        return self.perturb(*args, **kwargs)
+
+    # ----------------------------------------------------------------------------------------
+    # Foolbox face.
+
+    def run(
+        self,
+        model: fb.models.Model,
+        inputs: Any,
+        criterion: Any,
+        *,
+        early_stop: float | None = None,  # ignored: the output does not depend on ε
+        source_labels: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        raise_if_kwargs(kwargs)
+        x, restore_type = ep.astensor_(inputs)
+        criterion_ = get_criterion(criterion)
+        images = x.raw
+        self._check_bounds(images, model.bounds)
+        if isinstance(criterion_, Misclassification):
+            sources, targets = ep.astensor(criterion_.labels).raw, None
+        elif isinstance(criterion_, TargetedMisclassification):
+            targets = ep.astensor(criterion_.target_classes).raw
+            sources = ep.astensor(source_labels).raw if source_labels is not None else None
+        else:
+            raise ValueError(f"unsupported criterion {type(criterion_).__name__}: use Misclassification or TargetedMisclassification")
+
+        adv = self._attack(model, self._classifier_fn(model), images, sources, targets, tuple(model.bounds))
+        return restore_type(ep.astensor(adv))
+
+    # ----------------------------------------------------------------------------------------
+    # AdverTorch face.
+
+    def perturb(self, x: torch.Tensor, y: torch.Tensor | None = None, *, source_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """AdverTorch's entry point: adversarial images for ``x`` (see the module docstring for ``y``)."""
+        if self.predict is None:
+            raise ValueError(f"no model: for the AdverTorch face pass it first, {type(self).__name__}(model, generator=G)")
+        if self.targeted and y is None:
+            raise ValueError("a targeted attack needs the target labels: perturb(x, y=targets)")
+        bounds = (float(self.clip_min), float(self.clip_max))
+        self._check_bounds(x, bounds)
+        sources, targets = (source_labels, y) if self.targeted else (y, None)
+        return self._attack(self.predict, self.predict, x, sources, targets, bounds).detach()
+
+    # ----------------------------------------------------------------------------------------
+    # The one path behind both faces.
+
+    def _attack(
+        self,
+        model: Any,
+        classify: Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        sources: Any,
+        targets: Any,
+        bounds: tuple[float, float],
+    ) -> torch.Tensor:
+        self._check_images(x, model)
+        n = len(x)
+        with eval_mode(torch_module_of(model)):
+            if sources is None:  # AdverTorch's convention: avoid label leaking, use predictions
+                with torch.no_grad():
+                    sources = classify(x).argmax(1)
+            sources = self._check_labels(torch.as_tensor(sources, device=x.device), "source labels", n)
+            if targets is not None:
+                targets = self._check_labels(torch.as_tensor(targets, device=x.device), "target labels", n)
+            device = self._device_for(model)
+            sources = sources.to(device)
+            targets = targets.to(device) if targets is not None else None
+            z = self._latents(x.to(device), sources, bounds)
+            out = self._images(model, classify, z, sources, targets, bounds)
+        return to_bounds(out, bounds).clamp(*bounds).to(device=x.device, dtype=x.dtype)
+
+    def _latents(self, x: torch.Tensor, sources: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
+        if self.latent == "random":
+            return self.generator.sample_z(len(x), generator=self._latent_rng, device=x.device)  # type: ignore[operator, no-any-return]
+        low, high = bounds
+        images01 = (x.float() - low) / (high - low)
+        return invert_latents(self._reference_generator(x.device), images01, sources, steps=self.invert_steps,
+                              lr=self.invert_lr, rng=self._latent_rng)  # fmt: skip
+
+    def _reference_generator(self, device: torch.device) -> nn.Module:
+        """A frozen eval-mode copy of G_orig on ``device``: the caller's generator is never moved."""
+        copy_ = self._reference_copies.get(str(device))
+        if copy_ is None:
+            copy_ = copy.deepcopy(self.generator).to(device).requires_grad_(False).eval()
+            self._reference_copies[str(device)] = copy_
+        return copy_
+
+    # ----------------------------------------------------------------------------------------
+    # Input checks: each error names the problem.
+
+    def _model_or_default(self, model: Any) -> Any:
+        model = model if model is not None else self.predict
+        if model is None:
+            raise ValueError(f"no model given: pass one to {self._model_methods}, or to {type(self).__name__}(model, ...)")
+        return model
+
+    @staticmethod
+    def _classifier_fn(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+        if isinstance(model, fb.models.Model):
+            return lambda batch: model(batch)  # type: ignore[no-any-return]
+        return model  # type: ignore[no-any-return]
+
+    def _device_for(self, model: Any) -> torch.device:
+        if self.device is not None:
+            return self.device
+        if isinstance(model, fb.models.Model) and hasattr(model, "device"):
+            return torch.device(model.device)
+        module = torch_module_of(model)
+        return model_device(module) if module is not None else model_device(self.generator)
+
+    def _check_images(self, x: Any, model: Any) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"inputs must be a torch.Tensor, got {type(x).__name__}")
+        expected = tuple(self.generator.image_shape)
+        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"inputs must have shape (N, {', '.join(map(str, expected))}) to match the generator, got {tuple(x.shape)}")
+        module = torch_module_of(model)
+        if module is not None and self.device is None:
+            model_dev = model_device(module, default=x.device)
+            if model_dev != x.device:
+                raise ValueError(f"the model is on {model_dev} but the inputs are on {x.device}; move one of them")
+
+    @staticmethod
+    def _check_bounds(x: Any, bounds: tuple[float, float]) -> None:
+        raw = ep.astensor(x).raw if not isinstance(x, torch.Tensor) else x
+        if isinstance(raw, torch.Tensor) and raw.numel() > 0:
+            low, high = bounds
+            lo, hi = raw.min().item(), raw.max().item()
+            if lo < low or hi > high:
+                raise ValueError(f"inputs must lie within the model's bounds [{low}, {high}], found values in [{lo:.4g}, {hi:.4g}]")
+
+    def _check_labels(self, labels: torch.Tensor, what: str, n: int) -> torch.Tensor:
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise TypeError(f"{what} must be integer class indices, got dtype {labels.dtype}")
+        if labels.shape != (n,):
+            raise ValueError(f"{what} must have shape ({n},) to match the inputs, got {tuple(labels.shape)}")
+        num_classes = int(self.generator.num_classes)
+        if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise ValueError(f"{what} must lie in [0, {num_classes}) (the generator's classes), got {labels.min().item()}..{labels.max().item()}")
+        return labels.long()

@@ -1,0 +1,433 @@
+"""``atgan reproduce``: the paper's evaluation on one dataset, as Markdown and JSON.
+
+What is measured (issue 4), each against every target checkpoint that exists:
+- Table 1 style: white-box success of FGSM, PGD, R+FGSM (:mod:`atgan_plugin.baselines`, Table 6
+  settings), Song et al.'s search (:mod:`atgan_plugin.song`) and AT-GAN against Models A–D under
+  Nor./Adv./Ens./Iter. training;
+- Table 7 style: the examples made on Model A (Nor.) handed to Model C under each training;
+- Tables 8/9 style: AT-GAN's success against Model A (Nor.) for ‖ρ‖₀ ∈ {0, …, 400} and ‖ρ‖∞ ∈ {0, …, 0.5};
+- realism beside every success rate: an independent oracle's agreement with the source class and
+  the mean ℓ2/ℓ∞ change from the reference image (the clean test image for the perturbation
+  attacks; ``G(z0, y_s)`` for Song's; ``G_orig(z, y_s)`` for AT-GAN);
+- time per 1,000 examples (AT-GAN split into the one-off fit and the generation).
+
+our choices (the paper's main text is not available, method.md):
+- untargeted attacks throughout; "success" counts an example only when the target model is
+  fooled *and* the oracle still gives the source class; fooled examples the oracle rejects are
+  reported separately ("rejected"), never counted;
+- rates are over all ``n`` examples, not only those the model got right before the attack: the
+  model's error on the references is reported beside them ("reference error");
+- the perturbation attacks use the first ``n`` test images; Song's and AT-GAN use the same
+  source classes (those images' labels) and the same latents ``z`` (seeded);
+- Table 7's source is Model A under normal training; its examples are handed to Model C under
+  each training (the paper's table names the targets' trainings only).
+
+Checkpoints are found by name in one folder: ``A-nor.safetensors``, ``A-adv``, ``A-ens``,
+``A-iter``, … ``D-iter`` (:data:`SLOTS`); the ones absent are reported as missing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from atgan_plugin.attack import ATGANAttack
+from atgan_plugin.baselines import BASELINES, run_baseline, settings_for
+from atgan_plugin.checkpoints import load_checkpoint, module_from_checkpoint
+from atgan_plugin.data import TensorDataset
+from atgan_plugin.evaluation import save_difference_grid, save_target_grid
+from atgan_plugin.models import build_classifier
+from atgan_plugin.song import SongAttack, SongConfig
+from atgan_plugin.transfer import TransferConfig
+from atgan_plugin.utils import eval_mode, model_device
+
+__all__ = ["ATTACKS", "SLOTS", "ReproduceConfig", "find_checkpoints", "load_target", "render_markdown", "reproduce"]
+
+ARCHITECTURES = ("A", "B", "C", "D")
+TRAININGS = {"nor": "Nor.", "adv": "Adv.", "ens": "Ens.", "iter": "Iter."}
+REGIME_OF_TRAINING = {"nor": "normal", "adv": "adv", "ens": "ens", "iter": "pgd"}  # atgan train-classifier --regime
+SLOTS = tuple(f"{arch}-{training}" for arch in ARCHITECTURES for training in TRAININGS)
+ATTACKS = (*BASELINES, "song", "atgan")
+ATTACK_NAMES = {"fgsm": "FGSM", "pgd": "PGD", "rfgsm": "R+FGSM", "song": "Song et al.", "atgan": "AT-GAN"}
+RHO_L0 = (0, 100, 200, 300, 400)  # paper: appendix Table 8, at ‖ρ‖∞ = 0.5
+RHO_LINF = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)  # paper: appendix Table 9, at ‖ρ‖₀ = 200
+TRANSFER_SOURCE, TRANSFER_ARCH = "A-nor", "C"
+CPU = torch.device("cpu")
+
+# paper: appendix Table 7 (method.md §5), ASR % from Model A to Model C, per training of Model C.
+PAPER_TABLE_7 = {
+    "mnist": {"atgan": {"nor": 65.3, "adv": 24.6, "ens": 27.9, "iter": 17.2}, "pgd": {"nor": 97.5, "adv": 6.5, "ens": 4.1, "iter": 4.1}},
+    "fashion-mnist": {"atgan": {"nor": 58.0, "adv": 22.7, "ens": 32.0, "iter": 15.2},
+                      "pgd": {"nor": 84.7, "adv": 27.6, "ens": 39.6, "iter": 14.6}},
+}  # fmt: skip
+
+
+@dataclass
+class ReproduceConfig:
+    """Sizes and hyper-parameters of one reproduction (the CLI's options)."""
+
+    dataset: str = "fashion-mnist"
+    n: int = 1000  # examples per (attack, model)
+    atgan: TransferConfig = field(default_factory=TransferConfig)
+    song: SongConfig = field(default_factory=SongConfig)
+    toolkit: str = "advertorch"
+    batch_size: int = 500
+    ablation: bool = True
+    figures: bool = True
+    quick: bool = False
+    seed: int = 0
+
+
+@dataclass
+class Metrics:
+    """One attack against one model on ``n`` examples; rates in [0, 1], distances in [0, 1] pixel units."""
+
+    n: int
+    success_rate: float  # fooled and the oracle still gives the source class
+    rejected_rate: float  # fooled, but the oracle no longer gives the source class (not counted)
+    fooled_rate: float  # success + rejected
+    oracle_agreement: float  # the oracle gives the source class, adversarial images
+    oracle_agreement_reference: float  # ... the reference images
+    reference_error: float  # the model is already wrong on the reference images
+    mean_l2: float
+    mean_linf: float
+    seconds_per_1000: float | None = None  # AT-GAN: generation only
+    fit_seconds: float | None = None  # AT-GAN: the one-off fit
+
+
+# ------------------------------------------------------------------------------------------------
+# Checkpoints.
+
+
+def find_checkpoints(folder: str | Path | None) -> dict[str, Path | None]:
+    """Every slot of :data:`SLOTS` mapped to ``folder/<slot>.safetensors``, or None when absent."""
+    if folder is None:
+        return dict.fromkeys(SLOTS)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {folder} does not exist")
+    return {slot: (folder / f"{slot}.safetensors") if (folder / f"{slot}.safetensors").is_file() else None for slot in SLOTS}
+
+
+def load_target(path: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """A classifier checkpoint (eval mode, on ``device``) and what its record says about it."""
+    checkpoint = load_checkpoint(path, expected_kind="classifier")
+    model = module_from_checkpoint(checkpoint, build_classifier).to(device).eval()
+    record = checkpoint.training
+    info = {"path": str(path), "architecture": checkpoint.config.get("architecture"),
+            "regime": record.get("config", {}).get("regime"), "test_accuracy": record.get("test_accuracy"),
+            "command": record.get("environment", {}).get("command")}  # fmt: skip
+    return model, info
+
+
+# ------------------------------------------------------------------------------------------------
+# Measuring.
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Predicted classes ``(N,)`` on CPU, the images fed in batches on the model's device."""
+    device = model_device(model)
+    return torch.cat([model(images[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, len(images), batch_size)])
+
+
+def _mean(flags: torch.Tensor) -> float:
+    return float(flags.float().mean()) if len(flags) else 0.0
+
+
+def measure(
+    model: nn.Module, oracle: nn.Module, adversarial: torch.Tensor, reference: torch.Tensor, sources: torch.Tensor,
+    batch_size: int = 500,
+) -> Metrics:  # fmt: skip
+    """Success, rejection and realism of ``adversarial`` ``(N, C, H, W)`` against ``reference`` (same shape)."""
+    with eval_mode(model, oracle):
+        fooled = _predict(model, adversarial, batch_size) != sources
+        oracle_ok = _predict(oracle, adversarial, batch_size) == sources
+        oracle_ok_reference = _predict(oracle, reference, batch_size) == sources
+        reference_wrong = _predict(model, reference, batch_size) != sources
+    sources = sources.cpu()
+    diff = (adversarial - reference).flatten(1).cpu()
+    return Metrics(n=len(sources), success_rate=_mean(fooled & oracle_ok), rejected_rate=_mean(fooled & ~oracle_ok),
+                   fooled_rate=_mean(fooled), oracle_agreement=_mean(oracle_ok),
+                   oracle_agreement_reference=_mean(oracle_ok_reference), reference_error=_mean(reference_wrong),
+                   mean_l2=_mean(diff.norm(dim=1)), mean_linf=_mean(diff.abs().amax(dim=1)))  # fmt: skip
+
+
+def _timed(run: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = run()
+    return result, time.perf_counter() - start
+
+
+@dataclass
+class _Inputs:
+    """What every attack of one run works on: test images and labels, and the latents of the generative attacks."""
+
+    images: torch.Tensor  # (n, C, H, W) in [0, 1]
+    labels: torch.Tensor  # (n,): true classes = source classes of the generative attacks
+    z: torch.Tensor  # (n, z_dim)
+
+
+class _Runner:
+    def __init__(self, generator: nn.Module, oracle: nn.Module, guard: nn.Module | None, inputs: _Inputs,
+                 config: ReproduceConfig, device: torch.device, progress: bool):  # fmt: skip
+        self.generator, self.oracle, self.guard = generator, oracle, guard
+        self.inputs, self.config, self.device, self.progress = inputs, config, device, progress
+
+    def chunks(self, run: Callable[[slice], torch.Tensor]) -> torch.Tensor:
+        n, b = len(self.inputs.labels), self.config.batch_size
+        return torch.cat([run(slice(i, i + b)) for i in range(0, n, b)])
+
+    @torch.no_grad()
+    def reference(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """G_orig(z, y) in [0, 1] on CPU: the image the generative attacks start from."""
+        with eval_mode(self.generator):
+            return self.generator(z.to(self.device), y.to(self.device)).cpu()  # type: ignore[no-any-return]
+
+    def atgan_attack(self, model: nn.Module, atgan: TransferConfig) -> ATGANAttack:
+        hyper = {k: v for k, v in asdict(atgan).items() if k != "seed"}
+        return ATGANAttack(model, generator=self.generator, guard=self.guard, device=self.device, seed=self.config.seed,
+                           progress=self.progress, **hyper)  # fmt: skip
+
+    def run_attack(self, name: str, model: nn.Module, atgan: TransferConfig | None = None) -> tuple[Metrics, torch.Tensor]:
+        """Measures attack ``name`` against ``model``; returns the metrics and the adversarial images."""
+        x, y, z, n = self.inputs.images, self.inputs.labels, self.inputs.z, len(self.inputs.labels)
+        fit_seconds = None
+        if name in BASELINES:
+            adversarial, seconds = _timed(lambda: self.chunks(lambda s: run_baseline(
+                name, model, x[s].to(self.device), y[s].to(self.device), dataset=self.config.dataset, toolkit=self.config.toolkit,
+                seed=self.config.seed).cpu()))
+            reference = x
+        elif name == "song":
+            song = SongAttack(model, generator=self.generator, aux=self.guard if self.config.song.lambda2 > 0 else None,
+                              device=self.device, seed=self.config.seed, progress=self.progress,
+                              batch_size=self.config.batch_size,
+                              **{k: v for k, v in asdict(self.config.song).items() if k not in ("seed", "reference_batch")})  # fmt: skip
+            (adversarial, reference), seconds = _timed(lambda: song.search(y, z=z, model=model, with_reference=True))
+        elif name == "atgan":
+            attack = self.atgan_attack(model, atgan or self.config.atgan)
+            _, fit_seconds = _timed(lambda: attack.fit(model))
+            # Time the generation alone; G_orig's references are made afterwards, untimed.
+            adversarial, seconds = _timed(lambda: self.chunks(lambda s: attack.generate(y[s], z=z[s], model=model).cpu()))  # type: ignore[union-attr]
+            reference = self.chunks(lambda s: self.reference(z[s], y[s]))
+        else:
+            raise ValueError(f"unknown attack {name!r}; known: {ATTACKS}")
+        adversarial, reference = adversarial.detach().to(x.device), reference.detach().to(x.device)
+        metrics = measure(model, self.oracle, adversarial, reference, y, self.config.batch_size)
+        return replace(metrics, seconds_per_1000=seconds * 1000 / n, fit_seconds=fit_seconds), adversarial
+
+
+def _references(runner: _Runner) -> dict[str, torch.Tensor]:
+    """The reference image of every attack, for transfer measurements (no attack run)."""
+    generated = runner.chunks(lambda s: runner.reference(runner.inputs.z[s], runner.inputs.labels[s]))
+    return {name: (runner.inputs.images if name in BASELINES else generated) for name in ATTACKS}
+
+
+def reproduce(
+    models: dict[str, nn.Module],
+    generator: nn.Module,
+    oracle: nn.Module,
+    test: TensorDataset,
+    config: ReproduceConfig,
+    *,
+    guard: nn.Module | None = None,
+    out_dir: str | Path,
+    device: torch.device = CPU,
+    progress: bool = False,
+    models_info: dict[str, dict[str, Any]] | None = None,
+    environment: dict[str, Any] | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Runs every measurement on the ``models`` present (keys from :data:`SLOTS`) and returns the report
+    (JSON-ready; :func:`render_markdown` turns it into Markdown). Figures are written into ``out_dir``.
+
+    ``models_info`` (from :func:`load_target`) and ``environment`` (the command line and such) are
+    recorded as given; the machine is described here.
+    """
+    started, start = time.strftime("%Y-%m-%d %H:%M:%S %Z"), time.perf_counter()
+    unknown = sorted(set(models) - set(SLOTS))
+    if unknown:
+        raise ValueError(f"unknown model slots {unknown}; slots are {SLOTS[0]} … {SLOTS[-1]}")
+    if config.n < 1 or config.n > len(test):
+        raise ValueError(f"n must be in [1, {len(test)}] (the test split's size), got {config.n}")
+    out_dir = Path(out_dir)
+    rng = torch.Generator().manual_seed(config.seed)
+    inputs = _Inputs(test.images[: config.n], test.labels[: config.n], generator.sample_z(config.n, generator=rng, device="cpu"))  # type: ignore[operator]
+    runner = _Runner(generator, oracle, guard, inputs, config, device, progress)
+    report: dict[str, Any] = {
+        "dataset": config.dataset, "started": started, "config": {k: v for k, v in asdict(config).items() if k not in ("atgan", "song")},
+        "environment": {**(environment or {}), "machine": machine_description(device)},
+        "settings": {"baselines": settings_for(config.dataset).to_dict(), "song": asdict(config.song),
+                     "atgan": asdict(config.atgan), "guard": type(guard).__name__ if guard is not None else None},
+        "models": {slot: (models_info or {}).get(slot, {}) for slot in SLOTS if slot in models},
+        "white_box": {}, "transfer": {}, "ablation": {}, "figures": [], "missing": [],
+    }  # fmt: skip
+
+    # Table 1: every attack against every model present; keep A-nor's images for Table 7.
+    kept: dict[str, torch.Tensor] = {}
+    for slot in SLOTS:
+        if slot not in models:
+            report["missing"].append(slot)
+            continue
+        report["white_box"][slot] = {}
+        for name in ATTACKS:
+            log(f"{slot}: {ATTACK_NAMES[name]}")
+            metrics, adversarial = runner.run_attack(name, models[slot])
+            report["white_box"][slot][name] = asdict(metrics)
+            if slot == TRANSFER_SOURCE:
+                kept[name] = adversarial
+
+    # Table 7: A-nor's examples against Model C under each training.
+    if kept:
+        references = _references(runner)
+        for training in TRAININGS:
+            slot = f"{TRANSFER_ARCH}-{training}"
+            if slot in models:
+                report["transfer"][slot] = {name: asdict(measure(models[slot], oracle, kept[name], references[name], inputs.labels,
+                                                                 config.batch_size)) for name in ATTACKS}  # fmt: skip
+
+    # Tables 8 and 9: AT-GAN against A-nor with ρ bounded differently (the white-box run's setting reused).
+    if config.ablation and TRANSFER_SOURCE in models:
+        cache: dict[tuple[int, float], dict[str, Any]] = {}
+        base = config.atgan
+        cache[(base.rho_l0, base.rho_linf)] = report["white_box"][TRANSFER_SOURCE]["atgan"]
+        for key, values, make in (("rho_l0", RHO_L0, lambda v: (int(v), 0.5)), ("rho_linf", RHO_LINF, lambda v: (200, float(v)))):
+            rows = []
+            for value in values:
+                l0, linf = make(value)
+                if (l0, linf) not in cache:
+                    log(f"ablation: ‖ρ‖₀ = {l0}, ‖ρ‖∞ = {linf}")
+                    metrics, _ = runner.run_attack("atgan", models[TRANSFER_SOURCE], replace(base, rho_l0=l0, rho_linf=linf))
+                    cache[(l0, linf)] = asdict(metrics)
+                rows.append({"rho_l0": l0, "rho_linf": linf, **cache[(l0, linf)]})
+            report["ablation"][key] = rows
+
+    # Figures 8 and 10/11 for the first model present (Model A, Nor. when there is one).
+    if config.figures and models:
+        slot = TRANSFER_SOURCE if TRANSFER_SOURCE in models else next(s for s in SLOTS if s in models)
+        log(f"figures ({slot})")
+        attack = runner.atgan_attack(models[slot], config.atgan)
+        save_difference_grid(attack, models[slot], out_dir / "difference.png")
+        save_target_grid(attack, models[slot], out_dir / "targets.png")
+        report["figures"] = [{"slot": slot, "file": "difference.png", "what": "G_orig / AT-GAN / difference rows (Figure 10/11)"},
+                             {"slot": slot, "file": "targets.png", "what": "one column per target class (Figure 8)"}]  # fmt: skip
+    report["seconds"] = time.perf_counter() - start
+    return report
+
+
+def machine_description(device: torch.device) -> str:
+    """Processor, cores, torch threads and the device, in one line (for the time table)."""
+    cpu = platform.processor() or platform.machine()
+    text = f"{cpu}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, device {device}"
+    if device.type == "cuda":
+        text += f" ({torch.cuda.get_device_name(device)})"
+    return text
+
+
+# ------------------------------------------------------------------------------------------------
+# Markdown.
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [_row(header), _row(["---"] + ["---:"] * (len(header) - 1)), *map(_row, rows), ""]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: settings, Tables 1/7/8/9 style, realism, timing, figures, what is missing."""
+    config, env = report["config"], report["environment"]
+    white, missing = report["white_box"], report["missing"]
+    lines = [f"# AT-GAN reproduction: {report['dataset']}{' (quick run)' if config['quick'] else ''}", ""]
+    if config["quick"]:
+        lines += ["**Quick run**: tiny sizes for a check that the pipeline works end to end. Its numbers say "
+                  "nothing about the methods; do not compare them with the paper.", ""]  # fmt: skip
+    lines += ["## Run", "", f"- command: `{env['command']}`", f"- machine: {env['machine']}", f"- started: {report['started']}, "
+              f"took {report['seconds']:.0f} s", f"- examples per (attack, model): {config['n']}; seed {config['seed']}; "
+              f"toolkit for the baselines: {config['toolkit']}", f"- models present: {', '.join(white) or 'none'}",
+              f"- models missing: {', '.join(missing) or 'none'}", ""]  # fmt: skip
+    lines += ["Target checkpoints and the commands that trained them:", ""]
+    lines += _table(["slot", "architecture", "regime", "test accuracy", "command"],
+                    [[slot, str(info.get("architecture")), str(info.get("regime")), _pct(info.get("test_accuracy")),
+                      f"`{info.get('command')}`" if info.get("command") else "—"] for slot, info in report["models"].items()])  # fmt: skip
+    lines += ["## Settings", "", f"- baselines (appendix Table 6): `{report['settings']['baselines']}`",
+              f"- Song et al.: `{report['settings']['song']}`", f"- AT-GAN: `{report['settings']['atgan']}`"
+              f" (guard: {report['settings']['guard']})", ""]  # fmt: skip
+    lines += ["Success counts an example only when the model is fooled **and** the oracle still gives the source class; "
+              "fooled examples the oracle rejects are in the realism table, not counted. Rates are over all examples.", ""]  # fmt: skip
+
+    # Table 1.
+    lines += ["## White-box success rate, % (Table 1 style)", ""]
+    header = ["model", *(ATTACK_NAMES[a] for a in ATTACKS)]
+    rows = []
+    for arch in ARCHITECTURES:
+        for training, label in TRAININGS.items():
+            slot = f"{arch}-{training}"
+            cells = [_pct(white[slot][a]["success_rate"]) for a in ATTACKS] if slot in white else ["missing"] * len(ATTACKS)
+            rows.append([f"{arch} {label}", *cells])
+    lines += _table(header, rows)
+
+    # Realism and time.
+    lines += ["## Realism beside success (%; ℓ2/ℓ∞ in [0, 1] pixel units)", ""]
+    rows = [[slot, ATTACK_NAMES[a], _pct(m["success_rate"]), _pct(m["rejected_rate"]), _pct(m["oracle_agreement"]),
+             _pct(m["oracle_agreement_reference"]), _pct(m["reference_error"]), f"{m['mean_l2']:.2f}", f"{m['mean_linf']:.2f}"]
+            for slot, per in white.items() for a, m in per.items()]  # fmt: skip
+    lines += _table(["model", "attack", "success", "oracle-rejected", "oracle agrees (adv.)", "oracle agrees (reference)",
+                     "reference error", "mean ℓ2", "mean ℓ∞"], rows)  # fmt: skip
+    lines += ["## Time per 1,000 adversarial examples (s)", "", f"Measured on {env['machine']}.", ""]
+    rows = [[slot, *(f"{per[a]['seconds_per_1000']:.2f}" for a in ATTACKS if a != "atgan"),
+             f"{per['atgan']['fit_seconds']:.1f}", f"{per['atgan']['seconds_per_1000']:.3f}"] for slot, per in white.items()]  # fmt: skip
+    lines += _table(["model", *(ATTACK_NAMES[a] for a in ATTACKS if a != "atgan"), "AT-GAN fit (once)", "AT-GAN generate"], rows)
+
+    # Table 7.
+    lines += ["## Transfer from Model A (Nor.) to Model C, success % (Table 7 style)", ""]
+    paper = PAPER_TABLE_7.get(report["dataset"], {})
+    rows = []
+    for a in ATTACKS:
+        cells = [(_pct(report["transfer"][f"C-{t}"][a]["success_rate"]) if f"C-{t}" in report["transfer"] else "missing") for t in TRAININGS]
+        rows.append([ATTACK_NAMES[a], *cells])
+        if a in paper:
+            rows.append([f"{ATTACK_NAMES[a]}, paper (appendix Table 7)", *(f"{paper[a][t]:.1f}" for t in TRAININGS)])
+    if TRANSFER_SOURCE not in white:
+        lines += [f"Not measured: {TRANSFER_SOURCE} is missing.", ""]
+    lines += _table(["attack", *(f"C {label}" for label in TRAININGS.values())], rows)
+
+    # Tables 8 and 9.
+    lines += ["## AT-GAN against Model A (Nor.) versus the noise ρ (Tables 8 and 9 style)", ""]
+    if not report["ablation"]:
+        lines += [f"Not measured: {TRANSFER_SOURCE} is missing or the ablation was switched off.", ""]
+    for key, title in (("rho_l0", "‖ρ‖₀ (‖ρ‖∞ = 0.5)"), ("rho_linf", "‖ρ‖∞ (‖ρ‖₀ = 200)")):
+        if key in report["ablation"]:
+            rows = [[str(r[key]), _pct(r["success_rate"]), _pct(r["rejected_rate"]), _pct(r["oracle_agreement"]), f"{r['mean_l2']:.2f}"]
+                    for r in report["ablation"][key]]  # fmt: skip
+            lines += _table([title, "success", "oracle-rejected", "oracle agrees", "mean ℓ2"], rows)
+
+    lines += ["## Figures", ""]
+    lines += [f"{fig['what']}, {fig['slot']}:\n\n![{fig['file']}]({fig['file']})\n" for fig in report["figures"]] or ["None written.", ""]
+    lines += ["## Missing and not run", ""]
+    lines += [f"- {slot}: train it with `{training_command(slot, report['dataset'])}`" for slot in missing] or ["- nothing missing"]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def training_command(slot: str, dataset: str) -> str:
+    """The ``atgan train-classifier`` command that makes checkpoint ``slot`` (see docs/results/README.md)."""
+    arch, training = slot.split("-")
+    command = f"atgan train-classifier --dataset {dataset} --arch {arch} --regime {REGIME_OF_TRAINING[training]} --seed 0"
+    if training == "ens":  # Tramèr et al.: the fixed sources are pre-trained models of other architectures
+        command += "".join(f" --static-model {other}-nor.safetensors" for other in ARCHITECTURES if other != arch)
+    return command + f" --out {slot}.safetensors"

@@ -1,0 +1,145 @@
+"""``atgan reproduce --quick`` end to end, and ``atgan train-classifier`` with the new regimes, via click's CliRunner.
+
+Stand-in checkpoints (an untrained AC-WGAN_GP generator, untrained Model D classifiers saved
+under the slot names A-nor, C-nor, C-iter) keep the run to seconds; what is checked is that every
+section and field is written, that absent slots are reported as missing, and that bad inputs end
+in one clean error line. One case runs the shipped checkpoints (skipped when they are absent).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner, Result
+
+from atgan_plugin import ACWGANGPGenerator
+from atgan_plugin.acwgan_gp import Generator
+from atgan_plugin.cli import main
+from atgan_plugin.models import build_classifier, save_classifier
+from atgan_plugin.reproduce import ATTACKS, SLOTS
+
+SECTIONS = ["## Run", "## Settings", "## White-box success rate, % (Table 1 style)", "## Realism beside success",
+            "## Time per 1,000 adversarial examples (s)", "## Transfer from Model A (Nor.) to Model C",
+            "## AT-GAN against Model A (Nor.) versus the noise ρ (Tables 8 and 9 style)", "## Figures", "## Missing and not run"]  # fmt: skip
+METRICS = {"n", "success_rate", "rejected_rate", "fooled_rate", "oracle_agreement", "oracle_agreement_reference",
+           "reference_error", "mean_l2", "mean_linf", "seconds_per_1000", "fit_seconds"}  # fmt: skip
+PRESENT = ("A-nor", "C-nor", "C-iter")
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("reproduce")
+    (folder / "checkpoints").mkdir()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        ACWGANGPGenerator(Generator()).save(folder / "generator.safetensors")
+        config = {"architecture": "D", "num_classes": 10, "in_channels": 1}
+        save_classifier(folder / "oracle.safetensors", build_classifier("D"), config, {"note": "stand-in"})
+        for slot in PRESENT:
+            record = {"note": "stand-in", "test_accuracy": 0.1, "environment": {"command": f"made in code for {slot}"}}
+            save_classifier(folder / "checkpoints" / f"{slot}.safetensors", build_classifier("D"), config, record)
+    return folder
+
+
+def invoke(*args: str | Path) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_succeeded(result: Result) -> None:
+    assert result.exit_code == 0, result.output
+    assert result.exception is None, result.output
+
+
+def test_quick_reproduction_writes_every_section(standins: Path, tmp_path: Path) -> None:
+    result = invoke("reproduce", "--quick", "--checkpoints", standins / "checkpoints", "--generator", standins / "generator.safetensors",
+                    "--oracle", standins / "oracle.safetensors", "--device", "cpu", "--no-progress", "--runs-dir", tmp_path / "runs")  # fmt: skip
+    assert_succeeded(result)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name == "00001-reproduce"
+    assert {p.name for p in run_dir.iterdir()} == {"options.json", "results.md", "results.json", "difference.png", "targets.png"}
+
+    markdown = (run_dir / "results.md").read_text()
+    positions = [markdown.index(section) for section in SECTIONS]
+    assert positions == sorted(positions)
+    assert "(quick run)" in markdown and "say nothing about the methods" in markdown
+    assert "| B Nor. | missing | missing | missing | missing | missing |" in markdown
+    assert "| AT-GAN, paper (appendix Table 7) | 58.0 | 22.7 | 32.0 | 15.2 |" in markdown
+    assert "![targets.png](targets.png)" in markdown and "`made in code for A-nor`" in markdown
+
+    report = json.loads((run_dir / "results.json").read_text())
+    assert report["config"]["n"] == 16 and report["config"]["quick"] is True  # --quick sizes
+    assert report["settings"]["song"]["steps"] == 3 and report["settings"]["atgan"]["steps"] == 3
+    assert report["settings"]["baselines"]["pgd_steps"] == 20  # the baselines keep Table 6's settings
+    assert report["environment"]["command"].startswith("atgan")  # the process's own command line
+    assert "CPU cores" in report["environment"]["machine"]
+    assert sorted(report["white_box"]) == sorted(PRESENT)
+    assert report["missing"] == [slot for slot in SLOTS if slot not in PRESENT]
+    for per_attack in report["white_box"].values():
+        assert sorted(per_attack) == sorted(ATTACKS)
+        for name, metrics in per_attack.items():
+            assert set(metrics) == METRICS
+            assert metrics["success_rate"] + metrics["rejected_rate"] == pytest.approx(metrics["fooled_rate"])
+            assert (metrics["fit_seconds"] is not None) == (name == "atgan")
+    assert sorted(report["transfer"]) == ["C-iter", "C-nor"]
+    assert [row["rho_l0"] for row in report["ablation"]["rho_l0"]] == [0, 100, 200, 300, 400]
+    assert [row["rho_linf"] for row in report["ablation"]["rho_linf"]] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    fgsm = report["white_box"]["A-nor"]["fgsm"]
+    assert fgsm["mean_linf"] <= 0.1 + 1e-6  # the FGSM ε of Table 6
+
+
+def test_quick_reproduction_on_the_shipped_checkpoints(pretrained_model_a, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = invoke("reproduce", "--quick", "--n", "8", "--no-ablation", "--no-figures", "--device", "cpu", "--no-progress",
+                    "--runs-dir", tmp_path / "runs")  # fmt: skip
+    assert_succeeded(result)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    report = json.loads((run_dir / "results.json").read_text())
+    assert list(report["white_box"]) == ["A-nor"] and len(report["missing"]) == 15
+    assert report["settings"]["guard"] == "AuxiliaryClassifier"  # the shipped guard comes with the shipped generator
+    assert report["models"]["A-nor"]["test_accuracy"] == pytest.approx(0.8961)
+    assert report["ablation"] == {} and report["figures"] == []
+    assert "Not measured" in (run_dir / "results.md").read_text()
+
+
+@pytest.mark.parametrize(("folder", "message"), [("empty", "no target checkpoints in"), ("absent", "does not exist")])
+def test_reproduce_errors_are_one_line(folder: str, message: str, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = invoke("reproduce", "--quick", "--checkpoints", tmp_path / folder, "--device", "cpu", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# atgan train-classifier: the regimes that make the Adv./Ens./Iter. checkpoints.
+
+TRAIN = ["train-classifier", "--arch", "D", "--epochs", "1", "--train-size", "64", "--device", "cpu", "--no-progress"]
+
+
+def test_train_classifier_pgd_takes_table_6_and_fewer_steps(tmp_path: Path) -> None:
+    result = invoke(*TRAIN, "--regime", "pgd", "--pgd-steps", "2", "--out", tmp_path / "D-iter.safetensors")
+    assert_succeeded(result)
+    config = json.loads((tmp_path / "D-iter.json").read_text())["config"]
+    assert (config["regime"], config["epsilon"], config["pgd_step_size"], config["pgd_steps"]) == ("pgd", 0.1, 0.01, 2)
+
+
+def test_train_classifier_ens_records_its_static_models(standins: Path, tmp_path: Path) -> None:
+    static = standins / "checkpoints" / "C-nor.safetensors"
+    result = invoke(*TRAIN, "--regime", "ens", "--static-model", static, "--out", tmp_path / "D-ens.safetensors")
+    assert_succeeded(result)
+    record = json.loads((tmp_path / "D-ens.json").read_text())
+    assert record["config"]["regime"] == "ens" and list(record["static_models"]) == [str(static)]
+    assert len(record["static_models"][str(static)]) == 64  # sha256
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--regime", "ens"], "--regime ens needs at least one --static-model"),
+    (["--regime", "adv", "--static-model", "x.safetensors"], "static models are used only by --regime ens, not adv"),
+    (["--regime", "pgd", "--pgd-steps", "0"], "0 is not in the range x>=1"),
+])  # fmt: skip
+def test_train_classifier_refuses_bad_regime_options(args: list[str], message: str, tmp_path: Path) -> None:
+    result = invoke(*TRAIN, *args, "--out", tmp_path / "m.safetensors")
+    assert result.exit_code == 2, result.output
+    assert message in result.output and not (tmp_path / "m.safetensors").exists()
