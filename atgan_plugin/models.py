@@ -21,6 +21,7 @@ from atgan_plugin.checkpoints import (
     read_checkpoint_kind,
     save_checkpoint,
 )
+from atgan_plugin.cifar import load_cifar_classifier
 
 __all__ = ["ARCHITECTURES", "AUX_CLASSIFIER_KIND", "build_classifier", "load_classifier", "save_classifier"]
 
@@ -103,10 +104,13 @@ def save_classifier(
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuilds a classifier from its checkpoint, in eval mode, on ``device``.
 
-    Reads ``atgan train-classifier`` checkpoints and AC-WGAN_GP's auxiliary classifier
-    (``aux_classifier.safetensors`` of ``atgan train-gan``, the attack's usual guard).
+    Reads ``atgan train-classifier`` checkpoints, AC-WGAN_GP's auxiliary classifier
+    (``aux_classifier.safetensors`` of ``atgan train-gan``, the attack's usual guard) and the
+    CIFAR-10 classifiers of :mod:`atgan_plugin.cifar`.
     """
     kind = read_checkpoint_kind(path)
+    if kind == "cifar.classifier":
+        return load_cifar_classifier(path, device=device)
     if kind == AUX_CLASSIFIER_KIND:
         model = module_from_checkpoint(load_checkpoint(path, expected_kind=AUX_CLASSIFIER_KIND), AuxiliaryClassifier)
     else:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import platform
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from atgan_plugin.pretrained import pretrained_path
 
-__all__ = ["checkpoint", "machine", "machine_lines"]
+__all__ = ["best_time", "checkpoint", "machine", "machine_lines"]
 
 
 def machine(device: torch.device) -> dict[str, str]:
@@ -41,3 +43,18 @@ def checkpoint(path: Path | None, name: str) -> Path:
         return pretrained_path(name)
     except FileNotFoundError as error:
         raise SystemExit(f"error: {error}; pass the checkpoint's path explicitly") from error
+
+
+def best_time(run: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Seconds of the best of ``repeats`` timed calls after one warm-up call (best-of resists noisy neighbours)."""
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best

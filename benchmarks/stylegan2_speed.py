@@ -17,13 +17,11 @@ The classifier always runs in float32 (the fit does not autocast it).
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import torch
 from atgan_plugin.adapters import StyleGAN2ADAGenerator
 from atgan_plugin.vendored.stylegan2_ada import Generator
-from common import machine_lines
+from common import best_time, machine_lines
 
 from atgan_plugin.cifar import CIFAR10_TRANSFER_DEFAULTS, SmallCifarCNN, WideResNet
 from atgan_plugin.transfer import TransferConfig, fit_attack_generator
@@ -33,21 +31,6 @@ CIFAR10_CONFIG = dict(z_dim=512, c_dim=10, w_dim=512, img_resolution=32, img_cha
                       synthesis_kwargs={"channel_base": 32768, "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256})  # fmt: skip
 TINY_CONFIG = dict(CIFAR10_CONFIG, z_dim=64, w_dim=64,
                    synthesis_kwargs={"channel_base": 2048, "channel_max": 64, "num_fp16_res": 4, "conv_clamp": 256})  # fmt: skip
-
-
-def best_time(run: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Best of ``repeats`` timed calls after one warm-up call."""
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:

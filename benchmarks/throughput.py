@@ -30,7 +30,7 @@ from atgan_plugin import ATGANAttack, load_generator  # before advertorch: insta
 from advertorch.attacks import LinfPGDAttack
 
 # isort: on
-from common import checkpoint, machine, machine_lines
+from common import best_time, checkpoint, machine, machine_lines
 
 from atgan_plugin.data import load_dataset
 from atgan_plugin.models import load_classifier
@@ -40,18 +40,8 @@ TARGET_RATIO = 10.0
 
 
 def images_per_second(run: Callable[[], object], batch: int, repeats: int, device: torch.device) -> float:
-    """Best of ``repeats`` timed calls after one warm-up call (best-of resists noisy neighbours)."""
-    run()
-    best = float("inf")
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return batch / best
+    """Images per second of the best of ``repeats`` timed calls after one warm-up call."""
+    return batch / best_time(run, repeats, device)
 
 
 def main() -> None:

@@ -100,3 +100,14 @@ def test_reads_a_torchvision_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     # Channel-major rows: the first 1024 bytes are the red plane.
     assert torch.equal(dataset.images[0, 0].flatten(), torch.from_numpy(data[0, :1024]).float() / 255)
     assert 0 <= dataset.images.min() and dataset.images.max() <= 1
+
+
+def test_the_cli_loader_reads_cifar_classifiers(tmp_path: Path) -> None:
+    from atgan_plugin.models import load_classifier
+
+    model = SmallCifarCNN(width=8).eval()
+    save_cifar_classifier(tmp_path / "cnn.safetensors", model, {"architecture": "cnn", "width": 8})
+    loaded = load_classifier(tmp_path / "cnn.safetensors")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
