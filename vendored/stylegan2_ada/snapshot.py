@@ -23,10 +23,13 @@ state is loaded strictly.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import io
+import math
 import pickle
 import struct
+import types
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,7 +178,7 @@ def _load_storage_blob(blob: Any) -> torch.Tensor:
         if isinstance(error, CheckpointError):
             raise
         raise CheckpointError(f"corrupt storage blob: {error}") from error
-    if not isinstance(ref, _StorageRef) or keys != [ref.view[0] if ref.view else ref.key]:
+    if not isinstance(ref, _StorageRef) or keys != [ref.key]:  # the record is the root storage's, even for a view
         raise CheckpointError("a storage blob does not hold exactly one storage")
     header = f.read(8)
     if len(header) != 8:
@@ -201,6 +204,8 @@ def _rebuild_tensor_v2(storage: Any, offset: int, size: Any, stride: Any, requir
     last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) if all(size) else -1
     if last >= storage.numel():
         raise CheckpointError(f"a tensor view (size {size}, stride {stride}, offset {offset}) overruns its storage of {storage.numel()} elements")
+    if math.prod(size) > storage.numel():  # only overlapping views (e.g. stride 0) have more elements than their storage
+        raise CheckpointError(f"a tensor view (size {size}, stride {stride}) has more elements than its storage of {storage.numel()}")
     return storage.as_strided(size, stride, offset).clone()
 
 
@@ -236,9 +241,20 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 
 
 class _SnapshotUnpickler(pickle.Unpickler):
+    def __init__(self, file: Any):
+        super().__init__(file)
+        # The stream's BUILD opcode sets attributes on whatever object it holds, the globals it named
+        # included; so it gets fresh stand-ins for this read only, never our module's own classes and
+        # functions (a file could otherwise rewrite them for every later read in the process).
+        # numpy.dtype, OrderedDict and set are immutable built-in types.
+        easy_dict = type("EasyDict", (_EasyDict,), {})
+        self._globals = {key: easy_dict if value is _EasyDict
+                         else functools.partial(value) if isinstance(value, types.FunctionType) else value
+                         for key, value in ALLOWED_GLOBALS.items()}  # fmt: skip
+
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return ALLOWED_GLOBALS[(module, name)]
+            return self._globals[(module, name)]
         except KeyError:
             raise ForbiddenGlobalError(module, name) from None
 
@@ -286,7 +302,8 @@ def read_snapshot(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: {error}") from error
     except EOFError as error:
         raise CheckpointError(f"{path} is truncated: the pickle stream ends early ({error or 'EOF'})") from error
-    except (pickle.UnpicklingError, ValueError, TypeError, struct.error, IndexError, KeyError, AttributeError) as error:
+    except (pickle.UnpicklingError, ValueError, TypeError, struct.error, IndexError, KeyError, AttributeError,
+            ArithmeticError, RuntimeError) as error:  # fmt: skip
         reason = "truncated" if "truncated" in str(error) else "corrupt or not a StyleGAN2-ADA pickle"
         raise CheckpointError(f"{path} is {reason}: {type(error).__name__}: {error}") from error
     if isinstance(data, tuple) and len(data) == 3:
@@ -411,7 +428,13 @@ def load_generator_pickle(
     record = data[which]
     if not isinstance(record, PersistentRecord):
         raise CheckpointError(f"{path}: {which} is a {type(record).__name__}, not a persistent network")
-    network = _generator_from_record(record, f"{Path(path).name}:{which}")
+    try:
+        network = _generator_from_record(record, f"{Path(path).name}:{which}")
+    except CheckpointError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, ArithmeticError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: {which} is not a readable StyleGAN2-ADA generator record: "
+                              f"{type(error).__name__}: {error}") from error  # fmt: skip
     if require_conditional and network.c_dim == 0:
         raise CheckpointError(f"{path}: {which} is unconditional (c_dim = 0); a class-conditional generator is required")
     return network
