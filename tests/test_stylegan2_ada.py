@@ -7,9 +7,12 @@ are in ``test_stylegan2_adapter.py``.
 
 from __future__ import annotations
 
+import collections
+import io
 import os
 import pickle
 import shutil
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -372,3 +375,65 @@ def test_speed_hints_follow_the_file(tmp_path: Path) -> None:
     dump_snapshot(path, data)
     assert [b.use_fp16 for b in load_generator_pickle(path).synthesis.blocks()] == [False, False, False]
     assert [b.use_fp16 for b in tiny_network().synthesis.blocks()] == [False, True, True]
+
+
+# ------------------------------------------------------------------------------------------------
+# Hostile or malformed files: always a CheckpointError, never a side effect on the reader.
+
+
+def test_build_cannot_rewrite_the_readers_own_objects(tmp_path: Path, snapshot: tuple[Path, Generator]) -> None:
+    # BUILD on a global sets attributes on it: the stream must only ever reach per-read stand-ins.
+    from atgan_plugin.vendored.stylegan2_ada import snapshot as reader
+
+    defaults = reader._rebuild_tensor_v2.__defaults__
+    for i, (module, name, attributes) in enumerate([("dnnlib.util", "EasyDict", {"__setitem__": None}),
+                                                    ("torch._utils", "_rebuild_tensor_v2", {"__defaults__": (1,)})]):  # fmt: skip
+        state = pickle.dumps((None, attributes), protocol=3)[2:-1]  # the pickled tuple without PROTO and STOP
+        path = tmp_path / f"build-{i}.pkl"
+        path.write_bytes(b"\x80\x03c" + f"{module}\n{name}\n".encode() + state + b"b0}.")  # BUILD, POP, {}
+        with pytest.raises(CheckpointError):
+            load_generator_pickle(path)
+    assert "__setitem__" not in vars(reader._EasyDict)
+    assert reader._rebuild_tensor_v2.__defaults__ == defaults
+    path, network = snapshot
+    assert torch.equal(images(load_generator_pickle(path)), images(network))
+
+
+def test_overlapping_tensor_views_are_refused(tmp_path: Path) -> None:
+    # A stride-0 view of a 4-element storage claiming 2**40 elements: refused before any copy.
+    storage = torch.storage.TypedStorage(wrap_storage=torch.zeros(4).untyped_storage(), dtype=torch.float32, _internal=True)
+    tensor = _Reduce(torch._utils._rebuild_tensor_v2, storage, 0, (2**40,), (0,), False, collections.OrderedDict())
+
+    def edit(meta: dict[str, Any]) -> None:
+        meta["state"]["_modules"]["synthesis"].meta["state"]["_modules"]["b4"].meta["state"]["_parameters"]["const"] = tensor
+
+    with pytest.raises(CheckpointError, match="has more elements than its storage of 4"):
+        _edit_and_load(tmp_path, edit)
+
+
+@pytest.mark.parametrize("edit", [lambda meta: meta["state"].update(_parameters=[1, 2]),
+                                  lambda meta: meta["state"].update(_init_kwargs=[1, 2]),
+                                  lambda meta: meta["state"]["_init_kwargs"].update(img_resolution=2**20)])  # fmt: skip
+def test_malformed_records_give_checkpoint_errors(tmp_path: Path, edit: Any) -> None:
+    with pytest.raises(CheckpointError):
+        _edit_and_load(tmp_path, edit)
+
+
+def test_a_legacy_storage_view_is_read(tmp_path: Path) -> None:
+    # Legacy torch.save (spec §1.4): the persistent id names the root storage and, for a view,
+    # (view key, offset, size) in elements; the list of records names the root storage.
+    from atgan_plugin.vendored.stylegan2_ada.snapshot import _load_storage_blob
+
+    values = torch.arange(6, dtype=torch.float32)
+    marker = object()
+
+    class _Storage(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> Any:
+            return ("storage", torch.FloatStorage, "root", "cpu", 6, ("view", 2, 3)) if obj is marker else None
+
+    head = b"".join(pickle.dumps(part, protocol=2) for part in (0x1950A86A20F9469CFC6C, 1001,
+                                                                  {"protocol_version": 1001, "little_endian": True}))  # fmt: skip
+    buffer = io.BytesIO()
+    _Storage(buffer, protocol=2).dump(marker)
+    blob = head + buffer.getvalue() + pickle.dumps(["root"], protocol=2) + struct.pack("<q", 6) + values.numpy().tobytes()
+    assert torch.equal(_load_storage_blob(blob), values[2:5])
