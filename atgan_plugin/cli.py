@@ -280,21 +280,19 @@ def _checkpoint_path(name: str, path: str | None) -> Path:
     return Path(path) if path is not None else pretrained_path(_PRETRAINED_NAME[name])
 
 
-def _load_networks(device: torch.device, **paths: str | None) -> tuple[dict[str, torch.nn.Module | None], dict[str, str]]:
+def _load_networks(device: torch.device, **paths: str | None) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
     """Loads the networks named by ``paths`` (generator/model/oracle/guard) before any run folder
     exists, so a bad checkpoint leaves nothing behind. Returns the networks and their resolved
     paths. The shipped guard belongs to the shipped generator: with another generator and no
-    ``--guard`` there is no guard (``None``)."""
+    ``--guard`` there is no guard (no ``"guard"`` entry)."""
     from atgan_plugin.adapters import load_generator
     from atgan_plugin.models import load_classifier
 
-    networks: dict[str, torch.nn.Module | None] = {}
     if "guard" in paths and paths["guard"] is None and paths.get("generator") is not None:
-        del paths["guard"]
-        networks["guard"] = None
+        paths = {name: path for name, path in paths.items() if name != "guard"}
     resolved = {name: _checkpoint_path(name, path) for name, path in paths.items()}
-    networks.update({name: (load_generator(path, device=device) if name == "generator" else load_classifier(path, device=device))
-                     for name, path in resolved.items()})  # fmt: skip
+    networks = {name: (load_generator(path, device=device) if name == "generator" else load_classifier(path, device=device))
+                for name, path in resolved.items()}  # fmt: skip
     return networks, {name: str(path) for name, path in resolved.items()}
 
 
@@ -307,7 +305,7 @@ def _new_run(runs_dir: str, name: str, checkpoints: dict[str, str]) -> Path:
     return run_dir
 
 
-def _make_attack(networks: dict[str, torch.nn.Module | None], device: torch.device, seed: int,
+def _make_attack(networks: dict[str, torch.nn.Module], device: torch.device, seed: int,
                  progress: bool, hyper: dict[str, Any]) -> ATGANAttack:  # fmt: skip
     from atgan_plugin.attack import ATGANAttack
 
@@ -328,7 +326,6 @@ def _run_evaluation(
     networks, checkpoints = _load_networks(dev, generator=generator_path, model=model_path, oracle=oracle_path,
                                            guard=guard_path)  # fmt: skip
     generator, model, oracle = networks["generator"], networks["model"], networks["oracle"]
-    assert generator is not None and model is not None and oracle is not None  # loaded from a path
     num_classes = int(generator.num_classes)  # type: ignore[arg-type]
     target_list = _resolve_targets(targets, num_classes)
     attack = _make_attack(networks, dev, seed, progress, hyper)
@@ -393,7 +390,6 @@ def attack_command(
     seed_everything(seed)
     networks, checkpoints = _load_networks(dev, generator=generator_path, model=model_path, guard=guard_path)
     generator, model = networks["generator"], networks["model"]
-    assert generator is not None and model is not None  # loaded from a path
     num_classes = int(generator.num_classes)  # type: ignore[arg-type]
     if target is not None and target >= num_classes:
         raise click.BadParameter(f"{target} is outside [0, {num_classes}) (the generator's classes)", param_hint="'--target'")
