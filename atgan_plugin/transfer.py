@@ -4,7 +4,8 @@ G_attack starts as an exact copy of G_orig and is fine-tuned on fresh batches of
 to minimise ``α · L_adv + β · L_dist``, plus ``γ · L_guard`` when a guard classifier is given
 (see :mod:`atgan_plugin.losses`). The classifier is only read: gradients are taken with
 ``torch.autograd.grad`` with respect to G_attack's parameters alone, so the classifier's
-``.grad`` fields, ``requires_grad`` flags and parameters are never touched. The caller sets its eval mode (:class:`atgan_plugin.attack.ATGANAttack` does).
+``.grad`` fields, ``requires_grad`` flags and parameters are never touched. The caller sets its
+eval mode (:class:`atgan_plugin.attack.ATGANAttack` does).
 """
 
 from __future__ import annotations
