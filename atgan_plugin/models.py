@@ -7,6 +7,7 @@ is used nowhere else, so it shares no weights and no inductive quirks with the t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,12 @@ from torch import nn
 from atgan_plugin.acwgan_gp import AuxiliaryClassifier
 from atgan_plugin.checkpoints import (
     Checkpoint,
+    CheckpointError,
     load_checkpoint,
     module_from_checkpoint,
-    read_checkpoint_kind,
     save_checkpoint,
 )
-from atgan_plugin.cifar import load_cifar_classifier
+from atgan_plugin.cifar import build_cifar_classifier
 
 __all__ = ["ARCHITECTURES", "AUX_CLASSIFIER_KIND", "build_classifier", "load_classifier", "save_classifier"]
 
@@ -108,11 +109,13 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.
     (``aux_classifier.safetensors`` of ``atgan train-gan``, the attack's usual guard) and the
     CIFAR-10 classifiers of :mod:`atgan_plugin.cifar`.
     """
-    kind = read_checkpoint_kind(path)
-    if kind == "cifar.classifier":
-        return load_cifar_classifier(path, device=device)
-    if kind == AUX_CLASSIFIER_KIND:
-        model = module_from_checkpoint(load_checkpoint(path, expected_kind=AUX_CLASSIFIER_KIND), AuxiliaryClassifier)
-    else:
-        model = module_from_checkpoint(load_checkpoint(path, expected_kind="classifier"), build_classifier)
-    return model.to(device).eval()
+    checkpoint = load_checkpoint(path)  # one read; the kind picks the builder
+    builders: dict[str, Callable[..., nn.Module]] = {
+        "classifier": build_classifier,
+        AUX_CLASSIFIER_KIND: AuxiliaryClassifier,
+        "cifar.classifier": build_cifar_classifier,
+    }
+    if checkpoint.kind not in builders:
+        raise CheckpointError(f"{path} holds a {checkpoint.kind!r} checkpoint, expected 'classifier' "
+                              f"(or one of {sorted(set(builders) - {'classifier'})})")  # fmt: skip
+    return module_from_checkpoint(checkpoint, builders[checkpoint.kind]).to(device).eval()
