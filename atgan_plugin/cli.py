@@ -12,7 +12,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -24,7 +24,7 @@ from atgan_plugin import runs
 from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.data import DATASETS, DatasetNotFoundError, load_dataset
 from atgan_plugin.gan_training import TrainingDivergedError
-from atgan_plugin.transfer import FitDivergedError, TransferConfig
+from atgan_plugin.transfer import ROBUST_GUARD_TRANSFER, FitDivergedError, TransferConfig
 from atgan_plugin.utils import resolve_device, seed_everything
 
 if TYPE_CHECKING:  # imported lazily below: they pull in foolbox and advertorch
@@ -63,29 +63,35 @@ def _apply(options: list[Callable[[F], F]]) -> Callable[[F], F]:
     return decorate
 
 
-# The AT-GAN fit's hyper-parameters; defaults from TransferConfig. The parameter names are
+# The AT-GAN fit's hyper-parameters; defaults from a TransferConfig. The parameter names are
 # ATGANAttack's keyword arguments, so a command passes them through as ``**hyper``.
 _FIT_DEFAULTS = TransferConfig()
-_fit_options = _apply([
-    click.option("--steps", type=click.IntRange(min=1), default=_FIT_DEFAULTS.steps, show_default=True,
-                 help="Adam steps of the fit, each on a fresh batch of (z, y_s)."),
-    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_FIT_DEFAULTS.lr, show_default=True,
-                 help="Adam learning rate of the fit."),
-    click.option("--alpha", type=click.FloatRange(min=0), default=_FIT_DEFAULTS.alpha, show_default=True,
-                 help="Weight α of L_adv (fool the model)."),
-    click.option("--beta", type=click.FloatRange(min=0), default=_FIT_DEFAULTS.beta, show_default=True,
-                 help="Weight β of L_dist (stay close to G_orig)."),
-    click.option("--kappa", type=click.FloatRange(min=0), default=_FIT_DEFAULTS.kappa, show_default=True,
-                 help="Confidence margin κ of L_adv, in log-probability."),
-    click.option("--gamma", type=click.FloatRange(min=0), default=_FIT_DEFAULTS.gamma, show_default=True,
-                 help="Weight γ of the source-class guard (our addition; 0 turns it off)."),
-    click.option("--rho-l0", type=click.IntRange(min=0), default=_FIT_DEFAULTS.rho_l0, show_default=True,
-                 help="ℓ0 bound of the noise ρ in L_dist (pixels per image)."),
-    click.option("--rho-linf", type=click.FloatRange(min=0), default=_FIT_DEFAULTS.rho_linf, show_default=True,
-                 help="ℓ∞ bound of the noise ρ in L_dist."),
-    click.option("--batch-size", type=click.IntRange(min=1), default=_FIT_DEFAULTS.batch_size, show_default=True,
-                 help="Batch of (z, y_s) per fit step."),
-])  # fmt: skip
+
+
+def _fit_options(defaults: TransferConfig = _FIT_DEFAULTS) -> Callable[[F], F]:
+    """``--steps``, ``--lr``, ``--alpha`` … ``--batch-size``, defaulting to ``defaults``."""
+    return _apply([
+        click.option("--steps", type=click.IntRange(min=1), default=defaults.steps, show_default=True,
+                     help="Adam steps of the fit, each on a fresh batch of (z, y_s)."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=defaults.lr, show_default=True,
+                     help="Adam learning rate of the fit."),
+        click.option("--alpha", type=click.FloatRange(min=0), default=defaults.alpha, show_default=True,
+                     help="Weight α of L_adv (fool the model)."),
+        click.option("--beta", type=click.FloatRange(min=0), default=defaults.beta, show_default=True,
+                     help="Weight β of L_dist (stay close to G_orig)."),
+        click.option("--kappa", type=click.FloatRange(min=0), default=defaults.kappa, show_default=True,
+                     help="Confidence margin κ of L_adv, in log-probability."),
+        click.option("--gamma", type=click.FloatRange(min=0), default=defaults.gamma, show_default=True,
+                     help="Weight γ of the source-class guard (our addition; 0 turns it off)."),
+        click.option("--rho-l0", type=click.IntRange(min=0), default=defaults.rho_l0, show_default=True,
+                     help="ℓ0 bound of the noise ρ in L_dist (pixels per image)."),
+        click.option("--rho-linf", type=click.FloatRange(min=0), default=defaults.rho_linf, show_default=True,
+                     help="ℓ∞ bound of the noise ρ in L_dist."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=defaults.batch_size, show_default=True,
+                     help="Batch of (z, y_s) per fit step."),
+    ])  # fmt: skip
+
+
 _FIT_PARAMETERS = ("steps", "lr", "alpha", "beta", "kappa", "gamma", "rho_l0", "rho_linf", "batch_size")
 
 _CHECKPOINT_HELP = {
@@ -96,12 +102,18 @@ _CHECKPOINT_HELP = {
              "of atgan train-gan [default: the shipped one with the shipped generator, none with --generator].",
 }
 _PRETRAINED_NAME = {"generator": "generator", "model": "model_a", "oracle": "oracle", "guard": "aux_classifier"}
+# `atgan reproduce` compares against adversarially trained targets: its guard is the shipped robust one,
+# and its fit weighs L_dist less (ROBUST_GUARD_TRANSFER; measurements in docs/results/fashion-mnist.md).
+_REPRODUCE_PRETRAINED_NAME = {**_PRETRAINED_NAME, "guard": "robust_guard"}
+_REPRODUCE_GUARD_HELP = ("Guard classifier that must keep seeing the source class during the fit [default: the shipped "
+                         "robust guard (Model B, fast adversarial training) with the shipped generator, none with --generator].")
 
 
-def _checkpoint_options(*names: str) -> Callable[[F], F]:
-    """``--generator``, ``--model``, ``--oracle`` (those named), each defaulting to the shipped file."""
+def _checkpoint_options(*names: str, help_text: dict[str, str] | None = None) -> Callable[[F], F]:
+    """``--generator``, ``--model``, ``--oracle``, ``--guard`` (those named), each defaulting to a shipped file."""
+    texts = {**_CHECKPOINT_HELP, **(help_text or {})}
     return _apply([click.option(f"--{name}", f"{name}_path", type=click.Path(dir_okay=False), default=None,
-                                help=_CHECKPOINT_HELP[name]) for name in names])  # fmt: skip
+                                help=texts[name]) for name in names])  # fmt: skip
 
 
 def _user_errors(func: F) -> F:
@@ -273,24 +285,25 @@ def _resolve_targets(targets: Targets, num_classes: int) -> list[int]:
     return list(targets)
 
 
-def _checkpoint_path(name: str, path: str | None) -> Path:
-    """The given path, or the shipped checkpoint (FileNotFoundError naming it when absent)."""
+def _checkpoint_path(name: str, path: str | None, shipped: Mapping[str, str] = _PRETRAINED_NAME) -> Path:
+    """The given path, or the shipped checkpoint ``shipped[name]`` (FileNotFoundError naming it when absent)."""
     from atgan_plugin.pretrained import pretrained_path
 
-    return Path(path) if path is not None else pretrained_path(_PRETRAINED_NAME[name])
+    return Path(path) if path is not None else pretrained_path(shipped[name])
 
 
-def _load_networks(device: torch.device, **paths: str | None) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
-    """Loads the networks named by ``paths`` (generator/model/oracle/guard) before any run folder
-    exists, so a bad checkpoint leaves nothing behind. Returns the networks and their resolved
-    paths. The shipped guard belongs to the shipped generator: with another generator and no
-    ``--guard`` there is no guard (no ``"guard"`` entry)."""
+def _load_networks(device: torch.device, *, shipped: Mapping[str, str] = _PRETRAINED_NAME,
+                   **paths: str | None) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:  # fmt: skip
+    """Loads the networks named by ``paths`` (generator/model/oracle/guard; ``None`` for the shipped
+    ``shipped[name]``) before any run folder exists, so a bad checkpoint leaves nothing behind.
+    Returns the networks and their resolved paths. The shipped guards belong to the shipped
+    generator: with another generator and no ``--guard`` there is no guard (no ``"guard"`` entry)."""
     from atgan_plugin.adapters import load_generator
     from atgan_plugin.models import load_classifier
 
     if "guard" in paths and paths["guard"] is None and paths.get("generator") is not None:
         paths = {name: path for name, path in paths.items() if name != "guard"}
-    resolved = {name: _checkpoint_path(name, path) for name, path in paths.items()}
+    resolved = {name: _checkpoint_path(name, path, shipped) for name, path in paths.items()}
     networks = {name: (load_generator(path, device=device) if name == "generator" else load_classifier(path, device=device))
                 for name, path in resolved.items()}  # fmt: skip
     return networks, {name: str(path) for name, path in resolved.items()}
@@ -366,7 +379,7 @@ def _run_evaluation(
               help="Reuse a G_attack saved by an earlier run (g_attack.safetensors) instead of fitting.")
 @click.option("--format", "file_format", type=click.Choice(["safetensors", "pt"]), default="safetensors",
               show_default=True, help="File format of the adversarial examples.")
-@_fit_options
+@_fit_options()
 @_runs_dir_option
 @_device_option
 @_seed_option
@@ -460,7 +473,7 @@ def attack_command(
               help="Reuse a saved G_attack instead of fitting its setting (repeatable; the file records its target).")
 @click.option("--save-fits/--no-save-fits", default=False, show_default=True,
               help="Also write every fitted G_attack into the run folder (about 27 MB each).")
-@_fit_options
+@_fit_options()
 @_runs_dir_option
 @_device_option
 @_seed_option
@@ -492,7 +505,7 @@ def evaluate_command(
 @main.command("demo")
 @_checkpoint_options("generator", "model", "oracle", "guard")
 @click.option("--n", type=click.IntRange(min=1), default=10_000, show_default=True, help="Examples to evaluate.")
-@_fit_options
+@_fit_options()
 @_runs_dir_option
 @_device_option
 @_seed_option
@@ -531,7 +544,7 @@ _QUICK = {"n": 16, "song_steps": 3, "steps": 3, "batch_size": 8}  # --quick size
 @_dataset_option
 @click.option("--checkpoints", "checkpoints_dir", type=click.Path(file_okay=False), default=None,
               help="Folder of target checkpoints named A-nor.safetensors, A-adv, A-ens, A-iter, ... D-iter; absent ones are "
-                   "reported as missing [default: the shipped Model A as A-nor, nothing else].")
+                   "reported as missing [default: the 16 shipped Fashion-MNIST targets].")
 @click.option("--quick", is_flag=True, default=False,
               help="Tiny sizes for an end-to-end check in seconds: options left at their default become --n 16, "
                    "--song-steps 3, --steps 3, --batch-size 8. Its numbers say nothing about the methods.")
@@ -544,8 +557,8 @@ _QUICK = {"n": 16, "song_steps": 3, "steps": 3, "batch_size": 8}  # --quick size
               help="Toolkit that runs FGSM, PGD and R+FGSM.")
 @click.option("--ablation/--no-ablation", default=True, show_default=True, help="Measure the ρ ablation (Tables 8 and 9).")
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Write the Figure 8 and Figure 10/11 grids.")
-@_checkpoint_options("generator", "oracle", "guard")
-@_fit_options
+@_checkpoint_options("generator", "oracle", "guard", help_text={"guard": _REPRODUCE_GUARD_HELP})
+@_fit_options(ROBUST_GUARD_TRANSFER)
 @_data_dir_option
 @_runs_dir_option
 @_device_option
@@ -561,10 +574,11 @@ def reproduce_command(
     Models A-D x {Nor., Adv., Ens., Iter.}, transfer A -> C, the rho ablation, realism, time, figures.
 
     Writes results.md and results.json (with the command and the machine), the figures and
-    options.json into a new numbered run folder. The full run (16 checkpoints, 1,000 examples,
-    200 search steps, 500 fit steps) is sized for a GPU and has not been run for this release:
-    docs/results/README.md says how to make the checkpoints with `atgan train-classifier` and
-    how to run it.
+    options.json into a new numbered run folder. By default it runs on the 16 shipped Fashion-MNIST
+    targets with the shipped robust guard. The full size (1,000 examples, 200 search steps, 500 fit
+    steps) is meant for a GPU; on a CPU, run one architecture per core with --checkpoints and join
+    the runs with `atgan reproduce-merge` (docs/results/README.md; results in
+    docs/results/fashion-mnist.md).
     """
     from click.core import ParameterSource
 
@@ -581,10 +595,13 @@ def reproduce_command(
     seed_everything(seed)
 
     # Load everything before the run folder exists, so a bad path leaves nothing behind.
-    networks, checkpoints = _load_networks(dev, generator=generator_path, oracle=oracle_path, guard=guard_path)
-    slots = find_checkpoints(checkpoints_dir)
+    networks, checkpoints = _load_networks(dev, shipped=_REPRODUCE_PRETRAINED_NAME, generator=generator_path,
+                                           oracle=oracle_path, guard=guard_path)  # fmt: skip
     if checkpoints_dir is None:
-        slots["A-nor"] = _checkpoint_path("model", None)
+        from atgan_plugin.pretrained import pretrained_targets_dir
+
+        checkpoints_dir = str(pretrained_targets_dir(dataset))
+    slots = find_checkpoints(checkpoints_dir)
     models, models_info = {}, {}
     for slot, path in slots.items():
         if path is not None:
@@ -609,6 +626,42 @@ def reproduce_command(
         tmp.write_text(render_markdown(report))
     outputs = ["options.json", "results.md", "results.json", *(figure["file"] for figure in report["figures"])]
     click.echo(f"done in {report['seconds']:.0f} s; outputs in {run_dir}: {', '.join(outputs)}")
+
+
+@main.command("reproduce-merge")
+@click.argument("parts", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@_runs_dir_option
+@_user_errors
+def reproduce_merge_command(parts: tuple[str, ...], runs_dir: str) -> None:
+    """Merge `atgan reproduce` runs over disjoint checkpoints into one report.
+
+    PARTS are run folders (each with results.json), e.g. one run per architecture made side by side
+    on a CPU's cores. They must share the dataset, sizes and settings. Writes results.md,
+    results.json and the parts' figures into a new numbered run folder.
+    """
+    import shutil
+
+    from atgan_plugin.checkpoints import atomic_write
+    from atgan_plugin.reproduce import merge_reports, render_markdown
+
+    folders = [Path(part) for part in parts]
+    missing = [str(folder) for folder in folders if not (folder / "results.json").is_file()]
+    if missing:
+        raise click.ClickException(f"no results.json in {', '.join(missing)} (give the run folders of atgan reproduce)")
+    reports = [json.loads((folder / "results.json").read_text()) for folder in folders]
+    merged = merge_reports(reports, environment=_environment())
+    figures = [(folder / figure["file"], figure["file"]) for folder, report in zip(folders, reports, strict=True)
+               for figure in report["figures"]]  # fmt: skip
+    names = [name for _, name in figures]
+    if len(set(names)) != len(names):
+        raise click.UsageError(f"two parts wrote the same figure file ({sorted(names)}); merge parts with figures from one only")
+    run_dir = _new_run(runs_dir, "reproduce-merge", {f"part{i}": str(folder) for i, folder in enumerate(folders, start=1)})
+    for source, name in figures:
+        shutil.copy2(source, run_dir / name)
+    runs.write_json(run_dir / "results.json", merged)
+    with atomic_write(run_dir / "results.md") as tmp:
+        tmp.write_text(render_markdown(merged))
+    click.echo(f"merged {len(folders)} runs ({len(merged['white_box'])} of 16 target checkpoints) into {run_dir}")
 
 
 if __name__ == "__main__":

@@ -46,10 +46,10 @@ from atgan_plugin.data import TensorDataset
 from atgan_plugin.evaluation import save_difference_grid, save_target_grid
 from atgan_plugin.models import build_classifier
 from atgan_plugin.song import SongAttack, SongConfig
-from atgan_plugin.transfer import TransferConfig
+from atgan_plugin.transfer import ROBUST_GUARD_TRANSFER, TransferConfig
 from atgan_plugin.utils import eval_mode, model_device
 
-__all__ = ["ATTACKS", "SLOTS", "ReproduceConfig", "find_checkpoints", "load_target", "render_markdown", "reproduce"]
+__all__ = ["ATTACKS", "SLOTS", "ReproduceConfig", "find_checkpoints", "load_target", "merge_reports", "render_markdown", "reproduce"]
 
 ARCHITECTURES = ("A", "B", "C", "D")
 TRAININGS = {"nor": "Nor.", "adv": "Adv.", "ens": "Ens.", "iter": "Iter."}
@@ -76,7 +76,7 @@ class ReproduceConfig:
 
     dataset: str = "fashion-mnist"
     n: int = 1000  # examples per (attack, model)
-    atgan: TransferConfig = field(default_factory=TransferConfig)
+    atgan: TransferConfig = ROBUST_GUARD_TRANSFER  # frozen: sharing the instance is safe
     song: SongConfig = field(default_factory=SongConfig)
     toolkit: str = "advertorch"
     batch_size: int = 500
@@ -181,6 +181,8 @@ class _Runner:
                  config: ReproduceConfig, device: torch.device, progress: bool):  # fmt: skip
         self.generator, self.oracle, self.guard = generator, oracle, guard
         self.inputs, self.config, self.device, self.progress = inputs, config, device, progress
+        # One attack per (model, settings): its fits are cached, so the figures reuse the white-box fit.
+        self._attacks: dict[tuple[int, TransferConfig], ATGANAttack] = {}
 
     def chunks(self, run: Callable[[slice], torch.Tensor]) -> torch.Tensor:
         n, b = len(self.inputs.labels), self.config.batch_size
@@ -193,9 +195,12 @@ class _Runner:
             return self.generator(z.to(self.device), y.to(self.device)).cpu()  # type: ignore[no-any-return]
 
     def atgan_attack(self, model: nn.Module, atgan: TransferConfig) -> ATGANAttack:
-        hyper = {k: v for k, v in asdict(atgan).items() if k != "seed"}
-        return ATGANAttack(model, generator=self.generator, guard=self.guard, device=self.device, seed=self.config.seed,
-                           progress=self.progress, **hyper)  # fmt: skip
+        key = (id(model), atgan)
+        if key not in self._attacks:
+            hyper = {k: v for k, v in asdict(atgan).items() if k != "seed"}
+            self._attacks[key] = ATGANAttack(model, generator=self.generator, guard=self.guard, device=self.device,
+                                             seed=self.config.seed, progress=self.progress, **hyper)  # fmt: skip
+        return self._attacks[key]
 
     def run_attack(self, name: str, model: nn.Module, atgan: TransferConfig | None = None) -> tuple[Metrics, torch.Tensor]:
         """Measures attack ``name`` against ``model``; returns the metrics and the adversarial images."""
@@ -323,6 +328,47 @@ def reproduce(
     return report
 
 
+def merge_reports(parts: list[dict[str, Any]], *, environment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One report from runs over disjoint sets of checkpoints (e.g. one run per architecture, side by
+    side on a CPU's cores, or on several machines). They must share the dataset, the sizes and every
+    attack's settings; each slot may come from one part only. The parts' commands, machines and times
+    are kept under ``environment["parts"]``; ``seconds`` is their sum (compute, not wall time)."""
+    if not parts:
+        raise ValueError("nothing to merge: give at least one results.json")
+    first = parts[0]
+    for index, part in enumerate(parts[1:], start=2):
+        for key in ("dataset", "config", "settings"):
+            if part[key] != first[key]:
+                differing = sorted(k for k in set(part[key]) | set(first[key]) if part[key].get(k) != first[key].get(k)) \
+                    if isinstance(part[key], dict) else [key]  # fmt: skip
+                raise ValueError(f"part {index} differs from part 1 in {key} ({', '.join(map(str, differing))}); "
+                                 f"only runs with the same dataset, sizes and settings can be merged")  # fmt: skip
+    merged: dict[str, Any] = {**first, "white_box": {}, "transfer": {}, "ablation": {}, "figures": [], "models": {}}
+    for index, part in enumerate(parts, start=1):
+        for key in ("white_box", "transfer", "models"):
+            overlap = sorted(set(merged[key]) & set(part[key]))
+            if overlap:
+                raise ValueError(f"part {index} measures {', '.join(overlap)} again ({key}); each slot may come from one part only")
+            merged[key].update(part[key])
+        if part["ablation"]:
+            if merged["ablation"]:
+                raise ValueError(f"part {index} has a ρ ablation too; only one part may have it")
+            merged["ablation"] = part["ablation"]
+        merged["figures"] += part["figures"]
+    order = {slot: i for i, slot in enumerate(SLOTS)}
+    for key in ("white_box", "transfer", "models"):
+        merged[key] = dict(sorted(merged[key].items(), key=lambda item: order[item[0]]))
+    merged["missing"] = [slot for slot in SLOTS if slot not in merged["white_box"]]
+    merged["started"] = min(part["started"] for part in parts)
+    merged["seconds"] = sum(part["seconds"] for part in parts)
+    machines = sorted({part["environment"]["machine"] for part in parts})
+    merged["environment"] = {**(environment or {}), "machine": " / ".join(machines),
+                             "parts": [{"command": part["environment"].get("command"), "machine": part["environment"]["machine"],
+                                        "started": part["started"], "seconds": part["seconds"], "slots": list(part["white_box"])}
+                                       for part in parts]}  # fmt: skip
+    return merged
+
+
 def machine_description(device: torch.device) -> str:
     """Processor, cores, torch threads and the device, in one line (for the time table)."""
     cpu = platform.processor() or platform.machine()
@@ -360,6 +406,10 @@ def render_markdown(report: dict[str, Any]) -> str:
               f"took {report['seconds']:.0f} s", f"- examples per (attack, model): {config['n']}; seed {config['seed']}; "
               f"toolkit for the baselines: {config['toolkit']}", f"- models present: {', '.join(white) or 'none'}",
               f"- models missing: {', '.join(missing) or 'none'}", ""]  # fmt: skip
+    if env.get("parts"):
+        lines += ["Merged from runs over disjoint checkpoints (the time above is their sum):", ""]
+        lines += _table(["command", "slots", "started", "seconds"], [[f"`{part['command']}`", ", ".join(part["slots"]), part["started"],
+                                                                      f"{part['seconds']:.0f}"] for part in env["parts"]])  # fmt: skip
     lines += ["Target checkpoints and the commands that trained them:", ""]
     lines += _table(["slot", "architecture", "regime", "test accuracy", "command"],
                     [[slot, str(info.get("architecture")), str(info.get("regime")), _pct(info.get("test_accuracy")),

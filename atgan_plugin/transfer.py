@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from atgan_plugin.adapters.protocol import check_generator
 from atgan_plugin.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss
 
-__all__ = ["FitDivergedError", "FitResult", "TransferConfig", "fit_attack_generator", "sample_sources"]
+__all__ = ["ROBUST_GUARD_TRANSFER", "FitDivergedError", "FitResult", "TransferConfig", "fit_attack_generator", "sample_sources"]
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]  # images in the model's bounds -> logits
 
@@ -64,6 +64,14 @@ class TransferConfig:
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+# With a guard that is itself adversarially trained (the shipped ``robust_guard``), the guard keeps
+# the source class and L_dist can pull less than the paper's β = 1. our choice, measured against
+# the PGD-trained Model A (500 steps, 2,000 examples): realistic success 0.33 with β = 1 and 0.67
+# with β = 0.25, the oracle's agreement ratio 0.96 in both (docs/results/fashion-mnist.md).
+# `atgan reproduce` uses it; without a guard keep β = 1.
+ROBUST_GUARD_TRANSFER = TransferConfig(beta=0.25)
 
 
 @dataclass

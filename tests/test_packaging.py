@@ -120,9 +120,12 @@ def test_wheel_metadata(names: list[str], wheel: Path) -> None:
 
 
 def test_shipped_checkpoints_are_package_data(names: list[str]) -> None:
-    shipped = sorted(p.name for p in (ROOT / "atgan_plugin" / "pretrained" / "fashion-mnist").glob("*") if p.is_file())
-    packaged = sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("atgan_plugin/pretrained/fashion-mnist/"))
+    folder = ROOT / "atgan_plugin" / "pretrained" / "fashion-mnist"
+    shipped = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    prefix = "atgan_plugin/pretrained/fashion-mnist/"
+    packaged = sorted(n.removeprefix(prefix) for n in names if n.startswith(prefix))
     assert packaged == shipped
+    assert "targets/A-iter.safetensors" in packaged  # the 16 targets of `atgan reproduce`
 
 
 def test_installed_wheel_imports_from_the_install_folder(installed: Path) -> None:

@@ -78,6 +78,22 @@ def test_shipped_guard_is_the_gans_auxiliary_classifier(fashion_test: TensorData
     assert accuracy(guard, fashion_test, device=CPU) > 0.8
 
 
+def test_shipped_robust_guard_is_an_adversarially_trained_model_b(pretrained_model_a: nn.Module, fashion_test: TensorDataset) -> None:
+    from atgan_plugin.defenses import fgsm
+    from atgan_plugin.pretrained import load_pretrained_classifier
+
+    checkpoints_or_skip()
+    guard = load_pretrained_classifier("robust_guard")
+    assert [type(m) for m in guard.modules()] == [type(m) for m in build_classifier("B").modules()]
+    assert not guard.training
+    assert accuracy(guard, fashion_test, device=CPU) > 0.8
+    # What makes it a guard worth having: FGSM at the Table 6 ε hurts it far less than normally trained Model A.
+    x, y = fashion_test.images[:500], fashion_test.labels[:500]
+    robust = {name: (model(fgsm(model, x, y, 0.1)).argmax(1) == y).float().mean().item()
+              for name, model in (("guard", guard), ("model_a", pretrained_model_a))}  # fmt: skip
+    assert robust["guard"] > robust["model_a"] + 0.3, robust
+
+
 @pytest.mark.parametrize(
     "fixture, architecture, minimum", [("pretrained_model_a", "A", 0.85), ("pretrained_oracle", "oracle", 0.8)]
 )

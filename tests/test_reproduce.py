@@ -96,11 +96,54 @@ def test_quick_reproduction_on_the_shipped_checkpoints(pretrained_model_a, tmp_p
     assert_succeeded(result)
     (run_dir,) = (tmp_path / "runs").iterdir()
     report = json.loads((run_dir / "results.json").read_text())
-    assert list(report["white_box"]) == ["A-nor"] and len(report["missing"]) == 15
-    assert report["settings"]["guard"] == "AuxiliaryClassifier"  # the shipped guard comes with the shipped generator
+    assert list(report["white_box"]) == list(SLOTS) and report["missing"] == []  # the 16 shipped targets
+    # The shipped robust guard comes with the shipped generator, and with it the lighter L_dist.
+    options = json.loads((run_dir / "options.json").read_text())
+    assert Path(options["checkpoints"]["guard"]).name == "robust_guard.safetensors"
+    assert report["settings"]["atgan"]["beta"] == 0.25 and report["settings"]["atgan"]["gamma"] > 0
     assert report["models"]["A-nor"]["test_accuracy"] == pytest.approx(0.8961)
     assert report["ablation"] == {} and report["figures"] == []
     assert "Not measured" in (run_dir / "results.md").read_text()
+
+
+def quick_run(standins: Path, slots: tuple[str, ...], runs: Path, *extra: str) -> Path:
+    """``atgan reproduce --quick`` on the stand-ins ``slots`` only; returns its run folder."""
+    folder = runs.parent / f"checkpoints-{'-'.join(slots)}"
+    folder.mkdir()
+    for slot in slots:
+        (folder / f"{slot}.safetensors").symlink_to(standins / "checkpoints" / f"{slot}.safetensors")
+    result = invoke("reproduce", "--quick", "--checkpoints", folder, "--generator", standins / "generator.safetensors",
+                    "--oracle", standins / "oracle.safetensors", "--no-ablation", "--no-figures", "--device", "cpu",
+                    "--no-progress", "--runs-dir", runs, *extra)  # fmt: skip
+    assert_succeeded(result)
+    return sorted(runs.iterdir())[-1]
+
+
+def test_merge_joins_runs_over_disjoint_checkpoints(standins: Path, tmp_path: Path) -> None:
+    first = quick_run(standins, ("A-nor", "C-nor"), tmp_path / "runs")
+    second = quick_run(standins, ("C-iter",), tmp_path / "runs")
+    result = invoke("reproduce-merge", first, second, "--runs-dir", tmp_path / "merged")
+    assert_succeeded(result)
+    (run_dir,) = (tmp_path / "merged").iterdir()
+    report = json.loads((run_dir / "results.json").read_text())
+    parts = [json.loads((part / "results.json").read_text()) for part in (first, second)]
+    assert sorted(report["white_box"]) == sorted(PRESENT)
+    assert report["white_box"]["C-iter"] == parts[1]["white_box"]["C-iter"]
+    assert report["missing"] == [slot for slot in SLOTS if slot not in PRESENT]
+    assert list(report["transfer"]) == ["C-nor"]  # transfer needs A-nor and the C model in the same part
+    assert report["seconds"] == pytest.approx(parts[0]["seconds"] + parts[1]["seconds"])
+    assert [part["slots"] for part in report["environment"]["parts"]] == [["A-nor", "C-nor"], ["C-iter"]]
+    markdown = (run_dir / "results.md").read_text()
+    assert "Merged from runs over disjoint checkpoints" in markdown and "| C Iter. |" in markdown
+
+
+def test_merge_refuses_overlaps_and_different_settings(standins: Path, tmp_path: Path) -> None:
+    first = quick_run(standins, ("A-nor", "C-nor"), tmp_path / "runs")
+    other_n = quick_run(standins, ("C-iter",), tmp_path / "runs", "--n", "4")
+    for parts, message in (((first, first), "measures A-nor, C-nor again"), ((first, other_n), "differs from part 1 in config (n)")):
+        result = invoke("reproduce-merge", *parts, "--runs-dir", tmp_path / "merged")
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "merged").exists()
 
 
 @pytest.mark.parametrize(("folder", "message"), [("empty", "no target checkpoints in"), ("absent", "does not exist")])

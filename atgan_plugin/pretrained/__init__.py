@@ -1,8 +1,10 @@
 """Checkpoints shipped with the package, trained by our own CLI (see ``README.md`` beside this file).
 
 Files per dataset folder: ``generator.safetensors`` (AC-WGAN_GP G_orig), ``aux_classifier.safetensors``,
-``model_a.safetensors`` (target, normal training) and ``oracle.safetensors`` (realism judge,
-adversarially trained, used nowhere else), each with a ``.json`` training record, and ``SHA256SUMS``.
+``model_a.safetensors`` (target, normal training), ``oracle.safetensors`` (realism judge,
+adversarially trained, used nowhere else) and ``robust_guard.safetensors`` (Model B, adversarially
+trained: the guard of ``atgan reproduce``), each with a ``.json`` training record, and ``SHA256SUMS``;
+``targets/`` holds the 16 targets of ``atgan reproduce`` (Models A–D × Nor./Adv./Ens./Iter.).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["NAMES", "load_pretrained_classifier", "load_pretrained_generator", "pretrained_path"]
+__all__ = ["NAMES", "load_pretrained_classifier", "load_pretrained_generator", "pretrained_path", "pretrained_targets_dir"]
 
 ROOT = Path(__file__).resolve().parent
-NAMES = ("generator", "aux_classifier", "model_a", "oracle")
+NAMES = ("generator", "aux_classifier", "model_a", "oracle", "robust_guard")
 
 
 def pretrained_path(name: str, dataset: str = "fashion-mnist") -> Path:
@@ -27,6 +29,16 @@ def pretrained_path(name: str, dataset: str = "fashion-mnist") -> Path:
         shipped = sorted(p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith("_"))
         raise FileNotFoundError(f"no pretrained {name} for {dataset!r} (datasets shipped: {shipped})")
     return path
+
+
+def pretrained_targets_dir(dataset: str = "fashion-mnist") -> Path:
+    """Folder of the shipped target checkpoints of ``atgan reproduce`` (``A-nor.safetensors`` … ``D-iter``;
+    see the ``README.md`` there); ``FileNotFoundError`` when the dataset has none."""
+    folder = ROOT / dataset / "targets"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no shipped target checkpoints for {dataset!r}; pass --checkpoints DIR "
+                                f"(docs/results/README.md says how to train them)")  # fmt: skip
+    return folder
 
 
 def load_pretrained_generator(dataset: str = "fashion-mnist", device: str | torch.device = "cpu") -> nn.Module:
