@@ -9,6 +9,7 @@ in one clean error line. One case runs the shipped checkpoints (skipped when the
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ from atgan_plugin import ACWGANGPGenerator
 from atgan_plugin.acwgan_gp import Generator
 from atgan_plugin.cli import main
 from atgan_plugin.models import build_classifier, save_classifier
-from atgan_plugin.reproduce import ATTACKS, SLOTS
+from atgan_plugin.reproduce import ATTACKS, SLOTS, TRANSFER_ROWS, ReproduceConfig
+from atgan_plugin.transfer import ROBUST_GUARD_TRANSFER, fit_attack_generator
 
 SECTIONS = ["## Run", "## Settings", "## White-box success rate, % (Table 1 style)", "## Realism beside success",
             "## Time per 1,000 adversarial examples (s)", "## Transfer from Model A (Nor.) to Model C",
@@ -84,6 +86,11 @@ def test_quick_reproduction_writes_every_section(standins: Path, tmp_path: Path)
             assert metrics["success_rate"] + metrics["rejected_rate"] == pytest.approx(metrics["fooled_rate"])
             assert (metrics["fit_seconds"] is not None) == (name == "atgan")
     assert sorted(report["transfer"]) == ["C-iter", "C-nor"]
+    assert all(sorted(per_attack) == sorted(TRANSFER_ROWS) for per_attack in report["transfer"].values())
+    transferable, atgan = report["transfer_fit"]["settings"], report["settings"]["atgan"]
+    assert transferable["kappa"] > atgan["kappa"] and transferable["steps"] == atgan["steps"] == 3  # --quick sizes carry over
+    assert set(report["transfer_fit"]["white_box"]) == METRICS
+    assert "| AT-GAN, transferable fit (κ 20, γ 200) |" in markdown and "The transferable fit against A-nor itself" in markdown
     assert [row["rho_l0"] for row in report["ablation"]["rho_l0"]] == [0, 100, 200, 300, 400]
     assert [row["rho_linf"] for row in report["ablation"]["rho_linf"]] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
     fgsm = report["white_box"]["A-nor"]["fgsm"]
@@ -120,7 +127,7 @@ def quick_run(standins: Path, slots: tuple[str, ...], runs: Path, *extra: str) -
 
 
 def test_merge_joins_runs_over_disjoint_checkpoints(standins: Path, tmp_path: Path) -> None:
-    first = quick_run(standins, ("A-nor", "C-nor"), tmp_path / "runs")
+    first = quick_run(standins, ("A-nor", "C-nor"), tmp_path / "runs", "--figures")  # parts may differ in what they run beside
     second = quick_run(standins, ("C-iter",), tmp_path / "runs")
     result = invoke("reproduce-merge", first, second, "--runs-dir", tmp_path / "merged")
     assert_succeeded(result)
@@ -131,8 +138,10 @@ def test_merge_joins_runs_over_disjoint_checkpoints(standins: Path, tmp_path: Pa
     assert report["white_box"]["C-iter"] == parts[1]["white_box"]["C-iter"]
     assert report["missing"] == [slot for slot in SLOTS if slot not in PRESENT]
     assert list(report["transfer"]) == ["C-nor"]  # transfer needs A-nor and the C model in the same part
+    assert report["transfer_fit"] == parts[0]["transfer_fit"] and parts[1]["transfer_fit"] is None
     assert report["seconds"] == pytest.approx(parts[0]["seconds"] + parts[1]["seconds"])
     assert [part["slots"] for part in report["environment"]["parts"]] == [["A-nor", "C-nor"], ["C-iter"]]
+    assert report["config"]["figures"] is True and {"difference.png", "targets.png"} <= {p.name for p in run_dir.iterdir()}
     markdown = (run_dir / "results.md").read_text()
     assert "Merged from runs over disjoint checkpoints" in markdown and "| C Iter. |" in markdown
 
@@ -186,3 +195,25 @@ def test_train_classifier_refuses_bad_regime_options(args: list[str], message: s
     result = invoke(*TRAIN, *args, "--out", tmp_path / "m.safetensors")
     assert result.exit_code == 2, result.output
     assert message in result.output and not (tmp_path / "m.safetensors").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Table 7's transferable fit, on the shipped checkpoints.
+
+
+@pytest.mark.slow
+def test_transferable_fit_fools_model_c_more_often(pretrained_generator: torch.nn.Module, pretrained_model_a: torch.nn.Module) -> None:
+    from atgan_plugin.models import load_classifier
+    from atgan_plugin.pretrained import load_pretrained_classifier, pretrained_targets_dir
+
+    model_c = load_classifier(pretrained_targets_dir("fashion-mnist") / "C-nor.safetensors").float().eval()
+    guard = load_pretrained_classifier("robust_guard")
+    generator = torch.Generator().manual_seed(1)
+    z, y = pretrained_generator.sample_z(500, generator=generator), torch.randint(10, (500,), generator=generator)
+    fooled = {}
+    for name, config in (("table_1", ROBUST_GUARD_TRANSFER), ("transferable", ReproduceConfig().atgan_transferable)):
+        assert config is not None
+        fit = fit_attack_generator(pretrained_generator, pretrained_model_a, config=replace(config, steps=200), guard=guard, progress=False)
+        with torch.no_grad():
+            fooled[name] = (model_c(fit.generator(z, y)).argmax(1) != y).float().mean().item()
+    assert fooled["transferable"] > fooled["table_1"] + 0.1, fooled
