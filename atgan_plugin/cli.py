@@ -636,8 +636,8 @@ def reproduce_merge_command(parts: tuple[str, ...], runs_dir: str) -> None:
     """Merge `atgan reproduce` runs over disjoint checkpoints into one report.
 
     PARTS are run folders (each with results.json), e.g. one run per architecture made side by side
-    on a CPU's cores. They must share the dataset, sizes and settings. Writes results.md,
-    results.json and the parts' figures into a new numbered run folder.
+    on a CPU's cores. They must share the dataset, sizes and settings (--ablation and --figures may
+    differ). Writes results.md, results.json and the parts' figures into a new numbered run folder.
     """
     import shutil
 
