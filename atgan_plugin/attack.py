@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import copy
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -110,8 +110,10 @@ class ATGANAttack(GeneratorAttackBase):
         kappa: confidence margin of L_adv, in log-probability.
         guard: optional classifier of the generator's classes on images in [0, 1] that must keep
             recognising the source class during the fit: AC-WGAN_GP's auxiliary classifier, never
-            the target model nor your realism oracle. Copied, never modified. Our addition.
-        gamma: weight of the guard's loss (0 turns the guard off).
+            the target model nor your realism oracle. Copied, never modified. Our addition. A
+            sequence of classifiers guards with each of them (what one guard lets through, another
+            may catch; it matters most for high-κ fits meant to transfer).
+        gamma: weight of each guard's loss (0 turns the guards off).
         rho_l0, rho_linf: ℓ0 and ℓ∞ bounds of the noise ρ in L_dist (paper: 200 and 0.5).
         steps, lr, batch_size: the fit's Adam steps, learning rate and batch of (z, y_s).
         invert_steps, invert_lr: latent inversion settings for ``latent="invert"``.
@@ -135,7 +137,7 @@ class ATGANAttack(GeneratorAttackBase):
         alpha: float = TransferConfig.alpha,
         beta: float = TransferConfig.beta,
         kappa: float = TransferConfig.kappa,
-        guard: nn.Module | None = None,
+        guard: nn.Module | Sequence[nn.Module] | None = None,
         gamma: float = TransferConfig.gamma,
         rho_l0: int = TransferConfig.rho_l0,
         rho_linf: float = TransferConfig.rho_linf,
@@ -152,15 +154,19 @@ class ATGANAttack(GeneratorAttackBase):
         super().__init__(model, generator=generator, targeted=targeted, clip_min=clip_min, clip_max=clip_max,
                          latent=latent, invert_steps=invert_steps, invert_lr=invert_lr, device=device, seed=seed,
                          progress=progress, distance=distance)  # fmt: skip
-        if guard is not None and not isinstance(guard, nn.Module):
-            raise TypeError(f"guard must be a torch.nn.Module classifier (images in [0, 1] -> logits), got {type(guard).__name__}")
+        guards = list(guard) if isinstance(guard, (list, tuple)) else [] if guard is None else [guard]
+        for one in guards:
+            if not isinstance(one, nn.Module):
+                raise TypeError(f"guard must be a torch.nn.Module classifier (images in [0, 1] -> logits) or a sequence "
+                                f"of them, got {type(one).__name__}")  # fmt: skip
         self.config = TransferConfig(alpha=alpha, beta=beta, kappa=kappa, gamma=gamma, rho_l0=rho_l0, rho_linf=rho_linf,
                                      steps=steps, lr=lr, batch_size=batch_size, seed=seed)  # fmt: skip
-        self.guard = guard
+        self.guards: tuple[nn.Module, ...] = tuple(guards)
         self._cache = _FitCache()
 
     def _repr_fields(self) -> dict[str, Any]:
-        return {**asdict(self.config), "guard": type(self.guard).__name__ if self.guard is not None else None}
+        names = [type(guard).__name__ for guard in self.guards]
+        return {**asdict(self.config), "guard": None if not names else names[0] if len(names) == 1 else names}
 
     # ----------------------------------------------------------------------------------------
     # The one implementation behind both faces.
@@ -176,7 +182,7 @@ class ATGANAttack(GeneratorAttackBase):
         with eval_mode(torch_module_of(model)):
             fit = fit_attack_generator(self.generator, classify, target=target, config=self.config,
                                        bounds=bounds, device=self._device_for(model), progress=self.progress,
-                                       guard=self.guard)  # type: ignore[arg-type]
+                                       guard=self.guards)  # type: ignore[arg-type]
         self._cache.put(model, target, fit)
         return fit
 

@@ -100,19 +100,22 @@ _CHECKPOINT_HELP = {
     "oracle": "Realism oracle checkpoint, a classifier used nowhere else [default: the shipped Fashion-MNIST oracle].",
     "guard": "Guard classifier that must keep seeing the source class during the fit, e.g. the aux_classifier.safetensors "
              "of atgan train-gan [default: the shipped one with the shipped generator, none with --generator].",
+    "transfer_guard": "A second guard for the transfer table's fit only, beside --guard [default: the shipped second robust "
+                      "guard (Model A, PGD training) with the shipped generator, none with --generator].",
 }
 _PRETRAINED_NAME = {"generator": "generator", "model": "model_a", "oracle": "oracle", "guard": "aux_classifier"}
 # `atgan reproduce` compares against adversarially trained targets: its guard is the shipped robust one,
 # and its fit weighs L_dist less (ROBUST_GUARD_TRANSFER; measurements in docs/results/fashion-mnist.md).
-_REPRODUCE_PRETRAINED_NAME = {**_PRETRAINED_NAME, "guard": "robust_guard"}
+_REPRODUCE_PRETRAINED_NAME = {**_PRETRAINED_NAME, "guard": "robust_guard", "transfer_guard": "robust_guard_2"}
 _REPRODUCE_GUARD_HELP = ("Guard classifier that must keep seeing the source class during the fit [default: the shipped "
                          "robust guard (Model B, fast adversarial training) with the shipped generator, none with --generator].")
 
 
 def _checkpoint_options(*names: str, help_text: dict[str, str] | None = None) -> Callable[[F], F]:
-    """``--generator``, ``--model``, ``--oracle``, ``--guard`` (those named), each defaulting to a shipped file."""
+    """``--generator``, ``--model``, ``--oracle``, ``--guard``, ``--transfer-guard`` (those named), each
+    defaulting to a shipped file."""
     texts = {**_CHECKPOINT_HELP, **(help_text or {})}
-    return _apply([click.option(f"--{name}", f"{name}_path", type=click.Path(dir_okay=False), default=None,
+    return _apply([click.option(f"--{name.replace('_', '-')}", f"{name}_path", type=click.Path(dir_okay=False), default=None,
                                 help=texts[name]) for name in names])  # fmt: skip
 
 
@@ -292,17 +295,20 @@ def _checkpoint_path(name: str, path: str | None, shipped: Mapping[str, str] = _
     return Path(path) if path is not None else pretrained_path(shipped[name])
 
 
+_GUARDS = ("guard", "transfer_guard")
+
+
 def _load_networks(device: torch.device, *, shipped: Mapping[str, str] = _PRETRAINED_NAME,
                    **paths: str | None) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:  # fmt: skip
-    """Loads the networks named by ``paths`` (generator/model/oracle/guard; ``None`` for the shipped
-    ``shipped[name]``) before any run folder exists, so a bad checkpoint leaves nothing behind.
-    Returns the networks and their resolved paths. The shipped guards belong to the shipped
-    generator: with another generator and no ``--guard`` there is no guard (no ``"guard"`` entry)."""
+    """Loads the networks named by ``paths`` (generator/model/oracle/guard/transfer_guard; ``None`` for
+    the shipped ``shipped[name]``) before any run folder exists, so a bad checkpoint leaves nothing
+    behind. Returns the networks and their resolved paths. The shipped guards belong to the shipped
+    generator: with another generator, a guard not given is left out (no ``"guard"`` entry)."""
     from atgan_plugin.adapters import load_generator
     from atgan_plugin.models import load_classifier
 
-    if "guard" in paths and paths["guard"] is None and paths.get("generator") is not None:
-        paths = {name: path for name, path in paths.items() if name != "guard"}
+    if paths.get("generator") is not None:
+        paths = {name: path for name, path in paths.items() if not (name in _GUARDS and path is None)}
     resolved = {name: _checkpoint_path(name, path, shipped) for name, path in paths.items()}
     networks = {name: (load_generator(path, device=device) if name == "generator" else load_classifier(path, device=device))
                 for name, path in resolved.items()}  # fmt: skip
@@ -557,7 +563,7 @@ _QUICK = {"n": 16, "song_steps": 3, "steps": 3, "batch_size": 8}  # --quick size
               help="Toolkit that runs FGSM, PGD and R+FGSM.")
 @click.option("--ablation/--no-ablation", default=True, show_default=True, help="Measure the ρ ablation (Tables 8 and 9).")
 @click.option("--figures/--no-figures", default=True, show_default=True, help="Write the Figure 8 and Figure 10/11 grids.")
-@_checkpoint_options("generator", "oracle", "guard", help_text={"guard": _REPRODUCE_GUARD_HELP})
+@_checkpoint_options("generator", "oracle", "guard", "transfer_guard", help_text={"guard": _REPRODUCE_GUARD_HELP})
 @_fit_options(ROBUST_GUARD_TRANSFER)
 @_data_dir_option
 @_runs_dir_option
@@ -568,7 +574,7 @@ _QUICK = {"n": 16, "song_steps": 3, "steps": 3, "batch_size": 8}  # --quick size
 def reproduce_command(
     dataset: str, checkpoints_dir: str | None, quick: bool, n: int, song_steps: int, song_lr: float, toolkit: str,
     ablation: bool, figures: bool, generator_path: str | None, oracle_path: str | None, guard_path: str | None,
-    data_dir: str | None, runs_dir: str, device: str, seed: int, progress: bool, **hyper: Any,
+    transfer_guard_path: str | None, data_dir: str | None, runs_dir: str, device: str, seed: int, progress: bool, **hyper: Any,
 ) -> None:  # fmt: skip
     """Reproduce the paper's evaluation: success of FGSM, PGD, R+FGSM, Song et al. and AT-GAN against
     Models A-D x {Nor., Adv., Ens., Iter.}, transfer A -> C, the rho ablation, realism, time, figures.
@@ -596,7 +602,7 @@ def reproduce_command(
 
     # Load everything before the run folder exists, so a bad path leaves nothing behind.
     networks, checkpoints = _load_networks(dev, shipped=_REPRODUCE_PRETRAINED_NAME, generator=generator_path,
-                                           oracle=oracle_path, guard=guard_path)  # fmt: skip
+                                           oracle=oracle_path, guard=guard_path, transfer_guard=transfer_guard_path)  # fmt: skip
     if checkpoints_dir is None:
         from atgan_plugin.pretrained import pretrained_targets_dir
 
@@ -619,7 +625,7 @@ def reproduce_command(
     click.echo(f"reproducing on {len(models)} of 16 target checkpoints ({', '.join(models)}), {config.n} examples each"
                f"{' (quick)' if quick else ''}")  # fmt: skip
     report = reproduce(models, networks["generator"], networks["oracle"], test, config, guard=networks.get("guard"),  # type: ignore[arg-type]
-                       out_dir=run_dir, device=dev, progress=progress, models_info=models_info,
+                       transfer_guard=networks.get("transfer_guard"), out_dir=run_dir, device=dev, progress=progress, models_info=models_info,
                        environment=_environment(), log=lambda message: click.echo(f"  {message}"))  # fmt: skip
     runs.write_json(run_dir / "results.json", report)
     with atomic_write(run_dir / "results.md") as tmp:

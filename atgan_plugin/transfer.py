@@ -1,7 +1,7 @@
 """Stage 2 of AT-GAN: transfer G_orig into G_attack against a target classifier.
 
 G_attack starts as an exact copy of G_orig and is fine-tuned on fresh batches of ``(z, y_s)``
-to minimise ``α · L_adv + β · L_dist``, plus ``γ · L_guard`` when a guard classifier is given
+to minimise ``α · L_adv + β · L_dist``, plus ``γ · L_guard`` for each guard classifier given
 (see :mod:`atgan_plugin.losses`). The classifier is only read: gradients are taken with
 ``torch.autograd.grad`` with respect to G_attack's parameters alone, so the classifier's
 ``.grad`` fields, ``requires_grad`` flags and parameters are never touched. The caller sets its
@@ -11,7 +11,7 @@ eval mode (:class:`atgan_plugin.attack.ATGANAttack` does).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -101,6 +101,17 @@ def to_bounds(images: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor
     return images if (low, high) == (0.0, 1.0) else low + (high - low) * images
 
 
+def _guard_loss(guard: nn.Module, images: torch.Tensor, reference: torch.Tensor, sources: torch.Tensor,
+                logits_shape: torch.Size) -> torch.Tensor:  # fmt: skip
+    """L_guard ``(N,)`` of one guard on G_attack's ``images`` against G_orig's ``reference``, both ``(N, C, H, W)``."""
+    with torch.no_grad():
+        reference_logits = guard(reference)
+    if reference_logits.shape != logits_shape:
+        raise ValueError(f"a guard returns logits of shape {tuple(reference_logits.shape)} but the model returns "
+                         f"{tuple(logits_shape)}; a guard must classify the generator's classes")  # fmt: skip
+    return source_guard_loss(guard(images), reference_logits, sources)
+
+
 @torch.enable_grad()  # callers may sit inside torch.no_grad(), e.g. a generate() that fits on first use
 def fit_attack_generator(
     g_orig: nn.Module,
@@ -112,7 +123,7 @@ def fit_attack_generator(
     device: torch.device | None = None,
     progress: bool = True,
     callback: Callable[[int, nn.Module], None] | None = None,
-    guard: nn.Module | None = None,
+    guard: nn.Module | Sequence[nn.Module] | None = None,
 ) -> FitResult:
     """Fine-tunes a copy of ``g_orig`` so that ``classifier`` misclassifies its images.
 
@@ -123,8 +134,9 @@ def fit_attack_generator(
         device: where to fit; defaults to ``g_orig``'s device.
         callback: called as ``callback(step, g_attack)`` after every 10th step (for curves).
         guard: a classifier of the generator's classes on images in [0, 1] (AC-WGAN_GP's
-            auxiliary classifier) that should keep recognising the source class; weighed by
-            ``config.gamma``. It is copied to ``device`` and only read, like ``g_orig``.
+            auxiliary classifier) that should keep recognising the source class, or a sequence of
+            them; each one's L_guard is weighed by ``config.gamma``. They are copied to ``device``
+            and only read, like ``g_orig``.
     """
     check_generator(g_orig)
     num_classes = int(g_orig.num_classes)  # type: ignore[arg-type]
@@ -138,9 +150,8 @@ def fit_attack_generator(
     # Frozen batch-norm statistics and no dropout: G(z, y) is a fixed function of (z, y).
     g_orig.eval()
     g_attack.eval()
-    use_guard = guard is not None and config.gamma > 0
-    if use_guard:
-        guard = copy.deepcopy(guard).to(device).requires_grad_(False).eval()
+    guards = [guard] if isinstance(guard, nn.Module) else list(guard or ())
+    guards = [copy.deepcopy(g).to(device).requires_grad_(False).eval() for g in guards] if config.gamma > 0 else []
     for p in g_attack.parameters():
         p.requires_grad_(False)
     params = list(g_attack.attack_parameters())  # type: ignore[operator]
@@ -169,13 +180,8 @@ def fit_attack_generator(
         rho = sample_rho(images.shape, l0=config.rho_l0, linf=config.rho_linf, generator=rng, device=device)
         l_dist = distance_loss(images, reference, rho)
         loss = config.alpha * l_adv.mean() + config.beta * l_dist.mean()
-        if use_guard:
-            with torch.no_grad():
-                reference_guard_logits = guard(reference)  # type: ignore[misc]
-            if reference_guard_logits.shape != logits.shape:
-                raise ValueError(f"the guard returns logits of shape {tuple(reference_guard_logits.shape)} but the "
-                                 f"model returns {tuple(logits.shape)}; the guard must classify the generator's classes")  # fmt: skip
-            l_guard = source_guard_loss(guard(images), reference_guard_logits, y_s)  # type: ignore[misc]
+        if guards:
+            l_guard = torch.stack([_guard_loss(g, images, reference, y_s, logits.shape) for g in guards]).sum(0)  # (N,)
             loss = loss + config.gamma * l_guard.mean()
         if not torch.isfinite(loss):
             raise FitDivergedError(f"AT-GAN fit diverged at step {step} (loss {loss.item()}); lower lr")
@@ -191,7 +197,7 @@ def fit_attack_generator(
                 record = {"step": step + 1, "loss": loss.item(), "l_adv": l_adv.mean().item(),
                           "l_dist": l_dist.mean().item(), "success": fooled.float().mean().item(),
                           "l2": (images - reference).flatten(1).norm(dim=1).mean().item()}  # fmt: skip
-                if use_guard:
+                if guards:
                     record["l_guard"] = l_guard.mean().item()
             history.append(record)
             bar.set_postfix(success=f"{record['success']:.2f}", l2=f"{record['l2']:.2f}")

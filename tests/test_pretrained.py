@@ -78,15 +78,18 @@ def test_shipped_guard_is_the_gans_auxiliary_classifier(fashion_test: TensorData
     assert accuracy(guard, fashion_test, device=CPU) > 0.8
 
 
-def test_shipped_robust_guard_is_an_adversarially_trained_model_b(pretrained_model_a: nn.Module, fashion_test: TensorDataset) -> None:
+@pytest.mark.parametrize("name, architecture", [("robust_guard", "B"), ("robust_guard_2", "A")])
+def test_shipped_robust_guards_are_adversarially_trained(
+    name: str, architecture: str, pretrained_model_a: nn.Module, fashion_test: TensorDataset
+) -> None:
     from atgan_plugin.defenses import fgsm
     from atgan_plugin.pretrained import load_pretrained_classifier
 
     checkpoints_or_skip()
-    guard = load_pretrained_classifier("robust_guard")
-    assert [type(m) for m in guard.modules()] == [type(m) for m in build_classifier("B").modules()]
+    guard = load_pretrained_classifier(name)
+    assert [type(m) for m in guard.modules()] == [type(m) for m in build_classifier(architecture).modules()]
     assert not guard.training
-    assert accuracy(guard, fashion_test, device=CPU) > 0.8
+    assert accuracy(guard, fashion_test, device=CPU) > 0.75
     # What makes it a guard worth having: FGSM at the Table 6 ε hurts it far less than normally trained Model A.
     x, y = fashion_test.images[:500], fashion_test.labels[:500]
     robust = {name: (model(fgsm(model, x, y, 0.1)).argmax(1) == y).float().mean().item()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -159,6 +160,19 @@ def test_gamma_zero_turns_the_guard_off(tiny_generator: nn.Module, tiny_target: 
     without = fit_attack_generator(tiny_generator, tiny_target, config=config, progress=False)
     a, b = parameters_of(with_guard.generator), parameters_of(without.generator)
     assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_each_of_several_guards_weighs_gamma(tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module) -> None:
+    # Two guards sum their L_guard terms: the same guard twice is one guard at twice γ, step for step.
+    config = TransferConfig(steps=5, batch_size=16, lr=0.05, kappa=1.0, gamma=3.0)
+    twice = fit_attack_generator(tiny_generator, tiny_target, config=config, guard=[tiny_guard, tiny_guard], progress=False)
+    doubled = fit_attack_generator(tiny_generator, tiny_target, config=replace(config, gamma=6.0), guard=tiny_guard, progress=False)
+    single = fit_attack_generator(tiny_generator, tiny_target, config=config, guard=tiny_guard, progress=False)
+    a, b, c = (parameters_of(fit.generator) for fit in (twice, doubled, single))
+    assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
+    assert not all(torch.allclose(a[n], c[n], atol=1e-6) for n in a)  # the second guard does pull
+    # The record holds the guards' summed L_guard (γ apart), so that loss = α·L_adv + β·L_dist + γ·L_guard still holds.
+    assert twice.history[-1]["l_guard"] == pytest.approx(2 * doubled.history[-1]["l_guard"], rel=1e-4)
 
 
 def test_a_guard_of_other_classes_is_refused(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
