@@ -199,7 +199,6 @@ class _Runner:
     def __init__(self, generator: nn.Module, oracle: nn.Module, guard: nn.Module | None, inputs: _Inputs,
                  config: ReproduceConfig, device: torch.device, progress: bool):  # fmt: skip
         self.generator, self.oracle, self.guard = generator, oracle, guard
-        self.guards: tuple[nn.Module, ...] = (guard,) if guard is not None else ()  # the AT-GAN fits' guards
         self.inputs, self.config, self.device, self.progress = inputs, config, device, progress
         # One attack per (model, settings, guards): its fits are cached, so the figures reuse the white-box fit.
         self._attacks: dict[tuple[int, TransferConfig, tuple[int, ...]], ATGANAttack] = {}
@@ -215,7 +214,8 @@ class _Runner:
             return self.generator(z.to(self.device), y.to(self.device)).cpu()  # type: ignore[no-any-return]
 
     def atgan_attack(self, model: nn.Module, atgan: TransferConfig, guards: tuple[nn.Module, ...] | None = None) -> ATGANAttack:
-        guards = self.guards if guards is None else guards
+        if guards is None:  # the run's guard
+            guards = (self.guard,) if self.guard is not None else ()
         key = (id(model), atgan, tuple(id(guard) for guard in guards))
         if key not in self._attacks:
             hyper = {k: v for k, v in asdict(atgan).items() if k != "seed"}
