@@ -58,7 +58,7 @@ from torch import nn
 
 from atgan_plugin.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from atgan_plugin.faces import GeneratorAttackBase, torch_module_of
-from atgan_plugin.transfer import FitResult, TransferConfig, fit_attack_generator
+from atgan_plugin.transfer import FitResult, TransferConfig, as_guards, fit_attack_generator
 from atgan_plugin.utils import eval_mode
 
 __all__ = ["ATGANAttack"]
@@ -154,14 +154,9 @@ class ATGANAttack(GeneratorAttackBase):
         super().__init__(model, generator=generator, targeted=targeted, clip_min=clip_min, clip_max=clip_max,
                          latent=latent, invert_steps=invert_steps, invert_lr=invert_lr, device=device, seed=seed,
                          progress=progress, distance=distance)  # fmt: skip
-        guards = list(guard) if isinstance(guard, (list, tuple)) else [] if guard is None else [guard]
-        for one in guards:
-            if not isinstance(one, nn.Module):
-                raise TypeError(f"guard must be a torch.nn.Module classifier (images in [0, 1] -> logits) or a sequence "
-                                f"of them, got {type(one).__name__}")  # fmt: skip
         self.config = TransferConfig(alpha=alpha, beta=beta, kappa=kappa, gamma=gamma, rho_l0=rho_l0, rho_linf=rho_linf,
                                      steps=steps, lr=lr, batch_size=batch_size, seed=seed)  # fmt: skip
-        self.guards: tuple[nn.Module, ...] = tuple(guards)
+        self.guards = as_guards(guard)  # checked here, not at the first fit
         self._cache = _FitCache()
 
     def _repr_fields(self) -> dict[str, Any]:

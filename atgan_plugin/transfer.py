@@ -101,6 +101,17 @@ def to_bounds(images: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor
     return images if (low, high) == (0.0, 1.0) else low + (high - low) * images
 
 
+def as_guards(guard: nn.Module | Sequence[nn.Module] | None) -> tuple[nn.Module, ...]:
+    """The guards named by ``guard`` (none, one classifier, or a list or tuple of them) as a tuple;
+    anything else is a ``TypeError`` that names it."""
+    guards = () if guard is None else tuple(guard) if isinstance(guard, (list, tuple)) else (guard,)
+    for one in guards:
+        if not isinstance(one, nn.Module):
+            raise TypeError(f"guard must be a torch.nn.Module classifier (images in [0, 1] -> logits) or a sequence "
+                            f"of them, got {type(one).__name__}")  # fmt: skip
+    return guards
+
+
 def _guard_loss(guard: nn.Module, images: torch.Tensor, reference: torch.Tensor, sources: torch.Tensor,
                 logits_shape: torch.Size) -> torch.Tensor:  # fmt: skip
     """L_guard ``(N,)`` of one guard on G_attack's ``images`` against G_orig's ``reference``, both ``(N, C, H, W)``."""
@@ -150,8 +161,7 @@ def fit_attack_generator(
     # Frozen batch-norm statistics and no dropout: G(z, y) is a fixed function of (z, y).
     g_orig.eval()
     g_attack.eval()
-    guards = [guard] if isinstance(guard, nn.Module) else list(guard or ())
-    guards = [copy.deepcopy(g).to(device).requires_grad_(False).eval() for g in guards] if config.gamma > 0 else []
+    guards = [copy.deepcopy(g).to(device).requires_grad_(False).eval() for g in as_guards(guard)] if config.gamma > 0 else []
     for p in g_attack.parameters():
         p.requires_grad_(False)
     params = list(g_attack.attack_parameters())  # type: ignore[operator]
