@@ -670,5 +670,11 @@ def reproduce_merge_command(parts: tuple[str, ...], runs_dir: str) -> None:
     click.echo(f"merged {len(folders)} runs ({len(merged['white_box'])} of 16 target checkpoints) into {run_dir}")
 
 
+# Where people look at a run: report.html and the human evaluation (atgan_plugin/view_commands.py).
+from atgan_plugin.view_commands import human_eval_command, report_command  # noqa: E402
+
+main.add_command(report_command)
+main.add_command(human_eval_command)
+
 if __name__ == "__main__":
     main()
