@@ -22,15 +22,12 @@ import torch
 from PIL import Image
 
 from atgan_plugin import runs
+from atgan_plugin.runs import RunFolderError
 
 __all__ = ["SOURCES", "Item", "ItemSet", "RunFolderError", "build_items", "describe", "load_items", "order_for"]
 
 SOURCES = ("orig", "attack", "real")
 _FORMAT = 1  # version of items.json
-
-
-class RunFolderError(FileNotFoundError):
-    """The folder is not a run folder that a human evaluation can be made from (the message says why)."""
 
 
 @dataclass(frozen=True)
