@@ -46,8 +46,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torchattacks.attack import Attack
 from torch import nn
+from torchattacks.attack import Attack
 
 from atgan_plugin._delegated_face import ClassifierView, DelegatedFace, make_atgan
 from atgan_plugin.utils import eval_mode

@@ -68,7 +68,14 @@ def human_eval_command(
     """
     from atgan_plugin.checkpoints import CheckpointError
     from atgan_plugin.data import DATASETS, DatasetNotFoundError
-    from atgan_plugin.human_eval import AnswersFileError, HumanEvalApp, RunFolderError, build_items, load_items, make_server
+    from atgan_plugin.human_eval import (
+        AnswersFileError,
+        HumanEvalApp,
+        RunFolderError,
+        build_items,
+        load_items,
+        make_server,
+    )
     from atgan_plugin.human_eval.items import describe
 
     if dataset not in DATASETS:
@@ -105,6 +112,8 @@ def human_eval_command(
                                        "or --port 0 for any free port") from error  # fmt: skip
         raise click.ClickException(f"cannot serve on {host}:{port}: {error.strerror or error}") from error
     url = f"http://{host}:{server.server_address[1]}/" + (f"?rater={rater}" if rater else "")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"note: serving on {host}, not only this machine: anyone who can reach it can open the page and answer")
     click.echo(f"serving the human evaluation on {url}  (Ctrl-C stops; answers are saved as they come)")
     try:
         server.serve_forever()

@@ -43,12 +43,17 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
+def copy_run(demo_run: Path, copy: Path) -> Path:
+    """A private copy of the demo run, so that each test makes its own item set (the 27 MB fit is linked)."""
+    shutil.copytree(demo_run, copy, ignore=shutil.ignore_patterns("*.safetensors"))
+    for fit in demo_run.glob("*.safetensors"):
+        (copy / fit.name).symlink_to(fit)
+    return copy
+
+
 @pytest.fixture
 def run_dir(demo_run: Path, tmp_path: Path) -> Path:
-    """A private copy of the demo run, so that each test makes its own item set."""
-    copy = tmp_path / demo_run.name
-    shutil.copytree(demo_run, copy)
-    return copy
+    return copy_run(demo_run, tmp_path / demo_run.name)
 
 
 @pytest.fixture
@@ -78,9 +83,7 @@ def test_items_pair_the_same_latents_and_are_made_once(items: ItemSet, run_dir: 
 
 
 def test_items_are_deterministic_from_the_seed(items: ItemSet, demo_run: Path, tmp_path: Path) -> None:
-    other = tmp_path / "again"
-    shutil.copytree(demo_run, other)
-    again = build_items(other, per_class=2, real_control=1, seed=5)
+    again = build_items(copy_run(demo_run, tmp_path / "again"), per_class=2, real_control=1, seed=5)
     assert [(it.id, it.cls, it.source) for it in again.items] == [(it.id, it.cls, it.source) for it in items.items]
     for a, b in zip(items.items, again.items, strict=True):
         assert (items.folder / a.image).read_bytes() == (again.folder / b.image).read_bytes()
@@ -164,7 +167,7 @@ def test_wilson_interval_and_agreement_by_hand() -> None:
 
 
 def test_table_counts_every_answer_by_class_and_source(items: ItemSet) -> None:
-    info = items.by_id()
+    info = items.index
     for rater, rule in (("alice", lambda it: it.source != "attack"), ("bob", lambda it: it.cls % 2 == 0)):
         for it in items.items:
             append_answer(items, rater, it.id, rule(it), it.cls)
@@ -306,8 +309,7 @@ def test_two_raters_in_a_browser_with_a_killed_server(demo_run: Path, tmp_path: 
     sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"no browser at {CHROMIUM}: install Debian's chromium (apt-get install chromium; .ci/setup does)")
-    run_dir = tmp_path / "run"
-    shutil.copytree(demo_run, run_dir)
+    run_dir = copy_run(demo_run, tmp_path / "run")
     assert invoke(run_dir, "--per-class", "1", "--seed", "3", "--csv").exit_code == 0  # 20 items
     items = load_items(run_dir / "human-eval")
     assert items is not None and len(items.items) == 20
@@ -355,7 +357,7 @@ def test_two_raters_in_a_browser_with_a_killed_server(demo_run: Path, tmp_path: 
 
     # Table 10 (written by the last page to finish) equals what was answered.
     table = json.loads((run_dir / "human-eval" / "table10.json").read_text())
-    info = items.by_id()
+    info = items.index
     assert table["raters"] == {"alice": 20, "bob": 20} and table["problems"] == []
     for row in table["classes"]:
         for source in ("orig", "attack"):

@@ -56,7 +56,7 @@ def parse_answer(record: Any, items: ItemSet, rater: str) -> Answer | str:
     if not isinstance(record, dict):
         return "not a JSON object"
     item = record.get("item")
-    if item not in items.by_id():
+    if item not in items.index:
         return f"unknown item {item!r}"
     realistic = record.get("realistic")
     if not isinstance(realistic, bool):

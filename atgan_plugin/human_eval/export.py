@@ -41,7 +41,7 @@ def _write_rows(path: Path, header: list[str], rows: list[list[Any]]) -> None:
 def write_csv(items: ItemSet) -> tuple[list[Path], list[str]]:
     """Writes ``items.csv``, ``key.csv`` and ``answers.csv``; returns their paths and the skipped lines."""
     by_rater, problems = read_all_answers(items)
-    info = items.by_id()
+    info = items.index
     ordered = sorted(items.items, key=lambda item: item.id)
     names = items.class_names
     paths = [items.folder / name for name in ("items.csv", "key.csv", "answers.csv")]

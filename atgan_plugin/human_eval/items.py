@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,9 @@ class ItemSet:
     class_names: tuple[str, ...]
     settings: dict[str, Any]  # seed, per_class, real_control, dataset, fit, target, generator
 
-    def by_id(self) -> dict[str, Item]:
+    @cached_property
+    def index(self) -> dict[str, Item]:
+        """The items by id."""
         return {item.id: item for item in self.items}
 
 
@@ -113,12 +116,13 @@ def build_items(
     dataset: str = "fashion-mnist",
     data_dir: str | None = None,
     fit_path: Path | None = None,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device | str = "cpu",
 ) -> ItemSet:
     """Draws and stores the item set of ``run_dir``: for each source class, ``per_class`` latents
     through G_orig and G_attack, and ``real_control`` real test images of that class."""
     from atgan_plugin.data import DATASETS, load_dataset
 
+    device = torch.device(device)
     attack, model, fit, paths = _run_networks(run_dir, fit_path, device)
     generator = attack.generator
     num_classes = int(generator.num_classes)

@@ -52,7 +52,7 @@ class HumanEvalApp:
         with self.lock:
             answers, _ = read_answers(self.items, check_rater(rater))
         done = {a.item for a in answers}
-        info = self.items.by_id()
+        info = self.items.index
         remaining = [info[item_id] for item_id in order_for(self.items, rater) if item_id not in done]
         return {"rater": rater, "answered": len(done), "total": len(info),
                 "remaining": [{"id": it.id, "class": it.cls, "class_name": self.items.class_names[it.cls],
@@ -112,7 +112,7 @@ def _handler(app: HumanEvalApp) -> type[BaseHTTPRequestHandler]:
             elif url.path == "/api/table":
                 self._guarded(lambda: self._json(HTTPStatus.OK, app.table()))
             elif url.path.startswith("/images/") and url.path.endswith(".png"):
-                item = app.items.by_id().get(url.path[len("/images/") : -len(".png")])
+                item = app.items.index.get(url.path[len("/images/") : -len(".png")])
                 if item is None:
                     self._json(HTTPStatus.NOT_FOUND, {"error": "no such item"})
                 else:

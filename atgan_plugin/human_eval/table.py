@@ -83,7 +83,7 @@ def agreement(by_rater: dict[str, list[Answer]]) -> dict[str, Any] | None:
 
 def table10(items: ItemSet, by_rater: dict[str, list[Answer]], problems: Sequence[str] = ()) -> dict[str, Any]:
     """Table 10 as data: one row per class and one for all classes (see the module docstring)."""
-    info = items.by_id()
+    info = items.index
     shown = {item.id: item.cls for item in items.items}
     answers = [a for rater in sorted(by_rater) for a in by_rater[rater]]
     sources = [s for s in SOURCES if any(item.source == s for item in items.items)]
