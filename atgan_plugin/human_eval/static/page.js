@@ -114,7 +114,7 @@ async function start(rater) {
   const reply = await getJSON(`/api/state?rater=${encodeURIComponent(rater)}`);
   if (!reply.ok) {
     show("login");
-    $("status").textContent = reply.data.error;
+    $("login-error").textContent = reply.data.error;
     return;
   }
   state.remaining = reply.data.remaining;
