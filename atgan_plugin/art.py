@@ -41,10 +41,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from art.attacks.attack import EvasionAttack
-from art.estimators.classification import PyTorchClassifier
-from art.utils import check_and_transform_label_format
 from torch import nn
+
+try:
+    from art.attacks.attack import EvasionAttack
+    from art.estimators.classification import PyTorchClassifier
+    from art.utils import check_and_transform_label_format
+except ImportError as error:  # an optional extra
+    raise ImportError("atgan_plugin.art needs IBM ART: pip install 'atgan-plugin[art]'") from error
 
 from atgan_plugin._delegated_face import ClassifierView, DelegatedFace, make_atgan
 

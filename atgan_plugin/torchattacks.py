@@ -47,7 +47,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torchattacks.attack import Attack
+
+try:
+    from torchattacks.attack import Attack
+except ImportError as error:  # an optional extra
+    raise ImportError("atgan_plugin.torchattacks needs torchattacks: pip install 'atgan-plugin[torchattacks]'") from error
 
 from atgan_plugin._delegated_face import ClassifierView, DelegatedFace, make_atgan
 from atgan_plugin.utils import eval_mode
