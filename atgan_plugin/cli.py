@@ -24,6 +24,7 @@ from atgan_plugin import runs
 from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.data import DATASETS, DatasetNotFoundError, load_dataset
 from atgan_plugin.gan_training import TrainingDivergedError
+from atgan_plugin.report import write_report
 from atgan_plugin.transfer import ROBUST_GUARD_TRANSFER, FitDivergedError, TransferConfig
 from atgan_plugin.utils import resolve_device, seed_everything
 
@@ -338,7 +339,7 @@ def _run_evaluation(
     device: str, seed: int, progress: bool, hyper: dict[str, Any],
 ) -> tuple[Path, EvaluationReport, list[str]]:  # fmt: skip
     """What ``evaluate`` and ``demo`` share: fit (or load), evaluate, write report and grids."""
-    from atgan_plugin.evaluation import evaluate_attack, save_difference_grid, save_target_grid
+    from atgan_plugin.evaluation import evaluate_attack, save_class_grid, save_difference_grid, save_target_grid
 
     dev = resolve_device(device)
     seed_everything(seed)
@@ -357,10 +358,11 @@ def _run_evaluation(
 
     report = evaluate_attack(attack, model, oracle, n=n, targets=target_list, seed=seed + 1)
     outputs = ["options.json", "report.json"]
-    fits = [attack.fit(model, target).summary() for target in [None, *target_list]]
+    fits = [{**fit.summary(), "history": fit.history} for fit in (attack.fit(model, t) for t in [None, *target_list])]
     runs.write_json(run_dir / "report.json", {**report.to_dict(), "fits": fits, "checkpoints": checkpoints})
     save_difference_grid(attack, model, run_dir / "grid.png")
-    outputs.append("grid.png")
+    save_class_grid(attack, model, run_dir / "classes.png")
+    outputs += ["grid.png", "classes.png"]
     if target_list and len(target_list) == num_classes:
         save_target_grid(attack, model, run_dir / "targets.png")
         outputs.append("targets.png")
@@ -402,7 +404,7 @@ def attack_command(
     options.json into a new numbered run folder.
     """
     from atgan_plugin.checkpoints import atomic_write
-    from atgan_plugin.evaluation import save_difference_grid
+    from atgan_plugin.evaluation import save_class_grid, save_difference_grid
     from atgan_plugin.transfer import sample_sources
 
     dev = resolve_device(device)
@@ -455,14 +457,17 @@ def attack_command(
         attack.save_fit(run_dir / "g_attack.safetensors", target=target, model=model)
         outputs.append("g_attack.safetensors")
     save_difference_grid(attack, model, run_dir / "grid.png", target=target)
-    outputs += ["grid.png", "summary.json"]
+    save_class_grid(attack, model, run_dir / "classes.png", target=target)
+    outputs += ["grid.png", "classes.png", "summary.json"]
     runs.write_json(run_dir / "summary.json", {"n": n, "target": target, "success_rate": success_rate,
-                                               "fit": attack.fit(model, target).summary()})  # fmt: skip
+                                               "fit": {**attack.fit(model, target).summary(), "history": attack.fit(model, target).history}})  # fmt: skip
     if target is None:
         click.echo(f"{n} adversarial examples (untargeted): the model misclassifies {success_rate:.1%}")
     else:
         click.echo(f"{n} adversarial examples (target {target}): the model outputs class {target} for {success_rate:.1%}")
     click.echo(f"outputs in {run_dir}: {', '.join(outputs)}")
+    report_path = write_report(run_dir)
+    click.echo(f"report: {report_path}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -502,6 +507,8 @@ def evaluate_command(
     )  # fmt: skip
     click.echo(report.table())
     click.echo(f"outputs in {run_dir}: {', '.join(outputs)}")
+    report_path = write_report(run_dir)
+    click.echo(f"report: {report_path}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -538,6 +545,8 @@ def demo_command(
                    f"the source class in {m.oracle_agreement_attack:.1%} of them (G_orig's: {m.oracle_agreement_orig:.1%}).")  # fmt: skip
     click.echo(f"done in {time.perf_counter() - start:.0f} s; outputs in {run_dir}: {', '.join(outputs)}")
     click.echo(f"next: atgan attack --fit {run_dir / 'g_attack.safetensors'} --n 64")
+    report_path = write_report(run_dir)
+    click.echo(f"report: {report_path}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -632,6 +641,8 @@ def reproduce_command(
         tmp.write_text(render_markdown(report))
     outputs = ["options.json", "results.md", "results.json", *(figure["file"] for figure in report["figures"])]
     click.echo(f"done in {report['seconds']:.0f} s; outputs in {run_dir}: {', '.join(outputs)}")
+    report_path = write_report(run_dir)
+    click.echo(f"report: {report_path}")
 
 
 @main.command("reproduce-merge")
@@ -669,6 +680,12 @@ def reproduce_merge_command(parts: tuple[str, ...], runs_dir: str) -> None:
         tmp.write_text(render_markdown(merged))
     click.echo(f"merged {len(folders)} runs ({len(merged['white_box'])} of 16 target checkpoints) into {run_dir}")
 
+
+# Where people look at a run: report.html and the human evaluation (atgan_plugin/view_commands.py).
+from atgan_plugin.view_commands import human_eval_command, report_command  # noqa: E402
+
+main.add_command(report_command)
+main.add_command(human_eval_command)
 
 if __name__ == "__main__":
     main()

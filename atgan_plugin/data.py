@@ -30,11 +30,21 @@ class DatasetInfo:
     debian_dir: str | None
     num_classes: int = 10
     image_shape: tuple[int, int, int] = (1, 28, 28)
+    class_names: tuple[str, ...] = tuple(str(k) for k in range(10))
 
+
+# Fashion-MNIST's labels 0-9, in the order of the dataset's documentation.
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
 
 DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo(
-        "fashion-mnist", "FashionMNIST", "dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist"
+        "fashion-mnist",
+        "FashionMNIST",
+        "dataset-fashion-mnist",
+        "/usr/share/datasets/fashion-mnist",
+        class_names=FASHION_MNIST_CLASSES,
     ),
     "mnist": DatasetInfo("mnist", "MNIST", None, None),
 }

@@ -28,7 +28,7 @@ from atgan_plugin.attack import ATGANAttack
 from atgan_plugin.transfer import sample_sources, to_bounds
 from atgan_plugin.utils import eval_mode
 
-__all__ = ["EvaluationReport", "SettingMetrics", "evaluate_attack", "save_difference_grid", "save_target_grid"]
+__all__ = ["EvaluationReport", "SettingMetrics", "evaluate_attack", "save_class_grid", "save_difference_grid", "save_target_grid"]
 
 
 @dataclass
@@ -213,4 +213,28 @@ def save_target_grid(attack: ATGANAttack, model: nn.Module, path: str | Path, *,
             columns.append(torch.where(keep, reference, adversarial))
     grid = torch.stack(columns, dim=1).flatten(0, 1).cpu()  # row-major: (rows * targets, C, H, W)
     save_image(make_grid(grid, nrow=num_classes, padding=2, pad_value=1.0), path)
+    return Path(path)
+
+
+@torch.no_grad()
+def save_class_grid(attack: ATGANAttack, model: nn.Module, path: str | Path, *, target: int | None = None,
+                    columns: int = 4, scale: int = 3, seed: int = 4) -> Path:  # fmt: skip
+    """One row per source class, at a readable size: ``columns`` G_orig images | the same ``(z, y)``
+    through G_attack | their difference (``0.5 + (G_attack − G_orig) / 2``, grey is no change),
+    the three blocks apart by a white tile, upscaled ``scale``× with nearest neighbours."""
+    num_classes = int(attack.generator.num_classes)
+    classes = [k for k in range(num_classes) if k != target]
+    sources = torch.tensor(classes).repeat_interleave(columns)
+    device = next(attack.fit(model, target).generator.parameters()).device
+    z = attack.generator.sample_z(len(sources), generator=torch.Generator().manual_seed(seed), device=device)
+    with eval_mode(model):
+        adversarial, reference = attack.generate(sources.to(device), target=target, z=z, model=model, with_reference=True)
+    difference = (0.5 + (adversarial - reference) / 2).clamp(0, 1)
+    gap = torch.ones_like(reference[:1])
+    tiles = []
+    for row in range(len(classes)):
+        block = slice(row * columns, (row + 1) * columns)
+        tiles += [reference[block], gap, adversarial[block], gap, difference[block]]
+    grid = make_grid(torch.cat(tiles).cpu(), nrow=3 * columns + 2, padding=2, pad_value=1.0)
+    save_image(torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0], path)
     return Path(path)

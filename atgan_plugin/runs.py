@@ -9,7 +9,11 @@ from typing import Any
 
 from atgan_plugin.checkpoints import atomic_write
 
-__all__ = ["new_run_dir", "write_json"]
+__all__ = ["RunFolderError", "new_run_dir", "write_json"]
+
+
+class RunFolderError(FileNotFoundError):
+    """A folder is not the run folder a command needs (the message says why)."""
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,3 +225,24 @@ def fit_calls(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
 
     monkeypatch.setattr(attack_module, "fit_attack_generator", counting)
     return calls
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of ``atgan demo`` on the shipped checkpoints at tiny sizes (a 20-step fit, so two
+    history records; 16 examples): options.json, report.json, the grids, g_attack.safetensors and
+    the report.html whose path the demo printed. Read it, never write into it: tests that add
+    files work on a copy (``shutil.copytree``)."""
+    from click.testing import CliRunner
+
+    from atgan_plugin.cli import main
+
+    for name in ("generator", "model_a", "oracle", "aux_classifier"):
+        _pretrained_or_skip(name)
+    runs = tmp_path_factory.mktemp("demo-runs")
+    args = ["demo", "--n", "16", "--steps", "20", "--batch-size", "8", "--device", "cpu", "--no-progress", "--runs-dir", str(runs)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    (run_dir,) = runs.iterdir()
+    assert f"report: {run_dir / 'report.html'}" in result.output and (run_dir / "report.html").is_file()
+    return run_dir

@@ -22,6 +22,24 @@ from atgan_plugin import ATGANAttack
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.evaluation import evaluate_attack, save_difference_grid
 
+
+def _torchattacks(model: nn.Module, G: nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: bool) -> None:
+    from atgan_plugin.torchattacks import ATGAN
+
+    atk = ATGAN(model, generator=G, **FAST)
+    if targeted:
+        atk.set_mode_targeted_by_label(quiet=True)
+    atk(x, TARGETS if targeted else y)
+
+
+def _art(model: nn.Module, G: nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: bool) -> None:
+    from art.estimators.classification import PyTorchClassifier
+
+    from atgan_plugin.art import ATGAN
+
+    estimator = PyTorchClassifier(model, nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10, clip_values=(0, 1))
+    ATGAN(estimator, generator=G, targeted=targeted, **FAST).generate(x.numpy(), (TARGETS if targeted else y).numpy())
+
 FAST: dict[str, Any] = dict(steps=2, batch_size=8, progress=False)
 TARGETS = torch.tensor([3, 7]).repeat(4)  # for the 8 inputs: two targets, two fits
 
@@ -117,6 +135,10 @@ USES: dict[str, Use] = {
     "foolbox targeted": lambda m, G, x, y, tmp: ATGANAttack(generator=G, **FAST)(
         _fmodel(m), x, fb.criteria.TargetedMisclassification(TARGETS), epsilons=None
     ),
+    "torchattacks": lambda m, G, x, y, tmp: _torchattacks(m, G, x, y, targeted=False),
+    "torchattacks targeted": lambda m, G, x, y, tmp: _torchattacks(m, G, x, y, targeted=True),
+    "art": lambda m, G, x, y, tmp: _art(m, G, x, y, targeted=False),
+    "art targeted": lambda m, G, x, y, tmp: _art(m, G, x, y, targeted=True),
 }
 
 

@@ -94,6 +94,13 @@ def test_wheel_holds_the_mapped_packages(names: list[str]) -> None:
         "atgan_plugin/vendored/README.md",
         "atgan_plugin/py.typed",
         "atgan_plugin/pretrained/__init__.py",
+        "atgan_plugin/templates/report.html.j2",
+        "atgan_plugin/human_eval/__init__.py",
+        "atgan_plugin/human_eval/static/page.html",
+        "atgan_plugin/human_eval/static/page.js",
+        "atgan_plugin/human_eval/static/page.css",
+        "atgan_plugin/torchattacks.py",
+        "atgan_plugin/art.py",
     ):
         assert required in names
 
@@ -135,6 +142,10 @@ def test_installed_wheel_imports_from_the_install_folder(installed: Path) -> Non
         "from atgan_plugin import ATGANAttack, load_generator\n"
         "from atgan_plugin.adapters import ACWGANGPGenerator, StyleGAN2ADAGenerator\n"
         "import atgan_plugin.vendored.stylegan2_ada.snapshot as snapshot\n"
+        "from importlib import resources\n"
+        "from jinja2 import Environment, PackageLoader\n"
+        "Environment(loader=PackageLoader('atgan_plugin', 'templates')).get_template('report.html.j2')\n"
+        "resources.files('atgan_plugin.human_eval').joinpath('static', 'page.js').read_bytes()\n"
         "print(json.dumps({'package': atgan_plugin.__file__, 'adapters': atgan_plugin.adapters.__file__,\n"
         "                  'vendored': atgan_plugin.vendored.__file__, 'attack': ATGANAttack.__module__,\n"
         "                  'adapter_module': ACWGANGPGenerator.__module__,\n"

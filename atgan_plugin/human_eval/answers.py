@@ -1,0 +1,138 @@
+"""Raters' answers: one JSON-lines file per rater, each answer appended and flushed to disk at once.
+
+``RUN_DIR/human-eval/answers/<rater>.jsonl``, one line per answer::
+
+    {"item": "3f9c0a1b22de", "realistic": true, "class": 4, "time": "2025-01-01T12:00:00+00:00"}
+
+(``class`` is the rater's answer to "Which class is it?", ``null`` when not asked). A line is
+written with one ``write``, flushed and ``fsync``-ed before the page hears "saved", so a killed
+server or a closed tab loses at most the answer in flight. Reading never counts a bad line
+silently: each one is reported (file and line) and skipped; the first answer to an item counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from atgan_plugin.human_eval.items import ItemSet
+
+__all__ = ["Answer", "AnswersFileError", "append_answer", "check_rater", "read_all_answers", "read_answers"]
+
+_RATER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class AnswersFileError(ValueError):
+    """An answers file cannot be read as answers at all (the message names the file and why)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    rater: str
+    item: str
+    realistic: bool
+    cls: int | None  # the class the rater named, when asked
+    time: str
+
+
+def check_rater(name: str) -> str:
+    """A rater's name is the name of their file: letters, digits, ``_.-``, at most 64 characters."""
+    if not _RATER.fullmatch(name):
+        raise ValueError(f"rater name {name!r} must be 1-64 letters, digits, '_', '.' or '-' (it names the answers file)")
+    return name
+
+
+def answers_path(items: ItemSet, rater: str) -> Path:
+    return items.folder / "answers" / f"{check_rater(rater)}.jsonl"
+
+
+def parse_answer(record: Any, items: ItemSet, rater: str) -> Answer | str:
+    """The answer in a decoded JSON ``record``, or a string saying what is wrong with it."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    item = record.get("item")
+    if item not in items.index:
+        return f"unknown item {item!r}"
+    realistic = record.get("realistic")
+    if not isinstance(realistic, bool):
+        return f"'realistic' must be true or false, got {realistic!r}"
+    cls = record.get("class")
+    if cls is not None and (isinstance(cls, bool) or not isinstance(cls, int) or not 0 <= cls < len(items.class_names)):
+        return f"'class' must be null or a class index in [0, {len(items.class_names)}), got {cls!r}"
+    return Answer(rater, item, realistic, cls, str(record.get("time", "")))
+
+
+def read_answers(items: ItemSet, rater: str, path: Path | None = None) -> tuple[list[Answer], list[str]]:
+    """The rater's answers in the order given (first answer per item) and the problems met, one line each."""
+    path = path if path is not None else answers_path(items, rater)
+    if not path.exists():
+        return [], []
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise AnswersFileError(f"{path} is not a UTF-8 JSON-lines answers file ({error})") from error
+    answers: list[Answer] = []
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    lines = text.split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        last = number == len(lines)  # no newline after it: cut off while being written
+        try:
+            parsed = parse_answer(json.loads(line), items, rater)
+        except json.JSONDecodeError:
+            parsed = "an answer cut off while being written" if last else "not JSON"
+        if isinstance(parsed, Answer) and parsed.item in seen:
+            parsed = f"a second answer to item {parsed.item} (line {seen[parsed.item]} counts)"
+        if isinstance(parsed, str):
+            problems.append(f"{path.name} line {number}: {parsed} (skipped)")
+            continue
+        seen[parsed.item] = number
+        answers.append(parsed)
+    if not answers and any(p for p in problems if "cut off" not in p):
+        raise AnswersFileError(f"{path} holds no answer: {problems[0]}")
+    return answers, problems
+
+
+def read_all_answers(items: ItemSet) -> tuple[dict[str, list[Answer]], list[str]]:
+    """Every rater's answers (by rater, sorted by name) and every problem met."""
+    folder = items.folder / "answers"
+    by_rater: dict[str, list[Answer]] = {}
+    problems: list[str] = []
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        if not _RATER.fullmatch(path.stem):
+            problems.append(f"{path.name}: not a rater's file (names are letters, digits, '_', '.', '-') (skipped)")
+            continue
+        answers, found = read_answers(items, path.stem, path)
+        problems += found
+        if answers:
+            by_rater[path.stem] = answers
+    return by_rater, problems
+
+
+def append_answer(items: ItemSet, rater: str, item: str, realistic: bool, cls: int | None) -> Answer:
+    """Appends one answer to the rater's file and forces it to disk before returning it."""
+    parsed = parse_answer({"item": item, "realistic": realistic, "class": cls}, items, rater)
+    if isinstance(parsed, str):
+        raise ValueError(parsed)
+    path = answers_path(items, rater)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    time = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    line = json.dumps({"item": item, "realistic": realistic, "class": cls, "time": time}, sort_keys=True)
+    with open(path, "a+b") as f:
+        # A line cut off by a crash stays on its own line: start a fresh one after it.
+        f.seek(0, os.SEEK_END)
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = "\n" + line
+        f.write((line + "\n").encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+    return Answer(rater, item, realistic, cls, time)

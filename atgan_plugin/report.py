@@ -1,0 +1,247 @@
+"""``report.html``: one self-contained page for a run folder (``atgan report RUN_DIR`` rebuilds it).
+
+What the page shows is read from the run folder's files, never from the command that made it:
+
+- the options, checkpoints and machine (``options.json``);
+- every table in the result files (``report.json``, ``results.json``, ``summary.json``,
+  ``human-eval/table10.json``), rendered generically so that a new field shows up without a code
+  change: a dict of scalars is a key/value table, a list of dicts a table with one row per dict,
+  nested dicts become dotted columns or their own sections;
+- the fit curves: every ``history`` list (one record per 10 fit steps) plotted against ``step``;
+- every ``*.png`` in the folder (the grids and figures), embedded.
+
+Images are embedded as base64 ``data:`` URIs and the style is inline: the page opens offline,
+from a copy, with no network. Plots are drawn with matplotlib's object API (no pyplot state),
+the page with a Jinja2 template shipped as package data.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from atgan_plugin.checkpoints import atomic_write
+from atgan_plugin.runs import RunFolderError
+
+__all__ = ["RESULT_FILES", "RunFolderError", "Table", "format_value", "tables_from", "write_report"]
+
+RESULT_FILES = ("report.json", "results.json", "summary.json", "human-eval/table10.json")
+_CAPTIONS = {
+    "grid.png": "G_orig (top), AT-GAN (middle) and their difference (bottom; grey is no change), one column per class.",
+    "classes.png": "One row per class: G_orig | the same latents through AT-GAN | the difference (grey is no change).",
+    "targets.png": "Targeted (appendix Figure 8): one row per latent, one column per target; the diagonal is G_orig.",
+}
+_TIMING_WORDS = ("seconds", "per_second", "time")
+_COLLAPSE_ROWS = 12  # longer tables start folded
+
+
+def format_value(value: Any) -> str:
+    """How a JSON value is written in the page: floats to 4 significant digits, ``None`` as "–"."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_value(v) for v in value) if value else "none"
+    return str(value)
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _is_scalar_list(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_scalar(v) for v in value)
+
+
+def _is_row_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+@dataclass
+class Table:
+    """A rendered table: ``rows`` of formatted cells under ``columns``; ``key_value`` for two-column ones."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    key_value: bool = False
+    raw: list[list[Any]] = field(default_factory=list, repr=False)  # the values, for the cells' tooltips
+
+    @property
+    def collapsed(self) -> bool:
+        return len(self.rows) > _COLLAPSE_ROWS
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """Scalars (and scalar lists) of ``data`` under dotted keys, and the nested row lists left over."""
+    flat: dict[str, Any] = {}
+    nested: list[tuple[str, Any]] = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if _is_scalar(value) or _is_scalar_list(value):
+            flat[name] = value
+        elif isinstance(value, dict):
+            inner, more = _flatten(value, f"{name}.")
+            flat.update(inner)
+            nested += more
+        elif _is_row_list(value):
+            nested.append((name, value))
+        else:  # a list of lists or of mixed values: shown as JSON text
+            flat[name] = json.dumps(value)
+    return flat, nested
+
+
+def _rows_table(title: str, rows: list[dict[str, Any]]) -> tuple[Table, list[tuple[str, Any]]]:
+    flats, nested = [], []
+    for i, row in enumerate(rows):
+        flat, more = _flatten(row)
+        flats.append(flat)
+        nested += [(f"{title}[{i}].{name}", value) for name, value in more]
+    keys = list(dict.fromkeys(key for flat in flats for key in flat))
+    columns = [k for k in keys if "." not in k] + [k for k in keys if "." in k]  # a row's own fields first
+    raw = [[flat.get(c) for c in columns] for flat in flats]
+    return Table(title, columns, [[format_value(v) for v in r] for r in raw], raw=raw), nested
+
+
+def tables_from(title: str, data: Any) -> list[Table]:
+    """Every table in a JSON value: a dict's scalars as one key/value table, each nested dict of
+    scalars as its own, each list of dicts as a table (its nested lists as tables after it)."""
+    if _is_row_list(data):
+        table, nested = _rows_table(title, data)
+        return [table] + [t for name, value in nested for t in tables_from(name, value)]
+    if not isinstance(data, dict):
+        return [Table(title, ["value"], [[format_value(data)]], raw=[[data]])]
+    tables: list[Table] = []
+    scalars = {k: v for k, v in data.items() if _is_scalar(v) or _is_scalar_list(v)}
+    if scalars:
+        raw = [[k, v] for k, v in scalars.items()]
+        tables.append(Table(title, ["", ""], [[k, format_value(v)] for k, v in raw], key_value=True, raw=raw))
+    for key, value in data.items():
+        name = f"{title} › {key}"
+        if isinstance(value, dict) and value:
+            tables += tables_from(name, value)
+        elif _is_row_list(value):
+            tables += tables_from(name, value)
+        elif isinstance(value, list) and value and not _is_scalar_list(value):
+            tables.append(Table(name, ["value"], [[json.dumps(value)]], raw=[[value]]))
+    return tables
+
+
+def _histories(data: Any, path: str = "") -> list[tuple[str, list[dict[str, Any]]]]:
+    """Every ``history`` list of records with a ``step`` in ``data``, with where it was found."""
+    found: list[tuple[str, list[dict[str, Any]]]] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else key
+            if key == "history" and _is_row_list(value) and all("step" in r for r in value):
+                found.append((where, value))
+            else:
+                found += _histories(value, where)
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found += _histories(value, f"{path}[{i}]")
+    return found
+
+
+def _png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _display_width(png: bytes, at_least: int = 600) -> int | None:
+    """A whole multiple of a PNG's width of at least ``at_least`` pixels, so that small grids are readable."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or len(png) < 24:
+        return None
+    width = int.from_bytes(png[16:20], "big")
+    return width * max(1, math.ceil(at_least / width)) if width else None
+
+
+def plot_history(history: list[dict[str, Any]], title: str) -> bytes:
+    """Each numeric field of the fit records against ``step``, one panel each, as PNG bytes."""
+    from matplotlib.figure import Figure
+
+    keys = [k for k in dict.fromkeys(k for r in history for k in r) if k != "step"
+            and all(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) for r in history if k in r)]  # fmt: skip
+    columns = min(3, max(1, len(keys)))
+    rows = max(1, math.ceil(len(keys) / columns))
+    figure = Figure(figsize=(4 * columns, 2.6 * rows), layout="constrained")
+    figure.suptitle(title)
+    for i, key in enumerate(keys):
+        axes = figure.add_subplot(rows, columns, i + 1)
+        points = [(r["step"], r[key]) for r in history if key in r]
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 30 else None)
+        axes.set_title(key)
+        axes.set_xlabel("step")
+        axes.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise RunFolderError(f"{path} is not readable JSON ({error})") from error
+
+
+def _timings(name: str, data: Any) -> list[list[Any]]:
+    if not isinstance(data, dict):
+        return []
+    return [[f"{name} › {k}", v] for k, v in data.items()
+            if isinstance(v, (int, float)) and any(word in k for word in _TIMING_WORDS)]  # fmt: skip
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Writes ``RUN_DIR/report.html`` from the run folder's files and returns its path."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"no run folder {run_dir}")
+    options = _read_json(run_dir / "options.json") if (run_dir / "options.json").is_file() else {}
+    results = {name: _read_json(run_dir / name) for name in RESULT_FILES if (run_dir / name).is_file()}
+    if not options and not results:
+        raise RunFolderError(f"{run_dir} is not a run folder: it has no options.json nor any of {', '.join(RESULT_FILES)}")
+
+    environments = [("options.json", options.get("environment"))] + [(n, d.get("environment")) for n, d in results.items()
+                                                                     if isinstance(d, dict)]  # fmt: skip
+    machine = [[f"{name} › {k}", v] for name, env in environments if isinstance(env, dict) for k, v in env.items()]
+    machine += [row for name, data in results.items() for row in _timings(name, data)]
+    sections = [{"title": name, "tables": tables_from(name, {k: v for k, v in data.items() if k != "environment"}
+                                                      if isinstance(data, dict) else data)}
+                for name, data in results.items()]  # fmt: skip
+    curves = [{"title": f"{name}: {where}", "uri": _png_data_uri(plot_history(history, f"{name}: {where}"))}
+              for name, data in results.items() for where, history in _histories(data) if len(history) >= 2]  # fmt: skip
+    pngs = {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.png"))}
+    images = [{"name": name, "caption": _CAPTIONS.get(name, ""), "uri": _png_data_uri(png), "width": _display_width(png)}
+              for name, png in pngs.items()]  # fmt: skip
+    settings = [Table(title, ["", ""], [[k, format_value(v)] for k, v in value.items()], key_value=True,
+                      raw=[[k, v] for k, v in value.items()])
+                for title, value in (("options", options.get("options")), ("checkpoints", options.get("checkpoints")))
+                if isinstance(value, dict) and value]  # fmt: skip
+
+    env = Environment(loader=PackageLoader("atgan_plugin", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    html = env.get_template("report.html.j2").render(
+        run=run_dir.name,
+        command=(options.get("environment") or {}).get("command", ""),
+        written=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        settings=settings,
+        sections=sections,
+        curves=curves,
+        images=images,
+        machine=Table("machine and timings", ["", ""], [[k, format_value(v)] for k, v in machine], key_value=True, raw=machine),
+        format_value=format_value,
+    )
+    path = run_dir / "report.html"
+    with atomic_write(path) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    return path
