@@ -70,6 +70,7 @@ def test_writes_every_file(runs: dict[str, Any]) -> None:
         "aux_classifier.safetensors",
         "samples",
         "log.jsonl",
+        "complete.json",
     }
     # Samples every 2 steps and at the end: 8 per class in rows of 8, 28x28 tiles with 2-pixel padding.
     samples = sorted(p.name for p in (out / "samples").iterdir())
