@@ -188,6 +188,9 @@ CASES: list[tuple[str, Make, Callable[[Path], Any], str]] = [
     ("pickle of 15 bytes claiming 2**60", raw_file(b"\x80\x04\x8e" + (2**60).to_bytes(8, "little") + b"ab."), AS_PICKLE,
      r"the pickle is truncated: expected 1152921504606846976 bytes in a bytes8, but only 3 remain"),
     ("pickle tuple key 200,000 deep", raw_file(b"\x80\x04}" + b")" + b"\x85" * 200_000 + b"K\x01s."), AS_PICKLE, r"nests objects more than 100 deep"),
+    ("pickle tuple key 2,000 deep", raw_file(b"\x80\x04}" + b")" + b"\x85" * 2_000 + b"K\x01s."), AS_PICKLE, r"nests objects more than 100 deep"),  # was a RecursionError
+    ("pickle malformed numpy dtype", raw_file(b"\x80\x02cnumpy\ndtype\nX\x03\x00\x00\x00f4x\x85R."), AS_PICKLE,
+     r"corrupt or not a StyleGAN2-ADA pickle: TypeError: data type 'f4x' not understood"),
     ("pickle tuple hashing 2**60 nodes", raw_file(b"\x80\x04)\x94" + b"".join(b"h%c" % i + b"h%c" % i + b"\x86\x94" for i in range(60)) + b"}."),
      AS_PICKLE, r"builds a tuple of more than 10000 nested items"),
     ("pickle memo index 2**32-1", raw_file(b"\x80\x04}r\xff\xff\xff\xff."), AS_PICKLE, r"stores memo entry 4294967295 with only 0 in use"),
