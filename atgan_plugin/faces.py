@@ -26,8 +26,8 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-from numbers import Integral
 from collections.abc import Callable
+from numbers import Integral
 from typing import Any
 
 import eagerpy as ep
