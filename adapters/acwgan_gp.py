@@ -9,14 +9,8 @@ import torch
 from atgan_plugin.adapters.registry import GeneratorFormat, register_generator_format
 from torch import nn
 
-from atgan_plugin.acwgan_gp import Generator
-from atgan_plugin.checkpoints import (
-    Checkpoint,
-    load_checkpoint,
-    module_from_checkpoint,
-    read_checkpoint_kind,
-    save_checkpoint,
-)
+from atgan_plugin.acwgan_gp import CONFIG_SCHEMA, Generator
+from atgan_plugin.checkpoints import Architecture, Checkpoint, load_module, read_checkpoint_kind, save_checkpoint
 
 __all__ = ["ACWGANGPGenerator"]
 
@@ -56,8 +50,8 @@ class ACWGANGPGenerator(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> ACWGANGPGenerator:
-        checkpoint = load_checkpoint(path, expected_kind=CHECKPOINT_KIND)
-        network = module_from_checkpoint(checkpoint, Generator)
+        """Our safetensors checkpoint; its config and tensor shapes are checked before anything is allocated."""
+        network, _ = load_module(path, {CHECKPOINT_KIND: Architecture(Generator, CONFIG_SCHEMA)})
         assert isinstance(network, Generator)
         return cls(network).eval()
 

@@ -15,24 +15,31 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from atgan_plugin.adapters.registry import GeneratorFormat, register_generator_format
-from atgan_plugin.vendored.stylegan2_ada.networks import NOISE_MODES, PRECISIONS, Generator
+from atgan_plugin.vendored.stylegan2_ada.networks import GENERATOR_KWARGS_SCHEMA, NOISE_MODES, PRECISIONS, Generator
 from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle, looks_like_pickle
 from torch import nn
 
 from atgan_plugin.checkpoints import (
+    Architecture,
     Checkpoint,
     CheckpointError,
-    load_checkpoint,
-    module_from_checkpoint,
+    load_module,
     read_checkpoint_kind,
     save_checkpoint,
 )
+from atgan_plugin.limits import Fields, Int, OneOf, Optional, Real
 
 __all__ = ["FINE_TUNE_MODES", "TRUNCATION_CENTERS", "StyleGAN2ADAGenerator"]
 
 CHECKPOINT_KIND = "stylegan2_ada.generator"
 FINE_TUNE_MODES = ("synthesis", "all")
 TRUNCATION_CENTERS = ("class", "global")
+# Bounds on our checkpoint's config: the network's constructor arguments and the adapter's options.
+CONFIG_SCHEMA = Fields({
+    "network": GENERATOR_KWARGS_SCHEMA, "truncation_psi": Real(-100, 100), "truncation_cutoff": Optional(Int(0, 1024)),
+    "truncation_center": OneOf(TRUNCATION_CENTERS), "noise_mode": OneOf(NOISE_MODES), "fine_tune": OneOf(FINE_TUNE_MODES),
+    "precision": OneOf(PRECISIONS), "class_center_samples": Int(1, 1 << 20),
+}, required=frozenset({"network"}))  # fmt: skip
 
 
 class StyleGAN2ADAGenerator(nn.Module):
@@ -202,8 +209,8 @@ class StyleGAN2ADAGenerator(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> StyleGAN2ADAGenerator:
-        checkpoint = load_checkpoint(path, expected_kind=CHECKPOINT_KIND)
-        adapter = module_from_checkpoint(checkpoint, cls.from_config)
+        """Our safetensors checkpoint; its config and tensor shapes are checked before anything is allocated."""
+        adapter, _ = load_module(path, {CHECKPOINT_KIND: Architecture(cls.from_config, CONFIG_SCHEMA)})
         assert isinstance(adapter, StyleGAN2ADAGenerator)
         return adapter.requires_grad_(False).eval()
 

@@ -10,9 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ACWGANGPConfig", "AuxiliaryClassifier", "Critic", "Generator"]
-
 from dataclasses import asdict, dataclass
+
+from atgan_plugin.limits import Fields, Int
+
+__all__ = ["ACWGANGPConfig", "AuxiliaryClassifier", "CONFIG_SCHEMA", "Critic", "Generator"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,11 @@ class ACWGANGPConfig:
 
     def asdict(self) -> dict[str, int]:
         return asdict(self)
+
+
+# Bounds on a checkpoint's config (atgan_plugin.limits), checked before a network is built from it.
+CONFIG_SCHEMA = Fields({"z_dim": Int(1, 4096), "num_classes": Int(1, 1000), "img_channels": Int(1, 4),
+                        "img_resolution": Int(28, 28)})  # fmt: skip
 
 
 class Generator(nn.Module):

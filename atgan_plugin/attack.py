@@ -48,15 +48,23 @@ from __future__ import annotations
 import copy
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import eagerpy as ep
 import foolbox as fb
 import torch
 from torch import nn
 
-from atgan_plugin.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from atgan_plugin.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    check_declared_tensors,
+    load_checkpoint,
+    read_header,
+    save_checkpoint,
+)
 from atgan_plugin.faces import GeneratorAttackBase, torch_module_of
 from atgan_plugin.transfer import FitResult, TransferConfig, as_guards, fit_attack_generator
 from atgan_plugin.utils import eval_mode
@@ -66,35 +74,74 @@ __all__ = ["ATGANAttack"]
 _FIT_KIND = "atgan.fitted_generator"
 
 
+def _preprocessing(model: Any) -> tuple[Any, ...]:
+    """A Foolbox model's preprocessing (mean, std, flip axis) as plain values: a fit made under one
+    preprocessing does not hold under another, even around the same module."""
+    args = getattr(model, "_preprocess_args", None) if isinstance(model, fb.models.Model) else None
+    if args is None or all(a is None for a in args):  # none: as for the plain module
+        return ()
+    return tuple(a if a is None or isinstance(a, int) else tuple(ep.astensor(a).raw.flatten().tolist()) for a in args)
+
+
+@dataclass
+class _Entry:
+    owner: Any  # a weakref to the module (or model) the fit is for; the model itself if it has no weakrefs
+    signature: tuple[Any, ...]  # identity, version, storage and layout of every parameter and buffer
+    storages: list[Any]  # kept alive so that a replaced tensor's memory cannot be reused by its successor
+    fit: FitResult
+
+
 class _FitCache:
-    """Fitted generators per (model, target); an entry dies with its model or when the model's
-    parameters change in place (an optimiser step bumps their version counters)."""
+    """Fitted generators per (model, target, setting).
+
+    The key is the ``nn.Module`` behind the model (:func:`torch_module_of`), not the object passed:
+    a fresh ``foolbox.PyTorchModel`` around the same module reuses the fit. ``setting`` holds what
+    else the fit depends on (bounds, Foolbox preprocessing, device). An entry is stale once any
+    parameter or buffer is replaced (a new Parameter, ``p.data = ...``, another view) or changed in
+    place (its version counter: an optimiser step, ``load_state_dict``), and goes with its module.
+    """
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[int, int | None], tuple[weakref.ref[Any] | None, tuple[int, ...], FitResult]] = {}
+        self._entries: dict[tuple[int, int | None, tuple[Any, ...]], _Entry] = {}
 
     @staticmethod
-    def _versions(model: Any) -> tuple[int, ...]:
+    def _owner(model: Any) -> Any:
         module = torch_module_of(model)
-        return tuple(p._version for p in module.parameters()) if module is not None else ()
+        return module if module is not None else model
 
-    def get(self, model: Any, target: int | None) -> FitResult | None:
-        entry = self._entries.get((id(model), target))
+    @staticmethod
+    def _state(owner: Any) -> tuple[tuple[Any, ...], list[Any]]:
+        if not isinstance(owner, nn.Module):
+            return (), []
+        tensors = [*owner.parameters(), *owner.buffers()]
+        signature = tuple((id(t), t._version, t.data_ptr(), tuple(t.shape), t.stride(), t.storage_offset(), t.dtype, t.device)
+                          for t in tensors)  # fmt: skip
+        return signature, [t.untyped_storage() for t in tensors]
+
+    def get(self, model: Any, target: int | None, setting: tuple[Any, ...]) -> FitResult | None:
+        owner = self._owner(model)
+        key = (id(owner), target, setting)
+        entry = self._entries.get(key)
         if entry is None:
             return None
-        ref, versions, fit = entry
-        alive = ref is None or ref() is model
-        return fit if alive and versions == self._versions(model) else None
+        alive = entry.owner() if isinstance(entry.owner, weakref.ref) else entry.owner
+        if alive is not owner or entry.signature != self._state(owner)[0]:
+            del self._entries[key]  # stale: frees the old storages it kept
+            return None
+        return entry.fit
 
-    def put(self, model: Any, target: int | None, fit: FitResult) -> None:
+    def put(self, model: Any, target: int | None, setting: tuple[Any, ...], fit: FitResult) -> None:
+        owner = self._owner(model)
+        key = (id(owner), target, setting)
         try:
-            ref: weakref.ref[Any] | None = weakref.ref(model)
-        except TypeError:  # e.g. a bound method: keep no reference, key on id alone
-            ref = None
-        self._entries[(id(model), target)] = (ref, self._versions(model), fit)
+            ref: Any = weakref.ref(owner, lambda _: self._entries.pop(key, None))
+        except TypeError:  # e.g. a bound method: hold it, so that its id cannot be reused
+            ref = owner
+        signature, storages = self._state(owner)
+        self._entries[key] = _Entry(ref, signature, storages, fit)
 
     def fits(self) -> list[FitResult]:
-        return [entry[2] for entry in self._entries.values()]
+        return [entry.fit for entry in self._entries.values()]
 
 
 class ATGANAttack(GeneratorAttackBase):
@@ -169,17 +216,23 @@ class ATGANAttack(GeneratorAttackBase):
     def fit(self, model: Any = None, target: int | None = None) -> FitResult:
         """Fits (or returns the cached) G_attack for ``model`` (default: the AdverTorch model) and ``target``."""
         model = self._model_or_default(model)
-        cached = self._cache.get(model, target)
+        target = self._check_target(target)
+        setting = self._fit_setting(model)
+        cached = self._cache.get(model, target, setting)
         if cached is not None:
             return cached
-        bounds = tuple(model.bounds) if isinstance(model, fb.models.Model) else (float(self.clip_min), float(self.clip_max))
         classify = self._classifier_fn(model)
         with eval_mode(torch_module_of(model)):
             fit = fit_attack_generator(self.generator, classify, target=target, config=self.config,
-                                       bounds=bounds, device=self._device_for(model), progress=self.progress,
+                                       bounds=setting[0], device=self._device_for(model), progress=self.progress,
                                        guard=self.guards)  # type: ignore[arg-type]
-        self._cache.put(model, target, fit)
+        self._cache.put(model, target, setting, fit)
         return fit
+
+    def _fit_setting(self, model: Any) -> tuple[Any, ...]:
+        """What a fit depends on besides the module and the target: (bounds, Foolbox preprocessing, device)."""
+        bounds = tuple(model.bounds) if isinstance(model, fb.models.Model) else (float(self.clip_min), float(self.clip_max))
+        return bounds, _preprocessing(model), str(self._device_for(model))
 
     @torch.no_grad()
     def generate(
@@ -213,18 +266,28 @@ class ATGANAttack(GeneratorAttackBase):
         save_checkpoint(path, Checkpoint(_FIT_KIND, dict(fit.generator.state_dict()), {}, training))
 
     def load_fit(self, path: str | Path, *, model: Any = None) -> FitResult:
-        """Loads a G_attack saved by :meth:`save_fit` and caches it for ``model`` and its target."""
+        """Loads a G_attack saved by :meth:`save_fit` and caches it for ``model`` and its target.
+
+        The file's tensor names and shapes are compared with this attack's generator before any
+        weight is read; a digest mismatch or a non-finite weight is a ``CheckpointError``.
+        """
         model = self._model_or_default(model)
-        checkpoint = load_checkpoint(path, expected_kind=_FIT_KIND)
-        g_attack = copy.deepcopy(self.generator).requires_grad_(False).eval()
+        header = read_header(path, expected_kind=_FIT_KIND)
         try:
-            g_attack.load_state_dict(checkpoint.tensors, strict=True)
-        except RuntimeError as error:
-            raise ValueError(f"{path} was fitted from a different generator than this attack's: {error}") from error
-        target = checkpoint.training.get("target")
-        config = replace(self.config, **checkpoint.training.get("config", {}))
-        fit = FitResult(g_attack.to(self._device_for(model)), target, config, list(checkpoint.training.get("history", [])))
-        self._cache.put(model, target, fit)
+            check_declared_tensors(header.tensors, self.generator, str(path))
+        except CheckpointError as error:
+            raise CheckpointError(f"{path} was fitted from a different generator than this attack's: {error}") from None
+        target, recorded = header.training.get("target"), header.training.get("config", {})
+        try:
+            target = self._check_target(target)
+            config = replace(self.config, **recorded)
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{path} records an unusable target or fit configuration: {error}") from None
+        g_attack = copy.deepcopy(self.generator).requires_grad_(False).eval()
+        g_attack.load_state_dict(load_checkpoint(path, expected_kind=_FIT_KIND).tensors, strict=True)
+        history = header.training.get("history", [])
+        fit = FitResult(g_attack.to(self._device_for(model)), target, config, list(history) if isinstance(history, list) else [])
+        self._cache.put(model, target, self._fit_setting(model), fit)
         return fit
 
     def _images(

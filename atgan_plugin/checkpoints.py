@@ -2,46 +2,84 @@
 
 Weights are stored with safetensors: loading one parses a JSON header and copies bytes, it can
 never execute code. The header's string metadata holds, as JSON, the ``kind`` of network, the
-constructor arguments (``config``) that rebuild it, and training facts (``training``), so a
-file rebuilds its own network. Resumable training state (optimiser moments, RNG) is a plain
+constructor arguments (``config``) that rebuild it, training facts (``training``) and a SHA-256
+digest of the tensors (names, dtypes, shapes and bytes), so a file rebuilds its own network and
+corruption is caught. Resumable training state (optimiser moments, RNG) is a plain
 ``torch.save`` dictionary read back with ``torch.load(weights_only=True)``, which refuses
 arbitrary objects.
 
+Loading validates before it allocates (:func:`load_module`): the header is read without the
+tensor data; the config is compared with the family's bounds (:mod:`atgan_plugin.limits`); the
+network is built on the ``meta`` device (no memory) and the declared tensor names, dtypes and
+shapes are compared with it; only then are the tensors read, their digest and finiteness
+checked, and the real network built. Every failure is a :class:`CheckpointError` naming the file
+and the problem. Files written before the digest existed still load, with an
+:class:`UnverifiedCheckpointWarning`, unless a ``SHA256SUMS`` beside them vouches for their bytes.
+
 Every write goes to a temporary file in the target folder, is flushed to disk and then
-renamed over the target: a crash leaves either the old file or the new one, never half.
+renamed over the target: a crash leaves either the old file or the new one, never half (and
+at worst a hidden ``.<name>.<random>.tmp`` file, which :func:`remove_stale_temporaries` clears).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from torch import nn
+
+if TYPE_CHECKING:
+    from atgan_plugin.limits import Fields
 
 __all__ = [
+    "Architecture",
     "Checkpoint",
     "CheckpointError",
+    "Header",
+    "UnverifiedCheckpointWarning",
     "atomic_write",
+    "check_declared_tensors",
+    "check_finite",
+    "describe_tensors",
     "load_checkpoint",
+    "load_module",
     "load_training_state",
+    "read_header",
+    "remove_stale_temporaries",
     "save_checkpoint",
     "save_training_state",
+    "tensor_digest",
 ]
 
 FORMAT_VERSION = "1"
 _META_KEY = "atgan_plugin"
+_DIGEST_KEY = "tensors_sha256"  # in the metadata JSON, beside kind/config/training
+_FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+_DTYPE_NAMES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64",
+                torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+                torch.bool: "BOOL"}  # fmt: skip
+# atomic_write's temporary files: "." + target name + "." + mkstemp's 8 random characters + ".tmp".
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated, foreign, or of an unexpected kind."""
+    """A checkpoint file is missing, truncated, foreign, corrupt, or of an unexpected kind."""
+
+
+class UnverifiedCheckpointWarning(UserWarning):
+    """A checkpoint without a tensor digest was loaded: corruption of its bytes cannot be detected."""
 
 
 @dataclass
@@ -52,6 +90,26 @@ class Checkpoint:
     tensors: dict[str, torch.Tensor]
     config: dict[str, Any] = field(default_factory=dict)  # constructor arguments
     training: dict[str, Any] = field(default_factory=dict)  # command, seed, metrics, ...
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a checkpoint declares, read without its tensor data."""
+
+    path: Path
+    kind: str
+    config: dict[str, Any]
+    training: dict[str, Any]
+    tensors: dict[str, tuple[str, tuple[int, ...]]]  # name -> (safetensors dtype such as "F16", shape)
+    digest: str | None  # SHA-256 of the tensors (tensor_digest), None in files written before it existed
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """How a checkpoint kind becomes a network: ``build(**config)``, once ``config`` passes ``schema``."""
+
+    build: Callable[..., nn.Module]
+    schema: Fields
 
 
 @contextmanager
@@ -75,8 +133,37 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Deletes the temporary files :func:`atomic_write` left in ``folder`` when its process was killed.
+
+    Only for a folder no other process is writing to at the same time (its live temporaries
+    would go too). Returns the files removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if _TEMPORARY.fullmatch(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing.
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors in name order: each name, dtype, shape and raw bytes (CPU tensors)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # the buffer itself, no copy
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint, *, half: bool = False) -> None:
-    """Writes ``checkpoint`` atomically; ``half=True`` stores floating tensors as float16."""
+    """Writes ``checkpoint`` atomically, with its tensors' digest; ``half=True`` stores floating tensors as float16."""
     tensors = {}
     for name, tensor in checkpoint.tensors.items():
         tensor = tensor.detach().cpu().contiguous()
@@ -88,47 +175,233 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint, *, half: bool = Fa
         "kind": checkpoint.kind,
         "config": checkpoint.config,
         "training": checkpoint.training,
+        _DIGEST_KEY: tensor_digest(tensors),
     }
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
 
 
-def load_checkpoint(path: str | Path, *, expected_kind: str | None = None) -> Checkpoint:
-    """Reads a checkpoint written by :func:`save_checkpoint`; floating tensors come back float32."""
-    path = Path(path)
+# ------------------------------------------------------------------------------------------------
+# Reading: the header, then the tensors.
+
+
+def _existing_file(path: Path, what: str = "checkpoint") -> None:
+    if path.is_dir():
+        raise CheckpointError(f"{what} {path} is a directory, not a file")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"{what} {path} does not exist")
+
+
+def safetensors_truncation(path: str | Path) -> str | None:
+    """How a file that starts like a safetensors file falls short of what its header declares, or None.
+
+    Reads only the 8-byte length and the header: a way to tell "truncated" from "foreign".
+    """
     try:
-        with safe_open(str(path), framework="pt") as f:  # header and tensors in one read
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            prefix = f.read(8)
+            declared = int.from_bytes(prefix, "little") if len(prefix) == 8 else 0
+            if len(prefix) < 8 or not 2 <= declared <= 100_000_000:  # safetensors' own header limit
+                return None
+            head = f.read(min(declared, size))
+    except OSError:
+        return None
+    if not head.startswith(b"{"):
+        return None
+    if 8 + declared > size:
+        return f"its header declares {declared} bytes, only {size - 8} follow"
+    try:
+        entries = json.loads(head)
+        end = max((int(e["data_offsets"][1]) for k, e in entries.items() if k != "__metadata__"), default=0)
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError, AttributeError):
+        return None
+    if 8 + declared + end > size:
+        return f"its tensors need {end} bytes of data, only {size - 8 - declared} follow"
+    return None
+
+
+def _unreadable(path: Path, error: Exception) -> CheckpointError:
+    truncation = safetensors_truncation(path)
+    if truncation is not None:
+        return CheckpointError(f"{path} is not a readable safetensors checkpoint (truncated: {truncation})")
+    return CheckpointError(f"{path} is not a readable safetensors checkpoint (truncated or foreign file): {error}")
+
+
+def read_header(path: str | Path, *, expected_kind: str | None = None) -> Header:
+    """The header of a checkpoint written by :func:`save_checkpoint`; no tensor data is read."""
+    path = Path(path)
+    _existing_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(
-            f"{path} is not a readable safetensors checkpoint (truncated or foreign file): {error}"
-        ) from error
+            declared = {}
+            for name in f.keys():  # noqa: SIM118 (safe_open has no __iter__)
+                view = f.get_slice(name)
+                declared[name] = (str(view.get_dtype()), tuple(int(n) for n in view.get_shape()))
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as error:
+        raise _unreadable(path, error) from error
     if _META_KEY not in header:
         raise CheckpointError(f"{path} is a safetensors file but not an atgan-plugin checkpoint")
     try:
         meta = json.loads(header[_META_KEY])
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, RecursionError) as error:
         raise CheckpointError(f"{path}: corrupt metadata: {error}") from error
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: corrupt metadata: expected a JSON object, found {type(meta).__name__}")
     if meta.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: unsupported checkpoint format {meta.get('format')!r}")
-    kind = str(meta.get("kind"))
+        raise CheckpointError(f"{path}: unsupported checkpoint format {str(meta.get('format'))[:40]!r}")
+    kind, config, training = meta.get("kind"), meta.get("config", {}), meta.get("training", {})
+    digest = meta.get(_DIGEST_KEY)
+    for name, value, expected in (("kind", kind, str), ("config", config, dict), ("training", training, dict)):
+        if not isinstance(value, expected):
+            raise CheckpointError(f"{path}: corrupt metadata: {name} is a {type(value).__name__}, expected a {expected.__name__}")
+    if digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        raise CheckpointError(f"{path}: corrupt metadata: {_DIGEST_KEY} is not a SHA-256 hex digest")
     if expected_kind is not None and kind != expected_kind:
-        raise CheckpointError(f"{path} holds a {kind!r} checkpoint, expected {expected_kind!r}")
-    tensors = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
-    return Checkpoint(kind, tensors, dict(meta.get("config", {})), dict(meta.get("training", {})))
+        raise CheckpointError(f"{path} holds a {kind[:80]!r} checkpoint, expected {expected_kind!r}")
+    return Header(path, kind, config, training, declared, digest)
+
+
+def _vouched_by_sums(path: Path) -> bool:
+    """Whether a ``SHA256SUMS`` beside ``path`` lists it (CheckpointError when it lists another digest)."""
+    sums = path.parent / "SHA256SUMS"
+    try:
+        if not sums.is_file() or sums.stat().st_size > 1_000_000:
+            return False
+        lines = sums.read_text(errors="replace").splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        digest, _, name = line.strip().partition(" ")
+        if name.strip().lstrip("*") == path.name:
+            actual = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    actual.update(block)
+            if actual.hexdigest() != digest.lower():
+                raise CheckpointError(f"{path} does not match its SHA256SUMS entry: the file is corrupt or was replaced")
+            return True
+    return False
+
+
+def _read_tensors(header: Header) -> dict[str, torch.Tensor]:
+    """The tensors of a checked header, their digest and finiteness verified; floating ones as float32."""
+    path = header.path
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors = {name: f.get_tensor(name) for name in header.tensors}
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as error:
+        raise _unreadable(path, error) from error
+    if header.digest is not None:
+        if tensor_digest(tensors) != header.digest:
+            raise CheckpointError(f"{path}: the tensors do not match the digest recorded with them: the file is corrupt")
+    elif not _vouched_by_sums(path):
+        warnings.warn(f"{path} records no digest of its tensors (written by an older atgan-plugin), so corruption "
+                      "cannot be detected; save it again to add one", UnverifiedCheckpointWarning, stacklevel=3)  # fmt: skip
+    check_finite(tensors, str(path))
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
+
+
+def load_checkpoint(path: str | Path, *, expected_kind: str | None = None) -> Checkpoint:
+    """Reads a checkpoint written by :func:`save_checkpoint`; floating tensors come back float32.
+
+    Raises:
+        CheckpointError: missing, a directory, truncated, foreign, of another kind, a digest
+            mismatch or a non-finite weight.
+    """
+    header = read_header(path, expected_kind=expected_kind)
+    return Checkpoint(header.kind, _read_tensors(header), dict(header.config), dict(header.training))
 
 
 def read_checkpoint_kind(path: str | Path) -> str | None:
     """The ``kind`` of an atgan-plugin checkpoint, or None for any other file (no tensors read)."""
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        return str(json.loads(header[_META_KEY])["kind"])
-    except Exception:  # any unreadable or foreign file: not ours
+        return read_header(path).kind
+    except CheckpointError:  # any unreadable or foreign file: not ours
         return None
+
+
+# ------------------------------------------------------------------------------------------------
+# Networks: bounds, then shapes on the meta device, then weights.
+
+
+def _skeleton(architecture: Architecture, config: dict[str, Any], where: str) -> nn.Module:
+    """The network ``config`` describes, built on the meta device (no memory) once its bounds hold."""
+    from atgan_plugin.limits import config_problem
+
+    problem = config_problem(config, architecture.schema)
+    if problem is not None:
+        raise CheckpointError(f"{where}: {problem}")
+    try:
+        with torch.device("meta"):
+            return architecture.build(**config)
+    except (TypeError, ValueError, RuntimeError, NotImplementedError) as error:
+        raise CheckpointError(f"{where}: cannot build the network its config describes: {error}") from error
+
+
+def describe_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``name -> (safetensors dtype name, shape)``, the form :func:`check_declared_tensors` compares."""
+    return {name: (_DTYPE_NAMES.get(t.dtype, str(t.dtype)), tuple(t.shape)) for name, t in tensors.items()}
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], where: str) -> None:
+    """Refuses floating tensors holding NaN or infinite values: corrupt weights."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{where}: tensor {name!r} holds {bad} NaN or infinite values (corrupt weights)")
+
+
+def check_declared_tensors(declared: Mapping[str, tuple[str, tuple[int, ...]]], network: nn.Module, where: str) -> None:
+    """Compares declared ``name -> (dtype, shape)`` with ``network``'s state dict (names, shapes, dtype kind)."""
+    expected = {name: tensor for name, tensor in network.state_dict().items()}
+    missing, unexpected = sorted(set(expected) - set(declared)), sorted(set(declared) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{where}: the file does not match its recorded architecture: "
+                              f"missing {missing[:5]}, unexpected {[name[:80] for name in unexpected[:5]]}")  # fmt: skip
+    for name, tensor in expected.items():
+        dtype, shape = declared[name]
+        if shape != tuple(tensor.shape):
+            raise CheckpointError(f"{where}: the file does not match its recorded architecture: tensor {name!r} has "
+                                  f"shape {shape[:8]} in the file, the architecture needs {tuple(tensor.shape)}")  # fmt: skip
+        wanted = _DTYPE_NAMES.get(tensor.dtype, str(tensor.dtype))
+        if not (dtype == wanted or (tensor.is_floating_point() and dtype in _FLOAT_DTYPES)):
+            raise CheckpointError(f"{where}: the file does not match its recorded architecture: tensor {name!r} is "
+                                  f"stored as {dtype[:20]}, the architecture needs {wanted}")  # fmt: skip
+
+
+def module_from_checkpoint(checkpoint: Checkpoint, architecture: Architecture, where: str = "checkpoint") -> nn.Module:
+    """Rebuilds a module with ``architecture.build(**checkpoint.config)`` (bounds checked first) and
+    loads its tensors strictly."""
+    check_declared_tensors(describe_tensors(checkpoint.tensors), _skeleton(architecture, checkpoint.config, where), where)
+    module = architecture.build(**checkpoint.config)
+    try:
+        module.load_state_dict(checkpoint.tensors, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{where}: checkpoint does not match its recorded architecture: {error}") from error
+    return module
+
+
+def load_module(path: str | Path, architectures: Mapping[str, Architecture]) -> tuple[nn.Module, Checkpoint]:
+    """The network a checkpoint of one of the ``architectures`` kinds holds, and the checkpoint.
+
+    Validates before it allocates: bounds on the config, then the declared tensors against the
+    network built on the meta device, then the tensors' digest and finiteness, then the real build.
+    """
+    header = read_header(path)
+    architecture = architectures.get(header.kind)
+    if architecture is None:
+        raise CheckpointError(f"{header.path} holds a {header.kind[:80]!r} checkpoint, expected "
+                              f"{' or '.join(repr(kind) for kind in architectures)}")  # fmt: skip
+    where = str(header.path)
+    check_declared_tensors(header.tensors, _skeleton(architecture, header.config, where), where)
+    checkpoint = Checkpoint(header.kind, _read_tensors(header), dict(header.config), dict(header.training))
+    return module_from_checkpoint(checkpoint, architecture, where), checkpoint
+
+
+# ------------------------------------------------------------------------------------------------
+# Training state.
 
 
 def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
@@ -147,14 +420,3 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} does not hold a training-state dictionary")
     return state
 
-
-def module_from_checkpoint(
-    checkpoint: Checkpoint, build: Callable[..., torch.nn.Module]
-) -> torch.nn.Module:
-    """Rebuilds a module with ``build(**checkpoint.config)`` and loads its tensors strictly."""
-    module = build(**checkpoint.config)
-    try:
-        module.load_state_dict(checkpoint.tensors, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f"checkpoint does not match its recorded architecture: {error}") from error
-    return module

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from atgan_plugin.checkpoints import Checkpoint, load_checkpoint, module_from_checkpoint, save_checkpoint
+from atgan_plugin.checkpoints import Architecture, Checkpoint, load_module, save_checkpoint
+from atgan_plugin.limits import Fields, Int, OneOf, Real
 from atgan_plugin.data import DatasetNotFoundError, TensorDataset
 
 __all__ = [
@@ -194,15 +195,24 @@ def build_cifar_classifier(architecture: str = "wrn", **kwargs: Any) -> nn.Modul
     return CIFAR_ARCHITECTURES[architecture](**kwargs)
 
 
+CHECKPOINT_KIND = "cifar.classifier"
+# Bounds on a checkpoint's config (the union of both architectures' arguments), checked before building.
+ARCHITECTURE = Architecture(build_cifar_classifier, Fields({
+    "architecture": OneOf(tuple(CIFAR_ARCHITECTURES)), "depth": Int(8, 200), "widen_factor": Int(1, 32),
+    "num_classes": Int(1, 1000), "dropout": Real(0, 1), "in_channels": Int(1, 16), "width": Int(1, 1024),
+    "image_size": Int(4, 1024),
+}))  # fmt: skip
+
+
 def save_cifar_classifier(path: str | Path, model: nn.Module, config: dict[str, Any], training: dict[str, Any] | None = None) -> None:
     """``config`` holds ``architecture`` and the constructor arguments, e.g. ``{"architecture": "wrn", "depth": 32}``."""
-    save_checkpoint(path, Checkpoint("cifar.classifier", dict(model.state_dict()), dict(config), dict(training or {})))
+    save_checkpoint(path, Checkpoint(CHECKPOINT_KIND, dict(model.state_dict()), dict(config), dict(training or {})))
 
 
 def load_cifar_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuilds a CIFAR classifier from its checkpoint, in eval mode, on ``device``."""
-    checkpoint = load_checkpoint(path, expected_kind="cifar.classifier")
-    return module_from_checkpoint(checkpoint, build_cifar_classifier).to(device).eval()
+    """Rebuilds a CIFAR classifier from its checkpoint (config and shapes checked first), in eval mode, on ``device``."""
+    module, _ = load_module(path, {CHECKPOINT_KIND: ARCHITECTURE})
+    return module.to(device).eval()
 
 
 def load_cifar10(root: str | Path, split: str = "train") -> TensorDataset:

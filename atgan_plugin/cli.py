@@ -223,14 +223,17 @@ def _sha256(path: str | Path) -> str:
 
 
 @main.command("train-gan")
-@click.option("--steps", type=int, default=6000, show_default=True, help="Generator updates.")
-@click.option("--critic-steps", type=int, default=5, show_default=True, help="Critic updates per generator update.")
-@click.option("--batch-size", type=int, default=64, show_default=True, help="Batch size.")
-@click.option("--lr", type=float, default=2e-4, show_default=True, help="Adam learning rate (β = 0, 0.9).")
-@click.option("--z-dim", type=int, default=100, show_default=True, help="Latent size.")
-@click.option("--train-size", type=int, default=None, help="Use only the first N training images.")
+@click.option("--steps", type=click.IntRange(min=1), default=6000, show_default=True, help="Generator updates.")
+@click.option("--critic-steps", type=click.IntRange(min=1), default=5, show_default=True, help="Critic updates per generator update.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Batch size.")
+@click.option("--lr", type=float, default=2e-4, show_default=True,
+              help="Adam learning rate (β = 0, 0.9); a resumed run applies a new value from where it resumes.")
+@click.option("--z-dim", type=click.IntRange(min=1), default=100, show_default=True, help="Latent size (fixed once training started).")
+@click.option("--train-size", type=click.IntRange(min=1), default=None, help="Use only the first N training images (fixed once training started).")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=250, show_default=True,
+              help="Steps between writes of the resumable state and the networks: a killed run loses at most this many.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Output folder; training resumes from OUT/state.pt when it exists.")
+              help="Output folder; training resumes from OUT/state.pt when it exists, and a finished folder is left as it is.")
 @_dataset_option
 @_data_dir_option
 @_device_option
@@ -238,23 +241,55 @@ def _sha256(path: str | Path) -> str:
 @_progress_option
 @_user_errors
 def train_gan_command(
-    steps: int, critic_steps: int, batch_size: int, lr: float, z_dim: int, train_size: int | None, out: str,
-    dataset: str, data_dir: str | None, device: str, seed: int, progress: bool,
+    steps: int, critic_steps: int, batch_size: int, lr: float, z_dim: int, train_size: int | None, checkpoint_every: int,
+    out: str, dataset: str, data_dir: str | None, device: str, seed: int, progress: bool,
 ) -> None:  # fmt: skip
-    """Train the original generator G_orig (AC-WGAN_GP), with sample grids and resumable state."""
-    from atgan_plugin.gan_training import GANTrainingConfig, train_acwgan_gp
+    """Train the original generator G_orig (AC-WGAN_GP), with sample grids and resumable state.
+
+    Rerun the same command after a kill: it resumes from the last state (at most --checkpoint-every
+    steps lost) and completes what is missing. OUT/complete.json marks a finished folder.
+    """
+    from atgan_plugin.gan_training import GANTrainingConfig, check_resume, network_args, train_acwgan_gp
 
     options = dict(click.get_current_context().params)
     dev = resolve_device(device)
+    config = GANTrainingConfig(steps=steps, critic_steps=critic_steps, batch_size=batch_size, lr=lr, z_dim=z_dim, seed=seed,
+                               checkpoint_every=checkpoint_every)  # fmt: skip
+    # A resumed run: refuse what it cannot change before anything is written (options.json included).
+    record: dict[str, Any] = {"options": options, "environment": _environment()}
+    earlier = _read_json(Path(out) / "options.json") if (Path(out) / "state.pt").exists() else {}
+    before = earlier.get("options") if isinstance(earlier.get("options"), dict) else {}
+    changed = [f"--{name.replace('_', '-')} {before[name]} (now {options[name]})" for name in _GAN_DATA_OPTIONS
+               if name in before and before[name] != options[name]]  # fmt: skip
+    if changed:
+        raise click.UsageError(f"{out} holds a run trained with {', '.join(changed)}; resume it with the same data, "
+                               "or use another --out")  # fmt: skip
     train = load_dataset(dataset, "train", data_dir)
     if train_size is not None:
         train = train.subset(train_size)
-    config = GANTrainingConfig(steps=steps, critic_steps=critic_steps, batch_size=batch_size, lr=lr, z_dim=z_dim, seed=seed)
+    resumed = check_resume(out, config, network_args(train, z_dim))
+    if resumed is not None:
+        history = earlier.pop("earlier", [])  # the options of every earlier start, oldest first
+        record.update(resumed_from_step=resumed, earlier=[*history, earlier] if earlier else history)
     Path(out).mkdir(parents=True, exist_ok=True)
-    runs.write_json(Path(out) / "options.json", {"options": options, "environment": _environment()})
+    runs.write_json(Path(out) / "options.json", record)
     metrics = train_acwgan_gp(train, out, config, device=dev, progress=progress,
                               extra_metadata={"dataset": dataset, "options": options, "environment": _environment()})
-    click.echo(f"done: {json.dumps(metrics)}; networks in {out}")
+    done = f"done: {json.dumps(metrics)}" if metrics else f"already trained for {steps} steps; completed what was missing"
+    click.echo(f"{done}; networks in {out}")
+
+
+# The data a GAN run trains on: fixed once it started (z_dim and seed are checked by check_resume).
+_GAN_DATA_OPTIONS = ("dataset", "train_size")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; {} when it is missing or unreadable (a record, not an input)."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,11 +353,24 @@ def _load_networks(device: torch.device, *, shipped: Mapping[str, str] = _PRETRA
 
 def _new_run(runs_dir: str, name: str, checkpoints: dict[str, str]) -> Path:
     """A fresh numbered run folder holding ``options.json`` (the command's options, the
-    checkpoints it read and the environment)."""
+    checkpoints it read and the environment). When the command returns, ``complete.json``
+    marks it finished (:func:`_mark_run_complete`); a killed run has none."""
     run_dir = runs.new_run_dir(runs_dir, name)
-    options = dict(click.get_current_context().params)
-    runs.write_json(run_dir / "options.json", {"options": options, "checkpoints": checkpoints, "environment": _environment()})
+    ctx = click.get_current_context()
+    runs.write_json(run_dir / "options.json", {"options": dict(ctx.params), "checkpoints": checkpoints, "environment": _environment()})
+    ctx.meta[_RUN_DIR_KEY] = run_dir
     return run_dir
+
+
+_RUN_DIR_KEY = "atgan_plugin.run_dir"
+
+
+@main.result_callback()
+def _mark_run_complete(result: Any, **_: Any) -> None:
+    """After a command returned normally: marks the run folder it made (if any) complete."""
+    run_dir = click.get_current_context().meta.get(_RUN_DIR_KEY)
+    if run_dir is not None:
+        runs.mark_complete(run_dir)
 
 
 def _make_attack(networks: dict[str, torch.nn.Module], device: torch.device, seed: int,

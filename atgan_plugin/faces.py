@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 from collections.abc import Callable
+from numbers import Integral
 from typing import Any
 
 import eagerpy as ep
@@ -39,7 +41,7 @@ from atgan_plugin._advertorch_compat import AdvertorchAttack, LabelMixin
 from atgan_plugin.adapters.protocol import check_generator
 from atgan_plugin.inversion import invert_latents
 from atgan_plugin.transfer import to_bounds
-from atgan_plugin.utils import eval_mode, model_device
+from atgan_plugin.utils import check_device, eval_mode, model_device
 
 __all__ = ["LATENT_MODES", "GeneratorAttackBase", "torch_module_of"]
 
@@ -62,6 +64,34 @@ def torch_module_of(model: Any) -> nn.Module | None:
             return None
         return module if isinstance(module, nn.Module) else None
     return None
+
+
+def _parameter_dtype(module: nn.Module | None) -> torch.dtype | None:
+    """The dtype of the first floating-point parameter of ``module`` (None: no module or none)."""
+    for p in module.parameters() if module is not None else ():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
+class _InputsInModelDtype(fb.models.Model):
+    """A Foolbox model fed in its parameters' dtype.
+
+    Foolbox judges success by calling the model on the attack's output, which keeps the inputs'
+    dtype: float64 images and a float32 model would fail there. Our ``__call__`` hands Foolbox
+    this wrapper; ``run`` unwraps it.
+    """
+
+    def __init__(self, model: fb.models.Model, dtype: torch.dtype):
+        self.model, self.dtype = model, dtype
+
+    @property
+    def bounds(self) -> Any:
+        return self.model.bounds
+
+    def __call__(self, inputs: Any) -> Any:
+        x, restore_type = ep.astensor_(inputs)
+        return restore_type(ep.astensor(self.model(x.raw.to(self.dtype))))
 
 
 class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ignore[misc]
@@ -92,15 +122,20 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         check_generator(generator)
         if latent not in LATENT_MODES:
             raise ValueError(f"latent must be one of {LATENT_MODES}, got {latent!r}")
+        for name, value in (("clip_min", clip_min), ("clip_max", clip_max), ("invert_lr", invert_lr)):
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value}")
         if not clip_min < clip_max:
             raise ValueError(f"clip_min ({clip_min}) must be below clip_max ({clip_max})")
+        if invert_lr <= 0 or isinstance(invert_steps, bool) or not isinstance(invert_steps, int) or invert_steps < 1:
+            raise ValueError(f"invert_steps must be an int >= 1 and invert_lr positive, got {invert_steps} and {invert_lr}")
         AdvertorchAttack.__init__(self, model, nn.CrossEntropyLoss(reduction="sum"), clip_min, clip_max)
         self.generator = generator
         self.targeted = targeted
         self.latent = latent
         self.invert_steps = invert_steps
         self.invert_lr = invert_lr
-        self.device = torch.device(device) if device is not None else None
+        self.device = check_device(device) if device is not None else None  # an impossible device fails here
         self.seed = seed
         self.progress = progress
         self._distance = distance if distance is not None else fb.distances.l2
@@ -143,7 +178,13 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         if args and isinstance(args[0], fb.models.Model):
             fmodel = args[0]
             if len(args) > 1:
-                self._check_bounds(args[1], fmodel.bounds)
+                self._check_values(args[1], fmodel.bounds)
+                if len(ep.astensor(args[1]).raw) == 0:
+                    raise ValueError("inputs hold no images (a batch of 0): Foolbox's attack call cannot judge an "
+                                     "empty batch; skip it")  # fmt: skip
+                dtype = _parameter_dtype(torch_module_of(fmodel))
+                if dtype is not None and ep.astensor(args[1]).raw.dtype != dtype:
+                    args = (_InputsInModelDtype(fmodel, dtype), *args[1:])
             # Foolbox's own success check runs the model too: keep it in eval mode throughout.
             with eval_mode(torch_module_of(fmodel)):
                 return MinimizationAttack.__call__(self, *args, **kwargs)
@@ -163,11 +204,16 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         **kwargs: Any,
     ) -> Any:
         raise_if_kwargs(kwargs)
+        if isinstance(model, _InputsInModelDtype):  # our __call__'s wrapper: the fit wants the user's model
+            model = model.model
         x, restore_type = ep.astensor_(inputs)
         criterion_ = get_criterion(criterion)
         images = x.raw
-        self._check_bounds(images, model.bounds)
+        self._check_values(images, model.bounds)
         if isinstance(criterion_, Misclassification):
+            if source_labels is not None:
+                raise ValueError("source_labels= is for targeted calls (TargetedMisclassification); untargeted, "
+                                 "the labels are the source classes")  # fmt: skip
             sources, targets = ep.astensor(criterion_.labels).raw, None
         elif isinstance(criterion_, TargetedMisclassification):
             targets = ep.astensor(criterion_.target_classes).raw
@@ -187,8 +233,10 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
             raise ValueError(f"no model: for the AdverTorch face pass it first, {type(self).__name__}(model, generator=G)")
         if self.targeted and y is None:
             raise ValueError("a targeted attack needs the target labels: perturb(x, y=targets)")
+        if not self.targeted and source_labels is not None:
+            raise ValueError("source_labels= is for a targeted attack (targeted=True); untargeted, y are the source classes")
         bounds = (float(self.clip_min), float(self.clip_max))
-        self._check_bounds(x, bounds)
+        self._check_values(x, bounds)
         sources, targets = (source_labels, y) if self.targeted else (y, None)
         return self._attack(self.predict, self.predict, x, sources, targets, bounds).detach()
 
@@ -208,8 +256,7 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         n = len(x)
         with eval_mode(torch_module_of(model)):
             if sources is None:  # AdverTorch's convention: avoid label leaking, use predictions
-                with torch.no_grad():
-                    sources = classify(x).argmax(1)
+                sources = self._predicted_classes(model, classify, x)
             sources = self._check_labels(torch.as_tensor(sources, device=x.device), "source labels", n)
             if targets is not None:
                 targets = self._check_labels(torch.as_tensor(targets, device=x.device), "target labels", n)
@@ -272,13 +319,41 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
                 raise ValueError(f"the model is on {model_dev} but the inputs are on {x.device}; move one of them")
 
     @staticmethod
-    def _check_bounds(x: Any, bounds: tuple[float, float]) -> None:
+    def _check_values(x: Any, bounds: tuple[float, float]) -> None:
+        """Floating-point images, all finite, within ``bounds``."""
         raw = ep.astensor(x).raw if not isinstance(x, torch.Tensor) else x
-        if isinstance(raw, torch.Tensor) and raw.numel() > 0:
+        if not isinstance(raw, torch.Tensor):
+            return  # named by _check_images
+        if not raw.dtype.is_floating_point:
+            raise TypeError(f"inputs must be floating-point images, got dtype {raw.dtype} (e.g. x.float() / 255 "
+                            f"with bounds (0, 1))")  # fmt: skip
+        if raw.numel() > 0:
+            if not bool(torch.isfinite(raw).all()):
+                raise ValueError(f"inputs contain {int((~torch.isfinite(raw)).sum())} NaN or infinite values")
             low, high = bounds
             lo, hi = raw.min().item(), raw.max().item()
             if lo < low or hi > high:
                 raise ValueError(f"inputs must lie within the model's bounds [{low}, {high}], found values in [{lo:.4g}, {hi:.4g}]")
+
+    def _predicted_classes(self, model: Any, classify: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The model's classes ``(N,)`` for ``x``, fed in the model's own dtype."""
+        dtype = _parameter_dtype(torch_module_of(model))
+        with torch.no_grad():
+            logits = classify(x.to(dtype) if dtype is not None else x)
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != len(x):
+            shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"the model must return logits of shape (N, classes) = ({len(x)}, "
+                             f"{self.generator.num_classes}), got {shape}")  # fmt: skip
+        return logits.argmax(1)
+
+    @staticmethod
+    def _check_target(target: Any) -> int | None:
+        """A target class as an int (from an int, a NumPy integer or a 0-d integer tensor), or None."""
+        if isinstance(target, torch.Tensor) and target.ndim == 0 and not target.dtype.is_floating_point and target.dtype != torch.bool:
+            target = target.item()
+        if target is None or (isinstance(target, Integral) and not isinstance(target, bool)):
+            return None if target is None else int(target)
+        raise TypeError(f"target must be an integer class index or None, got {target!r} ({type(target).__name__})")
 
     def _check_labels(self, labels: torch.Tensor, what: str, n: int) -> torch.Tensor:
         if labels.dtype.is_floating_point or labels.dtype == torch.bool:

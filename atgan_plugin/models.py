@@ -7,24 +7,17 @@ is used nowhere else, so it shares no weights and no inductive quirks with the t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from atgan_plugin.acwgan_gp import AuxiliaryClassifier
-from atgan_plugin.checkpoints import (
-    Checkpoint,
-    CheckpointError,
-    load_checkpoint,
-    module_from_checkpoint,
-    save_checkpoint,
-)
-from atgan_plugin.cifar import build_cifar_classifier
+from atgan_plugin import acwgan_gp, cifar
+from atgan_plugin.checkpoints import Architecture, Checkpoint, load_module, save_checkpoint
+from atgan_plugin.limits import Fields, Int, OneOf
 
-__all__ = ["ARCHITECTURES", "AUX_CLASSIFIER_KIND", "build_classifier", "load_classifier", "save_classifier"]
+__all__ = ["ARCHITECTURES", "AUX_CLASSIFIER_KIND", "CLASSIFIER_SCHEMA", "build_classifier", "load_classifier", "save_classifier"]
 
 AUX_CLASSIFIER_KIND = "acwgan_gp.aux_classifier"  # written by atgan_plugin.gan_training
 
@@ -88,6 +81,10 @@ def oracle_net(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
 
 ARCHITECTURES = {"A": model_a, "B": model_b, "C": model_c, "D": model_d, "oracle": oracle_net}
 
+# Bounds on a "classifier" checkpoint's config, checked before the network is built from it.
+CLASSIFIER_SCHEMA = Fields({"architecture": OneOf(tuple(ARCHITECTURES)), "num_classes": Int(1, 1000),
+                            "in_channels": Int(1, 16)}, required=frozenset({"architecture"}))  # fmt: skip
+
 
 def build_classifier(architecture: str, num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
     """A freshly initialised classifier of ``architecture`` ("A", "B", "C", "D" or "oracle")."""
@@ -107,15 +104,15 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.
 
     Reads ``atgan train-classifier`` checkpoints, AC-WGAN_GP's auxiliary classifier
     (``aux_classifier.safetensors`` of ``atgan train-gan``, the attack's usual guard) and the
-    CIFAR-10 classifiers of :mod:`atgan_plugin.cifar`.
+    CIFAR-10 classifiers of :mod:`atgan_plugin.cifar`. The file's kind picks the builder; its
+    config and tensor shapes are checked before anything is allocated.
     """
-    checkpoint = load_checkpoint(path)  # one read; the kind picks the builder
-    builders: dict[str, Callable[..., nn.Module]] = {
-        "classifier": build_classifier,
-        AUX_CLASSIFIER_KIND: AuxiliaryClassifier,
-        "cifar.classifier": build_cifar_classifier,
-    }
-    if checkpoint.kind not in builders:
-        raise CheckpointError(f"{path} holds a {checkpoint.kind!r} checkpoint, expected 'classifier' "
-                              f"(or one of {sorted(set(builders) - {'classifier'})})")  # fmt: skip
-    return module_from_checkpoint(checkpoint, builders[checkpoint.kind]).to(device).eval()
+    module, _ = load_module(path, CLASSIFIER_KINDS)
+    return module.to(device).eval()
+
+
+CLASSIFIER_KINDS: dict[str, Architecture] = {
+    "classifier": Architecture(build_classifier, CLASSIFIER_SCHEMA),
+    AUX_CLASSIFIER_KIND: Architecture(acwgan_gp.AuxiliaryClassifier, acwgan_gp.CONFIG_SCHEMA),
+    cifar.CHECKPOINT_KIND: cifar.ARCHITECTURE,
+}

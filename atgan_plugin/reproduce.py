@@ -41,10 +41,10 @@ from torch import nn
 
 from atgan_plugin.attack import ATGANAttack
 from atgan_plugin.baselines import BASELINES, run_baseline, settings_for
-from atgan_plugin.checkpoints import load_checkpoint, module_from_checkpoint
+from atgan_plugin.checkpoints import load_module
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.evaluation import save_difference_grid, save_target_grid
-from atgan_plugin.models import build_classifier
+from atgan_plugin.models import CLASSIFIER_KINDS
 from atgan_plugin.song import SongAttack, SongConfig
 from atgan_plugin.transfer import ROBUST_GUARD_TRANSFER, TransferConfig
 from atgan_plugin.utils import eval_mode, model_device
@@ -138,8 +138,8 @@ def find_checkpoints(folder: str | Path | None) -> dict[str, Path | None]:
 
 def load_target(path: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
     """A classifier checkpoint (eval mode, on ``device``) and what its record says about it."""
-    checkpoint = load_checkpoint(path, expected_kind="classifier")
-    model = module_from_checkpoint(checkpoint, build_classifier).to(device).eval()
+    module, checkpoint = load_module(path, {"classifier": CLASSIFIER_KINDS["classifier"]})
+    model = module.to(device).eval()
     record = checkpoint.training
     info = {"path": str(path), "architecture": checkpoint.config.get("architecture"),
             "regime": record.get("config", {}).get("regime"), "test_accuracy": record.get("test_accuracy"),

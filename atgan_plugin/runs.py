@@ -1,4 +1,9 @@
-"""Run folders: ``<root>/00001-<name>/``, numbered so runs never overwrite each other."""
+"""Run folders: ``<root>/00001-<name>/``, numbered so runs never overwrite each other.
+
+A command writes ``options.json`` when it starts and ``complete.json`` (``{"complete": true, ...}``)
+only once all its outputs are written, so a run that was killed is recognisable: it has no
+``complete.json`` (:func:`is_complete`).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ from typing import Any
 
 from atgan_plugin.checkpoints import atomic_write
 
-__all__ = ["RunFolderError", "new_run_dir", "write_json"]
+__all__ = ["COMPLETE_MARKER", "RunFolderError", "is_complete", "mark_complete", "new_run_dir", "write_json"]
+
+COMPLETE_MARKER = "complete.json"
 
 
 class RunFolderError(FileNotFoundError):
@@ -35,3 +42,16 @@ def write_json(path: str | Path, data: Any) -> None:
     """Writes ``data`` as indented JSON, atomically."""
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def mark_complete(folder: str | Path, **facts: Any) -> None:
+    """Records that the run in ``folder`` finished: ``complete.json`` with ``complete: true`` and ``facts``."""
+    write_json(Path(folder) / COMPLETE_MARKER, {"complete": True, **facts})
+
+
+def is_complete(folder: str | Path) -> bool:
+    """Whether the run in ``folder`` finished (its ``complete.json`` says so)."""
+    try:
+        return json.loads((Path(folder) / COMPLETE_MARKER).read_text()).get("complete") is True
+    except (OSError, ValueError, AttributeError):
+        return False

@@ -11,6 +11,7 @@ eval mode (:class:`atgan_plugin.attack.ATGANAttack` does).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -58,6 +59,9 @@ class TransferConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        for name in ("alpha", "beta", "kappa", "gamma", "lr", "rho_linf"):  # NaN passes every comparison below
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         for name in ("alpha", "beta", "kappa", "gamma", "lr"):
             if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")

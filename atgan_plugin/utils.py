@@ -10,16 +10,36 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["eval_mode", "model_device", "resolve_device", "seed_everything"]
+__all__ = ["check_device", "eval_mode", "model_device", "resolve_device", "seed_everything"]
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/None -> CUDA when available, else CPU; anything else is parsed by torch."""
+    """``"auto"``/None -> CUDA when available, else CPU; anything else as :func:`check_device`."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for, but CUDA is not available on this machine")
+    return check_device(device)
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` parsed, and checked to exist on this machine; a ``ValueError`` naming it otherwise.
+
+    So that an attack asked for ``device="cuda"`` on a machine without a GPU fails when it is made,
+    not at its first call.
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device {device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:1'): {error}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for, but CUDA is not available on this machine")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} was asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif resolved.type != "cpu":
+        try:
+            torch.empty(0, device=resolved)
+        except (RuntimeError, AssertionError, NotImplementedError) as error:
+            raise ValueError(f"device {device!r} is not available on this machine: {error}") from None
     return resolved
 
 

@@ -195,14 +195,24 @@ def test_successful_overwrite_leaves_only_the_new_file(tmp_path: Path, writer: s
 # Unreadable, foreign and mismatched checkpoints.
 
 
-@pytest.mark.parametrize("keep", [0, 7, 8, 100, 0.5, -1], ids=lambda k: f"keep={k}")
-def test_truncated_checkpoint(tmp_path: Path, keep: float) -> None:
+TRUNCATIONS = [  # bytes kept (negative: all but that many), what the message says
+    (0, r"\(truncated or foreign file\)"),  # too short to tell
+    (7, r"\(truncated or foreign file\)"),
+    (8, r"\(truncated or foreign file\)"),
+    (100, r"\(truncated: its header declares \d+ bytes, only 92 follow\)"),
+    (0.5, r"\(truncated: its tensors need \d+ bytes of data, only \d+ follow\)"),
+    (-1, r"\(truncated: its tensors need \d+ bytes of data, only \d+ follow\)"),
+]
+
+
+@pytest.mark.parametrize("keep, detail", TRUNCATIONS, ids=[f"keep={k}" for k, _ in TRUNCATIONS])
+def test_truncated_checkpoint(tmp_path: Path, keep: float, detail: str) -> None:
     path = tmp_path / "net.safetensors"
     save_checkpoint(path, example_checkpoint())
     data = path.read_bytes()
     n = int(len(data) * keep) if isinstance(keep, float) else (len(data) + keep if keep < 0 else keep)
     path.write_bytes(data[:n])
-    with pytest.raises(CheckpointError, match=r"not a readable safetensors checkpoint \(truncated or foreign file\)"):
+    with pytest.raises(CheckpointError, match=r"not a readable safetensors checkpoint " + detail):
         load_checkpoint(path)
 
 

@@ -248,7 +248,7 @@ ERROR_CASES = [
     ("missing generator", "attack", ["--generator", "{missing}", "--model", "{model}"], 1, "does not exist"),
     ("missing model", "evaluate", ["--generator", "{generator}", "--model", "{missing}", "--oracle", "{oracle}"], 1, "does not exist"),
     ("missing oracle", "demo", ["--generator", "{generator}", "--model", "{model}", "--oracle", "{missing}"], 1, "does not exist"),
-    ("truncated generator", "attack", ["--generator", "{generator-truncated}", "--model", "{model}"], 1, "not a generator checkpoint"),
+    ("truncated generator", "attack", ["--generator", "{generator-truncated}", "--model", "{model}"], 1, "is a truncated safetensors file"),
     ("truncated model", "evaluate", ["--generator", "{generator}", "--model", "{model-truncated}", "--oracle", "{oracle}"], 1, "truncated"),
     ("text file as model", "attack", ["--generator", "{generator}", "--model", "{text}"], 1, "not a readable safetensors"),
     ("generator as model", "attack", ["--generator", "{generator}", "--model", "{generator}"], 1, "expected 'classifier'"),

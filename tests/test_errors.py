@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atgan_plugin import ATGANAttack
-from atgan_plugin.checkpoints import CheckpointError
+from atgan_plugin.checkpoints import Checkpoint, CheckpointError, save_checkpoint
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.losses import sample_rho
 from atgan_plugin.models import build_classifier
@@ -71,6 +71,23 @@ class UnknownCriterion(fb.criteria.Criterion):
         return outputs.argmax(axis=-1) == 0
 
 
+def with_pixel(x: torch.Tensor, value: float) -> torch.Tensor:
+    x = x.clone()
+    x[1, 0, 3, 4] = value
+    return x
+
+
+class FirstLogit(nn.Module):
+    """A model whose output is 1-D ``(N,)``: the first logit only."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[:, 0]
+
+
 IN_RANGE = r"must lie in \[0, 10\) \(the generator's classes\)"
 
 # ------------------------------------------------------------------------------------------------
@@ -111,6 +128,16 @@ IMAGES: list[Case] = [
     ("outside clip range", lambda c: adversary(c, clip_min=-1.0, clip_max=0.5).perturb(c.x, c.y), ValueError, r"bounds \[-1\.0, 0\.5\], found values in \[0, 1\]", True),
     ("fb above 1", lambda c: foolbox(c)(c.fmodel, c.x + 1, c.y, epsilons=None), ValueError, r"inputs must lie within the model's bounds \[0, 1\]", True),
     ("fb 3 channels", lambda c: foolbox(c)(c.fmodel, c.x.repeat(1, 3, 1, 1), c.y, epsilons=None), ValueError, r"inputs must have shape \(N, 1, 28, 28\)", True),
+    ("NaN pixel", lambda c: adversary(c).perturb(with_pixel(c.x, float("nan")), c.y), ValueError, r"inputs contain 1 NaN or infinite values", True),
+    ("inf pixel", lambda c: adversary(c).perturb(with_pixel(c.x, float("inf")), c.y), ValueError, r"inputs contain 1 NaN or infinite values", True),
+    ("NaN pixel, sources predicted", lambda c: adversary(c).perturb(with_pixel(c.x, float("nan"))), ValueError, r"inputs contain 1 NaN", True),
+    ("NaN pixel, invert", lambda c: adversary(c, latent="invert").perturb(with_pixel(c.x, float("nan")), c.y), ValueError, r"inputs contain 1 NaN", True),
+    ("fb NaN pixel", lambda c: foolbox(c)(c.fmodel, with_pixel(c.x, float("nan")), c.y, epsilons=None), ValueError, r"inputs contain 1 NaN", True),
+    ("fb -inf pixel", lambda c: foolbox(c)(c.fmodel, with_pixel(c.x, -float("inf")), c.y, epsilons=None), ValueError, r"inputs contain 1 NaN", True),
+    ("uint8 images", lambda c: adversary(c).perturb((c.x * 255).to(torch.uint8), c.y), TypeError, r"inputs must be floating-point images, got dtype torch\.uint8", True),
+    ("fb uint8 images", lambda c: foolbox(c)(c.fmodel, c.x.round().to(torch.uint8), c.y, epsilons=None), TypeError, r"inputs must be floating-point images, got dtype torch\.uint8", True),
+    ("fb int64 images", lambda c: foolbox(c)(c.fmodel, c.x.round().long(), c.y, epsilons=None), TypeError, r"got dtype torch\.int64", True),
+    ("fb empty batch", lambda c: foolbox(c)(c.fmodel, c.x[:0], c.y[:0], epsilons=None), ValueError, r"inputs hold no images \(a batch of 0\): Foolbox's attack call cannot judge an empty batch", True),
 ]
 # fmt: on
 
@@ -143,7 +170,26 @@ SETUP: list[Case] = [
     ("rho_linf negative", lambda c: adversary(c, rho_linf=-0.5).fit(), ValueError, r"rho_linf must be >= 0, got -0\.5", False),
     ("fb unsupported criterion", lambda c: foolbox(c)(c.fmodel, c.x, UnknownCriterion(), epsilons=None), ValueError, r"unsupported criterion UnknownCriterion: use Misclassification or TargetedMisclassification", True),
     ("fb unexpected keyword", lambda c: foolbox(c)(c.fmodel, c.x, c.y, epsilons=None, steps=3), TypeError, r"attack got an unexpected keyword argument 'steps'", True),
+    ("1-D model output, sources predicted", lambda c: adversary(c, model=FirstLogit(c.model)).perturb(c.x), ValueError, r"the model must return logits of shape \(N, classes\) = \(12, 10\), got \(12,\)", True),
+    ("1-D model output, targeted", lambda c: adversary(c, model=FirstLogit(c.model), targeted=True).perturb(c.x, c.y), ValueError, r"got \(12,\)", True),
+    ("1-D model output, fit", lambda c: adversary(c, model=FirstLogit(c.model)).perturb(c.x, c.y), ValueError, r"the generator has 10 classes but the model returns logits of shape \(8,\)", False),
+    ("target 2.5", lambda c: adversary(c).generate(c.y, target=2.5), TypeError, r"target must be an integer class index or None, got 2\.5 \(float\)", True),
+    ("target '3'", lambda c: adversary(c).fit(target="3"), TypeError, r"target must be an integer class index or None, got '3' \(str\)", True),
+    ("target True", lambda c: adversary(c).fit(target=True), TypeError, r"got True \(bool\)", True),
+    ("source_labels untargeted", lambda c: adversary(c).perturb(c.x, c.y, source_labels=c.y), ValueError, r"source_labels= is for a targeted attack \(targeted=True\); untargeted, y are the source classes", True),
+    ("fb source_labels untargeted", lambda c: foolbox(c)(c.fmodel, c.x, c.y, epsilons=None, source_labels=c.y), ValueError, r"source_labels= is for targeted calls \(TargetedMisclassification\)", True),
+    ("kappa nan", lambda c: ATGANAttack(generator=c.G, kappa=float("nan")), ValueError, r"kappa must be a finite number, got nan", True),
+    ("alpha nan", lambda c: ATGANAttack(generator=c.G, alpha=float("nan")), ValueError, r"alpha must be a finite number, got nan", True),
+    ("lr inf", lambda c: ATGANAttack(generator=c.G, lr=float("inf")), ValueError, r"lr must be a finite number, got inf", True),
+    ("rho_linf nan", lambda c: ATGANAttack(generator=c.G, rho_linf=float("nan")), ValueError, r"rho_linf must be a finite number, got nan", True),
+    ("clip_max nan", lambda c: ATGANAttack(c.model, generator=c.G, clip_max=float("nan")), ValueError, r"clip_max must be a finite number, got nan", True),
+    ("invert_lr nan", lambda c: ATGANAttack(generator=c.G, invert_lr=float("nan")), ValueError, r"invert_lr must be a finite number, got nan", True),
+    ("invert_steps 0", lambda c: ATGANAttack(generator=c.G, invert_steps=0), ValueError, r"invert_steps must be an int >= 1", True),
+    ("device tpu", lambda c: ATGANAttack(generator=c.G, device="tpu"), ValueError, r"device 'tpu' is not a torch device", True),
+    ("device cuda:99", lambda c: ATGANAttack(generator=c.G, device="cuda:99"), ValueError, r"device 'cuda:99' was asked for, but (CUDA is not available on this machine|this machine has \d+ CUDA device)", True),
 ]
+if not torch.cuda.is_available():
+    SETUP.append(("device cuda without a GPU", lambda c: ATGANAttack(c.model, generator=c.G, device="cuda"), ValueError, r"device 'cuda' was asked for, but CUDA is not available on this machine", True))
 # fmt: on
 
 
@@ -161,11 +207,29 @@ def _load_fit_of_a_generator_checkpoint(c: SimpleNamespace) -> None:
     adversary(c).load_fit(c.tmp / "generator.safetensors")
 
 
+def _load_fit_with_a_nan_weight(c: SimpleNamespace) -> None:
+    tensors = {k: v.clone() for k, v in c.G.state_dict().items()}
+    next(t for t in tensors.values() if t.is_floating_point()).view(-1)[0] = float("nan")
+    save_checkpoint(c.tmp / "fit.safetensors", Checkpoint("atgan.fitted_generator", tensors, {}, {"target": None, "config": {}}))
+    adversary(c).load_fit(c.tmp / "fit.safetensors")
+
+
+def _load_fit_with_target(target: Any) -> Callable[[SimpleNamespace], None]:
+    def load(c: SimpleNamespace) -> None:
+        save_checkpoint(c.tmp / "fit.safetensors", Checkpoint("atgan.fitted_generator", c.G.state_dict(), {}, {"target": target}))
+        adversary(c).load_fit(c.tmp / "fit.safetensors")
+
+    return load
+
+
 # fmt: off
 FITS: list[Case] = [
     ("load_fit of another generator", _load_fit_of_another_generator, ValueError, r"fit\.safetensors was fitted from a different generator than this attack's", False),
     ("load_fit of a generator checkpoint", _load_fit_of_a_generator_checkpoint, CheckpointError, r"holds a 'acwgan_gp\.generator' checkpoint, expected 'atgan\.fitted_generator'", True),
     ("load_fit of a missing file", lambda c: adversary(c).load_fit(c.tmp / "nothing.safetensors"), CheckpointError, r"nothing\.safetensors does not exist", True),
+    ("load_fit with a NaN weight", _load_fit_with_a_nan_weight, CheckpointError, r"fit\.safetensors: tensor '.+' holds 1 NaN or infinite values \(corrupt weights\)", True),
+    ("load_fit with target 2.5", _load_fit_with_target(2.5), CheckpointError, r"records an unusable target or fit configuration: target must be an integer", True),
+    ("load_fit of a directory", lambda c: adversary(c).load_fit(c.tmp), CheckpointError, r"is a directory, not a file", True),
 ]
 # fmt: on
 

@@ -13,7 +13,8 @@ from PIL import Image
 
 from atgan_plugin import gan_training
 from atgan_plugin.acwgan_gp import AuxiliaryClassifier
-from atgan_plugin.checkpoints import load_checkpoint, load_training_state, module_from_checkpoint
+from atgan_plugin.checkpoints import load_checkpoint, load_training_state
+from atgan_plugin.models import load_classifier
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.gan_training import GANTrainingConfig, TrainingDivergedError, train_acwgan_gp
 
@@ -69,6 +70,7 @@ def test_writes_every_file(runs: dict[str, Any]) -> None:
         "aux_classifier.safetensors",
         "samples",
         "log.jsonl",
+        "complete.json",
     }
     # Samples every 2 steps and at the end: 8 per class in rows of 8, 28x28 tiles with 2-pixel padding.
     samples = sorted(p.name for p in (out / "samples").iterdir())
@@ -86,9 +88,9 @@ def test_writes_every_file(runs: dict[str, Any]) -> None:
     training = load_checkpoint(out / "generator.safetensors").training
     assert training["step"] == 3 and training["dataset"] == "test-slice" and training["config"]["steps"] == 3
 
-    aux = load_checkpoint(out / "aux_classifier.safetensors", expected_kind="acwgan_gp.aux_classifier")
-    classifier = module_from_checkpoint(aux, AuxiliaryClassifier)
-    assert classifier(images).shape == (4, 10)
+    assert load_checkpoint(out / "aux_classifier.safetensors").kind == "acwgan_gp.aux_classifier"
+    classifier = load_classifier(out / "aux_classifier.safetensors")
+    assert isinstance(classifier, AuxiliaryClassifier) and classifier(images).shape == (4, 10)
 
 
 def test_resume_continues_the_step_count(runs: dict[str, Any]) -> None:

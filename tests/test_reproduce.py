@@ -61,7 +61,8 @@ def test_quick_reproduction_writes_every_section(standins: Path, tmp_path: Path)
     assert_succeeded(result)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name == "00001-reproduce"
-    assert {p.name for p in run_dir.iterdir()} == {"options.json", "results.md", "results.json", "difference.png", "targets.png", "report.html"}
+    assert {p.name for p in run_dir.iterdir()} == {"options.json", "results.md", "results.json", "difference.png", "targets.png",
+                                                   "report.html", "complete.json"}
 
     markdown = (run_dir / "results.md").read_text()
     positions = [markdown.index(section) for section in SECTIONS]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from atgan_plugin.runs import new_run_dir, write_json
+from atgan_plugin.runs import is_complete, mark_complete, new_run_dir, write_json
 
 
 def test_run_folders_are_numbered_and_never_reused(tmp_path: Path) -> None:
@@ -29,3 +29,14 @@ def test_write_json_is_sorted_indented_and_complete(tmp_path: Path) -> None:
     assert text.index('"a"') < text.index('"b"')
     assert json.loads(text) == {"a": {"path": "/x/y"}, "b": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["options.json"]
+
+
+def test_a_run_is_complete_only_once_marked(tmp_path: Path) -> None:
+    run = new_run_dir(tmp_path, "attack")
+    write_json(run / "options.json", {"options": {}})
+    assert not is_complete(run)  # killed before the end: no marker
+    (run / "complete.json").write_text("{not json")
+    assert not is_complete(run)
+    mark_complete(run, step=3)
+    assert is_complete(run)
+    assert json.loads((run / "complete.json").read_text()) == {"complete": True, "step": 3}

@@ -35,7 +35,10 @@ from atgan_plugin.vendored.stylegan2_ada.ops import (
 )
 from torch import nn
 
+from atgan_plugin.limits import Fields, Flag, Int, OneOf, Optional, Real, Taps
+
 __all__ = [
+    "GENERATOR_KWARGS_SCHEMA",
     "NOISE_MODES",
     "PRECISIONS",
     "SNAPSHOT_ATTRIBUTES",
@@ -66,6 +69,25 @@ SNAPSHOT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "ToRGBLayer": ("conv_clamp", "weight_gain"),
     "Conv2dLayer": ("activation", "up", "down", "conv_clamp", "padding", "weight_gain", "act_gain"),
 }
+
+
+# Bounds on the Generator's constructor arguments as a snapshot or checkpoint records them, checked
+# before anything is built (atgan_plugin.limits). NVIDIA's configurations (spec §5: 32 to 1024 px,
+# z = w = 512, channel_max 512, 2 or 8 mapping layers) lie well inside.
+_ACTIVATION = OneOf(tuple(ACTIVATIONS))
+GENERATOR_KWARGS_SCHEMA = Fields({
+    "z_dim": Int(1, 4096), "c_dim": Int(0, 1000), "w_dim": Int(1, 4096), "img_resolution": Int(4, 2048),
+    "img_channels": Int(1, 4),
+    "mapping_kwargs": Optional(Fields({
+        "num_layers": Int(1, 32), "embed_features": Optional(Int(0, 4096)), "layer_features": Optional(Int(1, 4096)),
+        "activation": _ACTIVATION, "lr_multiplier": Real(1e-6, 1e3), "w_avg_beta": Optional(Real(0, 1)),
+    })),
+    "synthesis_kwargs": Optional(Fields({
+        "channel_base": Int(1, 1 << 20), "channel_max": Int(1, 4096), "num_fp16_res": Int(0, 16),
+        "architecture": OneOf(_ARCHITECTURES), "resample_filter": Taps(16), "conv_clamp": Optional(Real(0, 1e6)),
+        "fp16_channels_last": Flag(), "use_noise": Flag(), "activation": _ACTIVATION, "kernel_size": Int(1, 7),
+    })),
+}, required=frozenset({"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"}))  # fmt: skip
 
 
 def _check_activation(activation: str) -> None:

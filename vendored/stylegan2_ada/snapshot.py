@@ -12,12 +12,18 @@ each with a replacement of our own:
   mapped to a dtype);
 - ``EasyDict`` is a plain ``dict`` subclass, numpy scalars become Python numbers.
 
+Before any of that, :func:`~.picklescan.scan_pickle` bounds the stream (declared lengths,
+nesting depth, memo indices, object counts), so a small hostile file can neither exhaust memory
+nor crash the interpreter; the walks over what was read are bounded too.
+
 Any other global (``os.system``, ``builtins.eval``, a network class of another code base, a
 TensorFlow-era ``dnnlib.tflib`` object) stops the read with :class:`ForbiddenGlobalError` naming
 it, before anything is imported or called. The records are then flattened into a state dict,
-our :class:`~atgan_plugin.vendored.stylegan2_ada.networks.Generator` is rebuilt from the
-recorded constructor arguments, the recorded plain attributes are compared with ours, and the
-state is loaded strictly.
+the recorded constructor arguments are checked against
+:data:`~.networks.GENERATOR_KWARGS_SCHEMA`, our
+:class:`~atgan_plugin.vendored.stylegan2_ada.networks.Generator` is built from them on the
+``meta`` device (no memory), the recorded plain attributes and the tensor shapes are compared
+with it, and only then is the real network built and the (finite) state loaded strictly.
 """
 
 from __future__ import annotations
@@ -28,18 +34,22 @@ import hashlib
 import io
 import math
 import pickle
+import reprlib
 import struct
 import types
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from atgan_plugin.vendored.stylegan2_ada.networks import SNAPSHOT_ATTRIBUTES, Generator
+from atgan_plugin.vendored.stylegan2_ada.networks import GENERATOR_KWARGS_SCHEMA, SNAPSHOT_ATTRIBUTES, Generator
+from atgan_plugin.vendored.stylegan2_ada.picklescan import MAX_DEPTH, scan_pickle
 
-from atgan_plugin.checkpoints import CheckpointError
+from atgan_plugin.checkpoints import CheckpointError, check_declared_tensors, check_finite, describe_tensors
+from atgan_plugin.limits import config_problem
 
 __all__ = [
     "ALLOWED_GLOBALS",
@@ -93,14 +103,17 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
     # The data that NVIDIA's hook would turn into a live object by exec-ing meta['module_src'].
     if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict):
         raise CheckpointError("a persistent object in the pickle has an unexpected layout (expected type='class' with a state dict)")
+    class_name, version = meta.get("class_name"), meta.get("version", -1)
+    if not isinstance(class_name, str) or isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError("a persistent object in the pickle has no class name (str) and version (int)")
     source = meta.get("module_src", "")
     source_bytes = source.encode("utf-8", "replace") if isinstance(source, str) else b""
     state = meta["state"]
     modules = state.get("_modules") or {}
-    children = {name: child for name, child in modules.items() if isinstance(child, PersistentRecord)}
+    children = {name: child for name, child in modules.items() if isinstance(child, PersistentRecord)} if isinstance(modules, dict) else {}
     return PersistentRecord(
-        class_name=str(meta.get("class_name")),
-        version=int(meta.get("version", -1)),
+        class_name=class_name[:200],
+        version=version,
         state=state,
         source_length=len(source_bytes),
         source_sha256=hashlib.sha256(source_bytes).hexdigest(),
@@ -147,10 +160,13 @@ class _StorageUnpickler(pickle.Unpickler):
         raise ForbiddenGlobalError(module, name, where="a storage blob")
 
     def persistent_load(self, pid: Any) -> _StorageRef:
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
-            raise CheckpointError(f"unexpected persistent id in a storage blob: {pid!r:.200}")
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)
+                and isinstance(pid[2], str) and isinstance(pid[4], int)):  # fmt: skip
+            raise CheckpointError(f"unexpected persistent id in a storage blob: {_short(pid)}")
         view = pid[5] if len(pid) > 5 else None
-        return _StorageRef(key=str(pid[2]), dtype=pid[1].dtype, numel=int(pid[4]), view=view)
+        if view is not None and not (isinstance(view, tuple) and len(view) == 3 and all(isinstance(v, int) for v in view[1:])):
+            raise CheckpointError(f"unexpected storage view in a storage blob: {_short(view)}")
+        return _StorageRef(key=pid[2], dtype=pid[1].dtype, numel=pid[4], view=view)
 
 
 def _load_storage_blob(blob: Any) -> torch.Tensor:
@@ -159,24 +175,36 @@ def _load_storage_blob(blob: Any) -> torch.Tensor:
         raise CheckpointError(f"a storage blob is {type(blob).__name__}, expected bytes")
     if blob[:4] == b"PK\x03\x04":  # zip-format torch.save: torch's own weights-only reader
         try:
+            with zipfile.ZipFile(io.BytesIO(blob)) as archive:  # uncompressed only: no entry outgrows the blob
+                if any(info.compress_type != zipfile.ZIP_STORED for info in archive.infolist()):
+                    raise CheckpointError("a zip-format storage blob has compressed entries")
             storage = torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
             return torch.empty(0, dtype=storage.dtype).set_(storage.untyped_storage())
+        except CheckpointError:
+            raise
         except Exception as error:
             raise CheckpointError(f"unreadable zip-format storage blob: {error}") from error
     f = io.BytesIO(blob)
+
+    def load() -> Any:  # one of the five pickles in a row, bounded first
+        scan_pickle(blob, f.tell())
+        return _StorageUnpickler(f).load()
+
     try:
-        magic = _StorageUnpickler(f).load()
-        protocol = _StorageUnpickler(f).load()
-        sys_info = _StorageUnpickler(f).load()
+        magic = load()
+        protocol = load()
+        sys_info = load()
         if magic != _LEGACY_MAGIC or protocol != _LEGACY_PROTOCOL:
-            raise CheckpointError(f"a storage blob has magic {magic!r} / protocol {protocol!r}, not legacy torch.save")
+            raise CheckpointError(f"a storage blob has magic {_short(magic)} / protocol {_short(protocol)}, not legacy torch.save")
         if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
             raise CheckpointError("big-endian storage blobs are not supported")
-        ref = _StorageUnpickler(f).load()
-        keys = _StorageUnpickler(f).load()
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError) as error:
-        if isinstance(error, CheckpointError):
+        ref = load()
+        keys = load()
+    except CheckpointError as error:
+        if isinstance(error, ForbiddenGlobalError) or "storage blob" in str(error):
             raise
+        raise CheckpointError(f"corrupt storage blob: {error}") from error
+    except (EOFError, pickle.UnpicklingError, ValueError, TypeError) as error:
         raise CheckpointError(f"corrupt storage blob: {error}") from error
     if not isinstance(ref, _StorageRef) or keys != [ref.key]:  # the record is the root storage's, even for a view
         raise CheckpointError("a storage blob does not hold exactly one storage")
@@ -287,14 +315,17 @@ def read_snapshot(path: str | Path) -> dict[str, Any]:
 
     Raises:
         ForbiddenGlobalError: a global outside :data:`ALLOWED_GLOBALS` (names it).
-        CheckpointError: a missing, truncated or otherwise unreadable file.
+        CheckpointError: a missing, truncated, oversized or otherwise unreadable file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"StyleGAN2-ADA pickle {path} is a directory, not a file")
     if not path.is_file():
         raise CheckpointError(f"StyleGAN2-ADA pickle {path} does not exist")
     try:
-        with open(path, "rb") as f:
-            data = _SnapshotUnpickler(f).load()
+        data = path.read_bytes()
+        scan_pickle(data)  # lengths, nesting, memo and counts, before the unpickler sees a byte
+        result = _SnapshotUnpickler(io.BytesIO(data)).load()
     except ForbiddenGlobalError as error:
         where = str(path) if error.where == "pickle" else f"{path}, in {error.where}"
         raise ForbiddenGlobalError(error.module, error.name, where=where) from None
@@ -302,45 +333,82 @@ def read_snapshot(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: {error}") from error
     except EOFError as error:
         raise CheckpointError(f"{path} is truncated: the pickle stream ends early ({error or 'EOF'})") from error
-    except (pickle.UnpicklingError, ValueError, TypeError, struct.error, IndexError, KeyError, AttributeError,
-            ArithmeticError, RuntimeError) as error:  # fmt: skip
+    except Exception as error:  # hostile input reaches many code paths; every failure is named as this file's
         reason = "truncated" if "truncated" in str(error) else "corrupt or not a StyleGAN2-ADA pickle"
-        raise CheckpointError(f"{path} is {reason}: {type(error).__name__}: {error}") from error
-    if isinstance(data, tuple) and len(data) == 3:
+        raise CheckpointError(f"{path} is {reason}: {type(error).__name__}: {_short(error)}") from error
+    if isinstance(result, tuple) and len(result) == 3:
         raise CheckpointError(f"{path} looks like a TensorFlow-era (G, D, Gs) pickle, which is not supported")
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} does not hold a StyleGAN2-ADA snapshot dict (found {type(data).__name__})")
-    return data
+    if not isinstance(result, dict):
+        raise CheckpointError(f"{path} does not hold a StyleGAN2-ADA snapshot dict (found {type(result).__name__})")
+    return result
 
 
-def _plain(value: Any) -> Any:
-    """EasyDicts and OrderedDicts to dicts, tuples to lists (JSON-friendly constructor args)."""
+def _short(value: Any, limit: int = 200) -> str:
+    """A bounded ``repr`` (``str`` for an exception) for messages: deep or huge values from a hostile
+    file must not cost anything."""
+    if isinstance(value, BaseException):
+        return str(value)[:limit]
+    shown = reprlib.Repr()
+    shown.maxlevel, shown.maxstring, shown.maxother = 3, limit, limit
+    return shown.repr(value)[:limit]
+
+
+_PLAIN_BUDGET = 100_000  # nodes one _plain walk may visit (constructor arguments are a few dozen)
+
+
+def _plain(value: Any, budget: list[int] | None = None, depth: int = 0) -> Any:
+    """EasyDicts and OrderedDicts to dicts, tuples to lists (JSON-friendly constructor args).
+
+    Bounded: at most :data:`MAX_DEPTH` deep and ``_PLAIN_BUDGET`` nodes, so a hostile DAG of
+    shared containers cannot make it run for ever.
+    """
+    budget = budget if budget is not None else [_PLAIN_BUDGET]
+    budget[0] -= 1
+    if budget[0] < 0 or depth > MAX_DEPTH:
+        raise CheckpointError("constructor arguments nested too deep or too large")
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k) if not isinstance(k, str) else k: _plain(v, budget, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_plain(v, budget, depth + 1) for v in value]
     return value
 
 
-def _flatten(record: PersistentRecord, prefix: str = "") -> tuple[dict[str, torch.Tensor], dict[str, PersistentRecord]]:
-    """State dict (nn.Module.state_dict order) and the record of every submodule, by name."""
+def _flatten(record: PersistentRecord) -> tuple[dict[str, torch.Tensor], dict[str, PersistentRecord]]:
+    """State dict (nn.Module.state_dict order) and the record of every submodule, by name.
+
+    Walks the module tree with an explicit stack; a record that contains itself is refused.
+    """
     tensors: dict[str, torch.Tensor] = {}
-    records = {prefix.rstrip("."): record}
-    for slot in ("_parameters", "_buffers"):
-        for name, value in (record.state.get(slot) or {}).items():
-            if value is None:
+    records: dict[str, PersistentRecord] = {}
+    seen: set[int] = set()
+    stack: list[tuple[str, PersistentRecord]] = [("", record)]
+    while stack:
+        prefix, current = stack.pop()
+        if id(current) in seen or len(seen) > 100_000 or prefix.count(".") > MAX_DEPTH:
+            raise CheckpointError(f"the network record at {prefix.rstrip('.')[:200] or 'its root'} contains itself or nests too deep")
+        seen.add(id(current))
+        records[prefix.rstrip(".")] = current
+        for slot in ("_parameters", "_buffers"):
+            entries = current.state.get(slot) or {}
+            if not isinstance(entries, dict):
+                raise CheckpointError(f"{prefix}{slot} is a {type(entries).__name__}, expected a dict")
+            for name, value in entries.items():
+                if value is None:
+                    continue
+                if not isinstance(value, torch.Tensor):
+                    raise CheckpointError(f"{prefix}{name} is a {type(value).__name__}, expected a tensor")
+                tensors[f"{prefix}{name}"] = value
+        modules = current.state.get("_modules") or {}
+        if not isinstance(modules, dict):
+            raise CheckpointError(f"{prefix}_modules is a {type(modules).__name__}, expected a dict")
+        children = []
+        for name, child in modules.items():
+            if child is None:
                 continue
-            if not isinstance(value, torch.Tensor):
-                raise CheckpointError(f"{prefix}{name} is a {type(value).__name__}, expected a tensor")
-            tensors[prefix + name] = value
-    for name, child in (record.state.get("_modules") or {}).items():
-        if child is None:
-            continue
-        if not isinstance(child, PersistentRecord):
-            raise CheckpointError(f"submodule {prefix}{name} is a {type(child).__name__}, expected a persistent network")
-        child_tensors, child_records = _flatten(child, f"{prefix}{name}.")
-        tensors.update(child_tensors)
-        records.update(child_records)
+            if not isinstance(child, PersistentRecord):
+                raise CheckpointError(f"submodule {prefix}{name} is a {type(child).__name__}, expected a persistent network")
+            children.append((f"{prefix}{name}.", child))
+        stack.extend(reversed(children))  # depth-first in registration order, as state_dict() is
     return tensors, records
 
 
@@ -362,6 +430,8 @@ def _generator_from_record(record: PersistentRecord, where: str) -> Generator:
         warnings.warn(f"{where}: persistence format version {record.version}, expected {PERSISTENCE_VERSION}", stacklevel=3)
     kwargs = record.init_kwargs
     args = _plain(record.state.get("_init_args") or [])
+    if not isinstance(kwargs, dict) or not isinstance(args, list):
+        raise CheckpointError(f"{where}: its constructor arguments are not a dict and a list")
     positional = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
     if len(args) > len(positional):
         raise CheckpointError(f"{where}: {len(args)} positional constructor arguments, at most {len(positional)} expected")
@@ -370,13 +440,19 @@ def _generator_from_record(record: PersistentRecord, where: str) -> Generator:
     for name in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"):
         if name not in kwargs and name in record.state:
             kwargs[name] = record.state[name]
+    # Bounds first, then a build on the meta device (no memory) to compare the record with.
+    problem = config_problem(kwargs, GENERATOR_KWARGS_SCHEMA, "its constructor arguments")
+    if problem is not None:
+        raise CheckpointError(f"{where}: {problem}")
     try:
-        network = Generator(**kwargs)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{where}: cannot rebuild the generator from its recorded arguments {kwargs}: {error}") from error
+        with torch.device("meta"):
+            skeleton = Generator(**kwargs)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{where}: cannot rebuild the generator from its recorded arguments {_short(kwargs)}: {error}") from error
 
     tensors, records = _flatten(record)
-    modules = dict(network.named_modules())
+    modules = dict(skeleton.named_modules())
+    hints: list[tuple[str, str, bool]] = []  # (module, attribute, value) to set on the real network
     for name, sub in records.items():
         ours = modules.get(name)
         label = f"{where}.{name}" if name else where
@@ -387,21 +463,17 @@ def _generator_from_record(record: PersistentRecord, where: str) -> Generator:
             if attribute not in sub.state:
                 continue
             if attribute in _SPEED_HINTS:  # no effect on the output: follow the file, never refuse it
-                setattr(ours, attribute, bool(sub.state[attribute]))
+                hints.append((name, attribute, bool(sub.state[attribute])))
                 continue
             if not _same(sub.state[attribute], getattr(ours, attribute)):
-                raise CheckpointError(f"{label}.{attribute} is {sub.state[attribute]!r} in the file but "
+                raise CheckpointError(f"{label}.{attribute} is {_short(sub.state[attribute])} in the file but "
                                       f"{getattr(ours, attribute)!r} in the rebuilt network")  # fmt: skip
-    expected = network.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(f"{where}: state does not match the recorded architecture; "
-                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")  # fmt: skip
-    for name, tensor in tensors.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise CheckpointError(f"{where}.{name} has shape {tuple(tensor.shape)} in the file, "
-                                  f"{tuple(expected[name].shape)} in the rebuilt network")  # fmt: skip
+    check_declared_tensors(describe_tensors(tensors), skeleton, where)
+    check_finite(tensors, where)
+
+    network = Generator(**kwargs)
+    for name, attribute, value in hints:
+        setattr(network.get_submodule(name), attribute, value)
     network.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
     return network.requires_grad_(False).eval()
 
@@ -423,7 +495,7 @@ def load_generator_pickle(
         raise ValueError(f"which must be one of {NETWORK_KEYS}, got {which!r}")
     data = read_snapshot(path)
     if which not in data or data[which] is None:
-        found = ", ".join(str(k) for k in data) or "nothing"
+        found = ", ".join(_short(k, 40) for k in list(data)[:10]) or "nothing"
         raise CheckpointError(f"{path} has no {which} network (it holds: {found})")
     record = data[which]
     if not isinstance(record, PersistentRecord):
@@ -432,9 +504,9 @@ def load_generator_pickle(
         network = _generator_from_record(record, f"{Path(path).name}:{which}")
     except CheckpointError:
         raise
-    except (AttributeError, TypeError, ValueError, KeyError, IndexError, ArithmeticError, RuntimeError) as error:
+    except Exception as error:  # a hostile record reaches many code paths; every failure is named
         raise CheckpointError(f"{path}: {which} is not a readable StyleGAN2-ADA generator record: "
-                              f"{type(error).__name__}: {error}") from error  # fmt: skip
+                              f"{type(error).__name__}: {_short(error)}") from error  # fmt: skip
     if require_conditional and network.c_dim == 0:
         raise CheckpointError(f"{path}: {which} is unconditional (c_dim = 0); a class-conditional generator is required")
     return network
