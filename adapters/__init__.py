@@ -6,7 +6,7 @@ checkpoints, and StyleGAN2-ADA as NVIDIA's pickles (read safely) or our safetens
 """
 
 from atgan_plugin.adapters.acwgan_gp import ACWGANGPGenerator
-from atgan_plugin.adapters.protocol import ConditionalGenerator, check_generator
+from atgan_plugin.adapters.protocol import ConditionalGenerator, SharedGuards, check_generator
 from atgan_plugin.adapters.registry import (
     GeneratorFormat,
     load_generator,
@@ -19,6 +19,7 @@ __all__ = [
     "ACWGANGPGenerator",
     "ConditionalGenerator",
     "GeneratorFormat",
+    "SharedGuards",
     "StyleGAN2ADAGenerator",
     "check_generator",
     "load_generator",

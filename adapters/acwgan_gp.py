@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
+from atgan_plugin.adapters.protocol import SharedGuards
 from atgan_plugin.adapters.registry import GeneratorFormat, register_generator_format
 from torch import nn
 
 from atgan_plugin.acwgan_gp import CONFIG_SCHEMA, Generator
 from atgan_plugin.checkpoints import Architecture, Checkpoint, load_module, read_checkpoint_kind, save_checkpoint
+from atgan_plugin.models import CLASSIFIER_KINDS, guard_parts, guards_from_parts
 
 __all__ = ["ACWGANGPGenerator"]
 
@@ -23,11 +25,16 @@ class ACWGANGPGenerator(nn.Module):
     The network ends in a sigmoid, so its output is already in [0, 1]. Our choice: the AT-GAN
     transfer fine-tunes every parameter, and batch-norm statistics stay frozen (the attack runs
     the generator in eval mode), so ``G(z, y)`` is a deterministic function of ``(z, y)``.
+
+    ``default_guards``: the classifiers ``ATGANAttack(guard="auto")`` keeps the source class with,
+    normally AC-WGAN_GP's own auxiliary classifier; a checkpoint carries them (``save`` writes them,
+    ``from_checkpoint`` reads them back).
     """
 
-    def __init__(self, network: Generator):
+    def __init__(self, network: Generator, default_guards: Sequence[nn.Module] = ()):
         super().__init__()
         self.network = network
+        self.default_guards = SharedGuards(default_guards)
         self.z_dim = network.config.z_dim
         self.num_classes = network.config.num_classes
         self.image_shape = (network.config.img_channels, network.config.img_resolution, network.config.img_resolution)
@@ -51,12 +58,14 @@ class ACWGANGPGenerator(nn.Module):
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> ACWGANGPGenerator:
         """Our safetensors checkpoint; its config and tensor shapes are checked before anything is allocated."""
-        network, _ = load_module(path, {CHECKPOINT_KIND: Architecture(Generator, CONFIG_SCHEMA)})
+        network, checkpoint = load_module(path, {CHECKPOINT_KIND: Architecture(Generator, CONFIG_SCHEMA)}, CLASSIFIER_KINDS)
         assert isinstance(network, Generator)
-        return cls(network).eval()
+        return cls(network, default_guards=guards_from_parts(checkpoint, path)).eval()
 
     def save(self, path: str | Path, training: dict[str, object] | None = None, *, half: bool = False) -> None:
-        checkpoint = Checkpoint(CHECKPOINT_KIND, dict(self.network.state_dict()), self.network.config.asdict(), dict(training or {}))
+        """Our safetensors checkpoint: weights, constructor arguments, training facts and the default guards."""
+        checkpoint = Checkpoint(CHECKPOINT_KIND, dict(self.network.state_dict()), self.network.config.asdict(),
+                                dict(training or {}), guard_parts(self.default_guards))  # fmt: skip
         save_checkpoint(path, checkpoint, half=half)
 
 

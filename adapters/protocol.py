@@ -12,7 +12,19 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-__all__ = ["ConditionalGenerator", "check_generator"]
+__all__ = ["ConditionalGenerator", "SharedGuards", "check_generator"]
+
+
+class SharedGuards(tuple):  # type: ignore[type-arg]
+    """A generator's ``default_guards``: a tuple of classifiers that ``copy.deepcopy`` shares.
+
+    The fit deep-copies the generator (G_orig and G_attack); the guards ride along as a plain
+    attribute (not submodules: no state_dict entries, no device moves) and are only ever read, so
+    every copy may point at the same classifiers.
+    """
+
+    def __deepcopy__(self, memo: dict[int, object]) -> SharedGuards:
+        return self
 
 
 @runtime_checkable
@@ -43,6 +55,10 @@ class ConditionalGenerator(Protocol):
         """The parameters the AT-GAN transfer fine-tunes (all of them, for most adapters)."""
         ...
 
+
+# Optional member: ``default_guards``, a tuple (best a :class:`SharedGuards`) of classifiers of the
+# generator's classes on images in [0, 1] that ``ATGANAttack(guard="auto")`` uses; AC-WGAN_GP
+# checkpoints carry their auxiliary classifier there. Absent or empty: a guard is distilled.
 
 def check_generator(generator: object) -> None:
     """Raises ``TypeError`` naming what is missing when ``generator`` does not fit the protocol."""

@@ -8,12 +8,13 @@ the right one by looking at the file.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from atgan_plugin.adapters.protocol import SharedGuards
 from atgan_plugin.adapters.registry import GeneratorFormat, register_generator_format
 from atgan_plugin.vendored.stylegan2_ada.networks import GENERATOR_KWARGS_SCHEMA, NOISE_MODES, PRECISIONS, Generator
 from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle, looks_like_pickle
@@ -28,6 +29,7 @@ from atgan_plugin.checkpoints import (
     save_checkpoint,
 )
 from atgan_plugin.limits import Fields, Int, OneOf, Optional, Real
+from atgan_plugin.models import CLASSIFIER_KINDS, guard_parts, guards_from_parts
 
 __all__ = ["FINE_TUNE_MODES", "TRUNCATION_CENTERS", "StyleGAN2ADAGenerator"]
 
@@ -71,6 +73,8 @@ class StyleGAN2ADAGenerator(nn.Module):
             fp16, float32 on CPU), ``"fp32"``, ``"fp16"`` or ``"bf16"`` (those blocks in that
             dtype on any device).
         class_center_samples: latents per class for the ``class_w_avg`` estimate.
+        default_guards: the classifiers ``ATGANAttack(guard="auto")`` keeps the source class with;
+            NVIDIA's pickles carry none (a guard is then distilled), our safetensors may carry some.
 
     Shape:
         - z: ``(N, z_dim)`` standard normal; y: ``(N,)`` int64 in ``[0, num_classes)``.
@@ -93,6 +97,7 @@ class StyleGAN2ADAGenerator(nn.Module):
         fine_tune: str = "synthesis",
         precision: str = "auto",
         class_center_samples: int = 256,
+        default_guards: Sequence[nn.Module] = (),
         _class_w_avg: torch.Tensor | None = None,
     ):
         super().__init__()
@@ -124,6 +129,7 @@ class StyleGAN2ADAGenerator(nn.Module):
         if _class_w_avg is None:
             _class_w_avg = self._estimate_class_centers(class_center_samples)
         self.register_buffer("class_w_avg", _class_w_avg.detach().clone())  # (num_classes, w_dim)
+        self.default_guards = SharedGuards(default_guards)
 
     # --------------------------------------------------------------------------------------------
     # The ConditionalGenerator protocol.
@@ -210,14 +216,16 @@ class StyleGAN2ADAGenerator(nn.Module):
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> StyleGAN2ADAGenerator:
         """Our safetensors checkpoint; its config and tensor shapes are checked before anything is allocated."""
-        adapter, _ = load_module(path, {CHECKPOINT_KIND: Architecture(cls.from_config, CONFIG_SCHEMA)})
+        adapter, checkpoint = load_module(path, {CHECKPOINT_KIND: Architecture(cls.from_config, CONFIG_SCHEMA)}, CLASSIFIER_KINDS)
         assert isinstance(adapter, StyleGAN2ADAGenerator)
+        adapter.default_guards = SharedGuards(guards_from_parts(checkpoint, path))
         return adapter.requires_grad_(False).eval()
 
     def save(self, path: str | Path, training: dict[str, object] | None = None, *, half: bool = False) -> None:
-        """Our safetensors checkpoint: weights, constructor arguments and options, training facts."""
+        """Our safetensors checkpoint: weights, constructor arguments and options, training facts, default guards."""
         config = {"network": self.network.init_kwargs, **self.options()}
-        save_checkpoint(path, Checkpoint(CHECKPOINT_KIND, dict(self.state_dict()), config, dict(training or {})), half=half)
+        checkpoint = Checkpoint(CHECKPOINT_KIND, dict(self.state_dict()), config, dict(training or {}), guard_parts(self.default_guards))
+        save_checkpoint(path, checkpoint, half=half)
 
 
 register_generator_format(

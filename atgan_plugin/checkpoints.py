@@ -66,6 +66,12 @@ __all__ = [
 FORMAT_VERSION = "1"
 _META_KEY = "atgan_plugin"
 _DIGEST_KEY = "tensors_sha256"  # in the metadata JSON, beside kind/config/training
+# A checkpoint may carry other networks ("parts", e.g. a generator's guard classifiers): their tensors are
+# stored as "parts/<name>/<key>" ("/" never occurs in a state_dict key), their kind/config/training
+# under "parts" in the metadata. One level deep, a few at most.
+_PART_PREFIX = "parts/"
+_PART_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_MAX_PARTS = 8
 _FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
 _DTYPE_NAMES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64",
                 torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
@@ -90,6 +96,7 @@ class Checkpoint:
     tensors: dict[str, torch.Tensor]
     config: dict[str, Any] = field(default_factory=dict)  # constructor arguments
     training: dict[str, Any] = field(default_factory=dict)  # command, seed, metrics, ...
+    parts: dict[str, Checkpoint] = field(default_factory=dict)  # networks carried along, e.g. a generator's guards
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,7 @@ class Header:
     training: dict[str, Any]
     tensors: dict[str, tuple[str, tuple[int, ...]]]  # name -> (safetensors dtype such as "F16", shape)
     digest: str | None  # SHA-256 of the tensors (tensor_digest), None in files written before it existed
+    parts: dict[str, Header] = field(default_factory=dict)  # what each part declares (no parts of parts)
 
 
 @dataclass(frozen=True)
@@ -163,13 +171,22 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
 
 
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint, *, half: bool = False) -> None:
-    """Writes ``checkpoint`` atomically, with its tensors' digest; ``half=True`` stores floating tensors as float16."""
+    """Writes ``checkpoint`` (and its parts) atomically, with its tensors' digest; ``half=True`` stores
+    floating tensors as float16."""
+    if len(checkpoint.parts) > _MAX_PARTS:
+        raise ValueError(f"a checkpoint carries at most {_MAX_PARTS} parts, got {len(checkpoint.parts)}")
+    named = [("", checkpoint.tensors)]
+    for part_name, part in checkpoint.parts.items():
+        if not _PART_NAME.fullmatch(part_name) or part.parts:
+            raise ValueError(f"part names are 1-64 letters, digits, '_', '.' or '-', and parts carry no parts; got {part_name!r}")
+        named.append((f"{_PART_PREFIX}{part_name}/", part.tensors))
     tensors = {}
-    for name, tensor in checkpoint.tensors.items():
-        tensor = tensor.detach().cpu().contiguous()
-        if half and tensor.is_floating_point():
-            tensor = tensor.half()
-        tensors[name] = tensor
+    for prefix, part_tensors in named:
+        for name, tensor in part_tensors.items():
+            tensor = tensor.detach().cpu().contiguous()
+            if half and tensor.is_floating_point():
+                tensor = tensor.half()
+            tensors[prefix + name] = tensor
     meta = {
         "format": FORMAT_VERSION,
         "kind": checkpoint.kind,
@@ -177,6 +194,8 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint, *, half: bool = Fa
         "training": checkpoint.training,
         _DIGEST_KEY: tensor_digest(tensors),
     }
+    if checkpoint.parts:
+        meta["parts"] = {name: {"kind": p.kind, "config": p.config, "training": p.training} for name, p in checkpoint.parts.items()}
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
 
@@ -260,7 +279,28 @@ def read_header(path: str | Path, *, expected_kind: str | None = None) -> Header
         raise CheckpointError(f"{path}: corrupt metadata: {_DIGEST_KEY} is not a SHA-256 hex digest")
     if expected_kind is not None and kind != expected_kind:
         raise CheckpointError(f"{path} holds a {kind[:80]!r} checkpoint, expected {expected_kind!r}")
-    return Header(path, kind, config, training, declared, digest)
+    parts = _part_headers(path, meta.get("parts", {}), declared)
+    return Header(path, kind, config, training, declared, digest, parts)
+
+
+def _part_headers(path: Path, described: Any, declared: dict[str, tuple[str, tuple[int, ...]]]) -> dict[str, Header]:
+    """Moves the ``parts/<name>/...`` entries out of ``declared`` into one header per described part."""
+    if not isinstance(described, dict) or len(described) > _MAX_PARTS:
+        raise CheckpointError(f"{path}: corrupt metadata: 'parts' is not a mapping of at most {_MAX_PARTS} parts")
+    parts: dict[str, Header] = {}
+    for name, info in described.items():
+        if not _PART_NAME.fullmatch(str(name)) or not isinstance(info, dict):
+            raise CheckpointError(f"{path}: corrupt metadata: part {str(name)[:64]!r} is not a described part")
+        kind, config, training = info.get("kind"), info.get("config", {}), info.get("training", {})
+        if not (isinstance(kind, str) and isinstance(config, dict) and isinstance(training, dict)):
+            raise CheckpointError(f"{path}: corrupt metadata: part {name!r} lacks a kind, config or training record")
+        parts[name] = Header(path, kind, config, training, {}, None)
+    for key in [k for k in declared if k.startswith(_PART_PREFIX)]:
+        name, _, sub = key[len(_PART_PREFIX):].partition("/")
+        if name not in parts or not sub:
+            raise CheckpointError(f"{path}: tensor {key[:80]!r} belongs to no described part")
+        parts[name].tensors[sub] = declared.pop(key)
+    return parts
 
 
 def _vouched_by_sums(path: Path) -> bool:
@@ -286,11 +326,13 @@ def _vouched_by_sums(path: Path) -> bool:
 
 
 def _read_tensors(header: Header) -> dict[str, torch.Tensor]:
-    """The tensors of a checked header, their digest and finiteness verified; floating ones as float32."""
+    """The tensors of a checked header (its parts' under ``parts/<name>/``), their digest and finiteness
+    verified; floating ones as float32."""
     path = header.path
+    names = list(header.tensors) + [f"{_PART_PREFIX}{part}/{key}" for part, h in header.parts.items() for key in h.tensors]
     try:
         with safe_open(str(path), framework="pt") as f:
-            tensors = {name: f.get_tensor(name) for name in header.tensors}
+            tensors = {name: f.get_tensor(name) for name in names}
     except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as error:
         raise _unreadable(path, error) from error
     if header.digest is not None:
@@ -311,7 +353,14 @@ def load_checkpoint(path: str | Path, *, expected_kind: str | None = None) -> Ch
             mismatch or a non-finite weight.
     """
     header = read_header(path, expected_kind=expected_kind)
-    return Checkpoint(header.kind, _read_tensors(header), dict(header.config), dict(header.training))
+    return _checkpoint(header, _read_tensors(header))
+
+
+def _checkpoint(header: Header, tensors: dict[str, torch.Tensor]) -> Checkpoint:
+    """Splits what :func:`_read_tensors` read into the checkpoint and its parts."""
+    parts = {name: Checkpoint(h.kind, {key: tensors.pop(f"{_PART_PREFIX}{name}/{key}") for key in h.tensors},
+                              dict(h.config), dict(h.training)) for name, h in header.parts.items()}  # fmt: skip
+    return Checkpoint(header.kind, tensors, dict(header.config), dict(header.training), parts)
 
 
 def read_checkpoint_kind(path: str | Path) -> str | None:
@@ -383,20 +432,37 @@ def module_from_checkpoint(checkpoint: Checkpoint, architecture: Architecture, w
     return module
 
 
-def load_module(path: str | Path, architectures: Mapping[str, Architecture]) -> tuple[nn.Module, Checkpoint]:
+def _architecture_of(header: Header, architectures: Mapping[str, Architecture], where: str) -> Architecture:
+    architecture = architectures.get(header.kind)
+    if architecture is None and not architectures:
+        raise CheckpointError(f"{where} is a {header.kind[:80]!r} network this loader does not read")
+    if architecture is None:
+        raise CheckpointError(f"{where} holds a {header.kind[:80]!r} checkpoint, expected "
+                              f"{' or '.join(repr(kind) for kind in architectures)}")  # fmt: skip
+    return architecture
+
+
+def load_module(
+    path: str | Path,
+    architectures: Mapping[str, Architecture],
+    part_architectures: Mapping[str, Architecture] | None = None,
+) -> tuple[nn.Module, Checkpoint]:
     """The network a checkpoint of one of the ``architectures`` kinds holds, and the checkpoint.
 
     Validates before it allocates: bounds on the config, then the declared tensors against the
     network built on the meta device, then the tensors' digest and finiteness, then the real build.
+    The parts the file carries are checked the same way against ``part_architectures`` (a file
+    with parts is refused when none are given); the caller builds them from ``checkpoint.parts``.
     """
     header = read_header(path)
-    architecture = architectures.get(header.kind)
-    if architecture is None:
-        raise CheckpointError(f"{header.path} holds a {header.kind[:80]!r} checkpoint, expected "
-                              f"{' or '.join(repr(kind) for kind in architectures)}")  # fmt: skip
     where = str(header.path)
+    architecture = _architecture_of(header, architectures, where)
     check_declared_tensors(header.tensors, _skeleton(architecture, header.config, where), where)
-    checkpoint = Checkpoint(header.kind, _read_tensors(header), dict(header.config), dict(header.training))
+    for name, part in header.parts.items():
+        part_where = f"{where} (part {name})"
+        part_architecture = _architecture_of(part, part_architectures or {}, part_where)
+        check_declared_tensors(part.tensors, _skeleton(part_architecture, part.config, part_where), part_where)
+    checkpoint = _checkpoint(header, _read_tensors(header))
     return module_from_checkpoint(checkpoint, architecture, where), checkpoint
 
 

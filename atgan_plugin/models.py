@@ -7,6 +7,7 @@ is used nowhere else, so it shares no weights and no inductive quirks with the t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,22 @@ import torch
 from torch import nn
 
 from atgan_plugin import acwgan_gp, cifar
-from atgan_plugin.checkpoints import Architecture, Checkpoint, load_module, save_checkpoint
+from atgan_plugin.checkpoints import Architecture, Checkpoint, load_module, module_from_checkpoint, save_checkpoint
 from atgan_plugin.limits import Fields, Int, OneOf
 
-__all__ = ["ARCHITECTURES", "AUX_CLASSIFIER_KIND", "CLASSIFIER_SCHEMA", "build_classifier", "load_classifier", "save_classifier"]
+__all__ = [
+    "ARCHITECTURES",
+    "AUX_CLASSIFIER_KIND",
+    "CLASSIFIER_KINDS",
+    "CLASSIFIER_SCHEMA",
+    "GUARD_KIND",
+    "build_classifier",
+    "build_guard",
+    "guard_parts",
+    "guards_from_parts",
+    "load_classifier",
+    "save_classifier",
+]
 
 AUX_CLASSIFIER_KIND = "acwgan_gp.aux_classifier"  # written by atgan_plugin.gan_training
 
@@ -79,18 +92,47 @@ def oracle_net(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
     )  # fmt: skip
 
 
+def guard_net(num_classes: int = 10, in_channels: int = 1, width: int = 32) -> nn.Sequential:
+    """Our choice: the small guard distilled from a generator (:mod:`atgan_plugin.guards`), kind :data:`GUARD_KIND`.
+
+    Any image size: two stride-2 convolutions, then a 2×2 average pool, so 28×28 and 32×32 (or
+    larger) images share one architecture; ``width`` channels first, 4·``width`` last.
+    """
+    w = width
+    return nn.Sequential(
+        nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),  # H -> H/2
+        nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.ReLU(),  # H/2 -> H/4
+        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16 * w, num_classes),
+    )  # fmt: skip
+
+
 ARCHITECTURES = {"A": model_a, "B": model_b, "C": model_c, "D": model_d, "oracle": oracle_net}
 
 # Bounds on a "classifier" checkpoint's config, checked before the network is built from it.
 CLASSIFIER_SCHEMA = Fields({"architecture": OneOf(tuple(ARCHITECTURES)), "num_classes": Int(1, 1000),
                             "in_channels": Int(1, 16)}, required=frozenset({"architecture"}))  # fmt: skip
 
+GUARD_KIND = "atgan.distilled_guard"  # guard_net, distilled from a generator
+GUARD_SCHEMA = Fields({"num_classes": Int(1, 1000), "in_channels": Int(1, 16), "width": Int(1, 256)})
+
 
 def build_classifier(architecture: str, num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
     """A freshly initialised classifier of ``architecture`` ("A", "B", "C", "D" or "oracle")."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[architecture](num_classes=num_classes, in_channels=in_channels)
+    model = ARCHITECTURES[architecture](num_classes=num_classes, in_channels=in_channels)
+    config = {"architecture": architecture, "num_classes": num_classes, "in_channels": in_channels}
+    model.checkpoint_meta = {"kind": "classifier", "config": config}  # so a generator checkpoint can carry it
+    return model
+
+
+def build_guard(num_classes: int = 10, in_channels: int = 1, width: int = 32) -> nn.Sequential:
+    """A freshly initialised :func:`guard_net`, stored under :data:`GUARD_KIND`."""
+    model = guard_net(num_classes=num_classes, in_channels=in_channels, width=width)
+    model.checkpoint_meta = {"kind": GUARD_KIND, "config": {"num_classes": num_classes, "in_channels": in_channels, "width": width}}
+    return model
 
 
 def save_classifier(
@@ -107,12 +149,43 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.
     CIFAR-10 classifiers of :mod:`atgan_plugin.cifar`. The file's kind picks the builder; its
     config and tensor shapes are checked before anything is allocated.
     """
-    module, _ = load_module(path, CLASSIFIER_KINDS)
+    module, checkpoint = load_module(path, CLASSIFIER_KINDS)
+    module.checkpoint_meta = {"kind": checkpoint.kind, "config": dict(checkpoint.config)}
     return module.to(device).eval()
 
 
 CLASSIFIER_KINDS: dict[str, Architecture] = {
     "classifier": Architecture(build_classifier, CLASSIFIER_SCHEMA),
+    GUARD_KIND: Architecture(guard_net, GUARD_SCHEMA),
     AUX_CLASSIFIER_KIND: Architecture(acwgan_gp.AuxiliaryClassifier, acwgan_gp.CONFIG_SCHEMA),
     cifar.CHECKPOINT_KIND: cifar.ARCHITECTURE,
 }
+
+
+def guard_parts(guards: Sequence[nn.Module]) -> dict[str, Checkpoint]:
+    """Checkpoint parts ``guard0``, ``guard1``, … so that a generator file carries its guards.
+
+    Each guard must be a classifier this package can rebuild (made by :func:`build_classifier` or
+    loaded by :func:`load_classifier`); any other module gets a ``TypeError`` naming it.
+    """
+    parts = {}
+    for i, guard in enumerate(guards):
+        meta = getattr(guard, "checkpoint_meta", None)
+        if not isinstance(meta, dict):
+            raise TypeError(f"guard {i} ({type(guard).__name__}) cannot be stored in a checkpoint: only classifiers "
+                            "built by atgan_plugin.models or loaded from its checkpoints can")  # fmt: skip
+        parts[f"guard{i}"] = Checkpoint(meta["kind"], dict(guard.state_dict()), dict(meta["config"]))
+    return parts
+
+
+def guards_from_parts(checkpoint: Checkpoint, where: str | Path) -> tuple[nn.Module, ...]:
+    """The guards a generator checkpoint carries (its parts ``guard0``, ``guard1``, …, in order), in eval
+    mode on CPU; their architectures were checked when the file was read (:data:`CLASSIFIER_KINDS`)."""
+    names = sorted((name for name in checkpoint.parts if name.startswith("guard")), key=lambda name: (len(name), name))
+    guards = []
+    for name in names:
+        part = checkpoint.parts[name]
+        module = module_from_checkpoint(part, CLASSIFIER_KINDS[part.kind], f"{where} (part {name})")
+        module.checkpoint_meta = {"kind": part.kind, "config": dict(part.config)}
+        guards.append(module.eval().requires_grad_(False))
+    return tuple(guards)
