@@ -37,6 +37,11 @@ Both faces, the checks and the latents come from :class:`atgan_plugin.faces.Gene
 Fitting ``G_attack`` is the expensive part: it happens on first use for each (model, target)
 and is cached; ``fit()``, ``save_fit()`` and ``load_fit()`` make it explicit.
 
+Realism by default (our additions, each switchable): ``guard="auto"`` keeps the source class with
+the generator's own guard classifiers plus one distilled from G_orig (:mod:`atgan_plugin.guards`),
+and ``search_steps`` shrinks each output towards G_orig's image as far as it still fools the model
+(:mod:`atgan_plugin.shrink`). ``guard=None, search_steps=0`` is the paper's attack.
+
 Shape:
     - inputs: ``(N, C, H, W)`` within the model's bounds, ``(C, H, W)`` = ``generator.image_shape``.
     - labels / targets: ``(N,)`` int64 in ``[0, generator.num_classes)``.
@@ -47,7 +52,7 @@ from __future__ import annotations
 
 import copy
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -66,12 +71,15 @@ from atgan_plugin.checkpoints import (
     save_checkpoint,
 )
 from atgan_plugin.faces import GeneratorAttackBase, torch_module_of
-from atgan_plugin.transfer import FitResult, TransferConfig, as_guards, fit_attack_generator
+from atgan_plugin.guards import AUTO, GuardSpec, check_guard_spec, resolve_guards
+from atgan_plugin.shrink import fooled_with_margin, shrink_towards_reference
+from atgan_plugin.transfer import FitResult, TransferConfig, fit_attack_generator, to_bounds
 from atgan_plugin.utils import eval_mode
 
 __all__ = ["ATGANAttack"]
 
 _FIT_KIND = "atgan.fitted_generator"
+_SHRINK_MARGIN = 0.01  # logits: a shrunk example stays adversarial when the model is re-run in another batch
 
 
 def _preprocessing(model: Any) -> tuple[Any, ...]:
@@ -155,14 +163,21 @@ class ATGANAttack(GeneratorAttackBase):
         latent: ``"random"`` (paper) or ``"invert"``; see the module docstring.
         alpha, beta: weights of L_adv and L_dist (paper, Fashion-MNIST: 2 and 1).
         kappa: confidence margin of L_adv, in log-probability.
-        guard: optional classifier of the generator's classes on images in [0, 1] that must keep
-            recognising the source class during the fit: AC-WGAN_GP's auxiliary classifier, never
-            the target model nor your realism oracle. Copied, never modified. Our addition. A
-            sequence of classifiers guards with each of them (what one guard lets through, another
-            may catch; it matters most for high-κ fits meant to transfer).
+        guard: classifiers of the generator's classes on images in [0, 1] that must keep recognising
+            the source class during the fit (our addition). ``"auto"`` (default): the generator's own
+            (``generator.default_guards``, e.g. AC-WGAN_GP's auxiliary classifier) plus a guard
+            distilled from G_orig, trained on first use and cached (:mod:`atgan_plugin.guards`);
+            ``None``: no guard, the paper's loss; or a classifier or a sequence of them, never the
+            target model nor your realism judge. Copied, never modified.
         gamma: weight of each guard's loss (0 turns the guards off).
         rho_l0, rho_linf: ℓ0 and ℓ∞ bounds of the noise ρ in L_dist (paper: 200 and 0.5).
         steps, lr, batch_size: the fit's Adam steps, learning rate and batch of (z, y_s).
+        tv: weight of the total variation of ``G_attack − G_orig`` in the fit (our addition; 0, the
+            default, leaves it out): smoother changes, less success against robust models.
+        search_steps: bisection steps of the per-example shrink towards G_orig's image
+            (:mod:`atgan_plugin.shrink`, our addition); 0 returns G_attack's image as it is (paper).
+        guard_cache_dir: where distilled guards are cached (default ``$ATGAN_CACHE_DIR`` or
+            ``~/.cache/atgan-plugin``).
         invert_steps, invert_lr: latent inversion settings for ``latent="invert"``.
         device: where to fit and generate; default: the model's device.
         seed: seeds the fit and the latents, so a run is reproducible.
@@ -184,13 +199,16 @@ class ATGANAttack(GeneratorAttackBase):
         alpha: float = TransferConfig.alpha,
         beta: float = TransferConfig.beta,
         kappa: float = TransferConfig.kappa,
-        guard: nn.Module | Sequence[nn.Module] | None = None,
+        guard: GuardSpec = AUTO,
         gamma: float = TransferConfig.gamma,
         rho_l0: int = TransferConfig.rho_l0,
         rho_linf: float = TransferConfig.rho_linf,
         steps: int = TransferConfig.steps,
         lr: float = TransferConfig.lr,
         batch_size: int = TransferConfig.batch_size,
+        tv: float = TransferConfig.tv,
+        search_steps: int = 8,
+        guard_cache_dir: str | Path | None = None,
         invert_steps: int = 200,
         invert_lr: float = 0.05,
         device: str | torch.device | None = None,
@@ -202,13 +220,42 @@ class ATGANAttack(GeneratorAttackBase):
                          latent=latent, invert_steps=invert_steps, invert_lr=invert_lr, device=device, seed=seed,
                          progress=progress, distance=distance)  # fmt: skip
         self.config = TransferConfig(alpha=alpha, beta=beta, kappa=kappa, gamma=gamma, rho_l0=rho_l0, rho_linf=rho_linf,
-                                     steps=steps, lr=lr, batch_size=batch_size, seed=seed)  # fmt: skip
-        self.guards = as_guards(guard)  # checked here, not at the first fit
+                                     steps=steps, lr=lr, batch_size=batch_size, tv=tv, seed=seed)  # fmt: skip
+        check_guard_spec(guard)  # checked here, resolved (perhaps distilled) at the first fit
+        if isinstance(search_steps, bool) or not isinstance(search_steps, int) or not 0 <= search_steps <= 30:
+            raise ValueError(f"search_steps must be an integer in [0, 30], got {search_steps!r}")
+        self.guard = guard
+        self.search_steps = search_steps
+        self.guard_cache_dir = guard_cache_dir
+        self._guards: tuple[nn.Module, ...] | None = None
         self._cache = _FitCache()
 
     def _repr_fields(self) -> dict[str, Any]:
-        names = [type(guard).__name__ for guard in self.guards]
-        return {**asdict(self.config), "guard": None if not names else names[0] if len(names) == 1 else names}
+        if isinstance(self.guard, str) or self.guard is None:
+            guard: Any = self.guard
+        else:
+            names = [type(g).__name__ for g in (self.guard if isinstance(self.guard, (list, tuple)) else [self.guard])]
+            guard = names[0] if len(names) == 1 else names
+        return {**asdict(self.config), "guard": guard, "search_steps": self.search_steps}
+
+    # ----------------------------------------------------------------------------------------
+    # Guards.
+
+    def prepare_guard(self, device: str | torch.device | None = None) -> tuple[nn.Module, ...]:
+        """The guards the fit will use, resolved now: with ``guard="auto"`` a generator without guards
+        of its own gets one distilled from G_orig (trained once, with a progress bar, then read from
+        the cache). Returns them (empty for ``guard=None``)."""
+        if self._guards is None:
+            if device is None:
+                device = self.device if self.device is not None else next(self.generator.parameters()).device
+            self._guards = resolve_guards(self.guard, self.generator, cache_dir=self.guard_cache_dir, device=device,
+                                          progress=self.progress)  # fmt: skip
+        return self._guards
+
+    @property
+    def guards(self) -> tuple[nn.Module, ...]:
+        """The resolved guards (see :meth:`prepare_guard`, which this calls)."""
+        return self.prepare_guard()
 
     # ----------------------------------------------------------------------------------------
     # The one implementation behind both faces.
@@ -222,10 +269,12 @@ class ATGANAttack(GeneratorAttackBase):
         if cached is not None:
             return cached
         classify = self._classifier_fn(model)
+        device = self._device_for(model)
+        guards = self.prepare_guard(device) if self.config.gamma > 0 else ()
         with eval_mode(torch_module_of(model)):
             fit = fit_attack_generator(self.generator, classify, target=target, config=self.config,
-                                       bounds=setting[0], device=self._device_for(model), progress=self.progress,
-                                       guard=self.guards)  # type: ignore[arg-type]
+                                       bounds=setting[0], device=device, progress=self.progress,
+                                       guard=guards)  # type: ignore[arg-type]
         self._cache.put(model, target, setting, fit)
         return fit
 
@@ -244,7 +293,8 @@ class ATGANAttack(GeneratorAttackBase):
         model: Any = None,
         with_reference: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """One forward pass of G_attack: images in [0, 1] of the classes ``sources`` ``(N,)``.
+        """Adversarial images in [0, 1] of the classes ``sources`` ``(N,)``: one forward pass of G_attack,
+        then the per-example shrink towards G_orig (``search_steps`` model passes; none when 0).
 
         With ``with_reference=True`` also returns ``G_orig`` on the same ``z`` (for realism checks).
         """
@@ -254,10 +304,36 @@ class ATGANAttack(GeneratorAttackBase):
         sources = self._check_labels(sources, "source labels", len(sources)).to(device)
         if z is None:
             z = self.generator.sample_z(len(sources), generator=self._latent_rng, device=device)
-        adversarial = fit.generator(z.to(device), sources)
-        if not with_reference:
+        z = z.to(device)
+        reference = self._reference_generator(device)(z, sources)
+        with eval_mode(torch_module_of(model)):
+            adversarial = self._shrunk(fit, self._classifier_fn(model), z, sources, reference, target,
+                                       self._fit_setting(model)[0])  # fmt: skip
+        return (adversarial, reference) if with_reference else adversarial
+
+    def _shrunk(
+        self,
+        fit: FitResult,
+        classify: Callable[[torch.Tensor], torch.Tensor],
+        z: torch.Tensor,
+        sources: torch.Tensor,
+        reference: torch.Tensor,
+        target: int | None,
+        bounds: tuple[float, float],
+    ) -> torch.Tensor:
+        """G_attack's images for ``(z, sources)``, each shrunk towards ``reference`` (G_orig's) while it
+        still fools ``classify``; all ``(N, C, H, W)`` in [0, 1]."""
+        adversarial = fit.generator(z, sources)
+        if self.search_steps == 0:
             return adversarial
-        return adversarial, self._reference_generator(device)(z.to(device), sources)
+        labels = sources if target is None else torch.full_like(sources, target)
+
+        def is_adversarial(images: torch.Tensor) -> torch.Tensor:
+            logits = classify(to_bounds(images, bounds))
+            return fooled_with_margin(logits, labels, targeted=target is not None, margin=_SHRINK_MARGIN)
+
+        images, _ = shrink_towards_reference(reference, adversarial, is_adversarial, steps=self.search_steps)
+        return images
 
     def save_fit(self, path: str | Path, *, target: int | None = None, model: Any = None) -> None:
         """Writes the fitted G_attack for (model, target) as a safetensors file (atomically)."""
@@ -306,5 +382,6 @@ class ATGANAttack(GeneratorAttackBase):
             mask = torch.ones(len(z), dtype=torch.bool, device=z.device) if target is None else (targets == target)
             fit = self.fit(model, target)
             with torch.no_grad():
-                out[mask] = fit.generator(z[mask], sources[mask])
+                reference = self._reference_generator(z.device)(z[mask], sources[mask])
+                out[mask] = self._shrunk(fit, classify, z[mask], sources[mask], reference, target, bounds)
         return out

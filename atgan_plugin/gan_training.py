@@ -261,8 +261,11 @@ def train_acwgan_gp(
 
     def save_networks(step: int, metrics: dict[str, float]) -> None:
         training = {"config": asdict(config), "step": step, "metrics": metrics, **(extra_metadata or {})}
-        save_checkpoint(out / "generator.safetensors", Checkpoint("acwgan_gp.generator", G.state_dict(), net_args, training))
-        save_checkpoint(out / "aux_classifier.safetensors", Checkpoint(AUX_CLASSIFIER_KIND, f.state_dict(), net_args, training))
+        aux = Checkpoint(AUX_CLASSIFIER_KIND, f.state_dict(), net_args, training)
+        # The generator carries its auxiliary classifier: ATGANAttack(guard="auto") guards with it.
+        save_checkpoint(out / "generator.safetensors", Checkpoint("acwgan_gp.generator", G.state_dict(), net_args, training,
+                                                                  parts={"guard0": aux}))  # fmt: skip
+        save_checkpoint(out / "aux_classifier.safetensors", aux)
 
     def save_all(step: int, metrics: dict[str, float]) -> None:
         save_training_state(state_path, {

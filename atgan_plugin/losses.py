@@ -5,12 +5,15 @@
               = max(log p_{y_s} − max_{i≠y_s} log p_i, −κ)    untargeted
     L_dist    = ‖G_orig(z, y_s) + ρ − G_attack(z, y_s)‖₂
 
-and, our choice (not in the paper), an optional source-class guard weighted by γ:
+and, our choices (not in the paper), a source-class guard weighted by γ and an optional smoothness
+term weighted by λ_tv:
 
     L_guard   = max(CE(f(G_attack(z, y_s)), y_s) − CE(f(G_orig(z, y_s)), y_s), 0)
+    L_tv      = TV(G_attack(z, y_s) − G_orig(z, y_s))
 
-where f is a classifier of the generator's own family (AC-WGAN_GP's auxiliary classifier), never
-the target and never the realism oracle.
+where f is a guard classifier (AC-WGAN_GP's auxiliary classifier, a guard distilled from G_orig;
+:mod:`atgan_plugin.guards`), never the target and never the realism oracle, and TV is the
+anisotropic total variation (the ℓ1 norm of the finite differences).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["adversarial_loss", "distance_loss", "sample_rho", "source_guard_loss"]
+__all__ = ["adversarial_loss", "distance_loss", "sample_rho", "source_guard_loss", "total_variation"]
 
 
 def adversarial_loss(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool, kappa: float) -> torch.Tensor:
@@ -76,3 +79,14 @@ def source_guard_loss(guard_logits: torch.Tensor, reference_guard_logits: torch.
     lost = F.cross_entropy(guard_logits, sources, reduction="none")
     kept = F.cross_entropy(reference_guard_logits, sources, reduction="none")
     return (lost - kept).clamp(min=0)
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation per sample: the ℓ1 norm of horizontal and vertical differences.
+
+    Shape: ``(N, C, H, W)`` -> ``(N,)``. Applied to ``G_attack − G_orig`` it is zero for an unchanged
+    image, small for a smooth change and large for stripes, speckle or sign noise.
+    """
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1).sum(1)
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1).sum(1)
+    return dx + dy

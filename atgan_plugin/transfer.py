@@ -21,7 +21,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from atgan_plugin.adapters.protocol import check_generator
-from atgan_plugin.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss
+from atgan_plugin.guards import as_guards
+from atgan_plugin.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss, total_variation
 
 __all__ = ["ROBUST_GUARD_TRANSFER", "FitDivergedError", "FitResult", "TransferConfig", "fit_attack_generator", "sample_sources"]
 
@@ -39,12 +40,11 @@ class TransferConfig:
     paper (appendix Table 6): α = 2, β = 1 for MNIST and Fashion-MNIST (α = 3, β = 2 for CelebA
     and CIFAR-10), ‖ρ‖₀ = 200 of 784 and ‖ρ‖∞ = 0.5 (appendix D.3).
     our choice: one step is one Adam update on a fresh batch of ``(z, y_s)`` (the paper's
-    "epochs = 100" is undefined); ``steps``, ``lr`` and ``kappa`` were chosen from the measured
-    success/realism curve in ``docs/benchmarks.md``; ``gamma`` weighs the source-class guard
-    (our addition, used only when a guard classifier is passed; 0 turns it off). Without it the
-    fit reaches its success partly by erasing the source class: on the shipped Fashion-MNIST
-    checkpoints the oracle's agreement ratio rose from 0.75 to 0.98 with γ = 50 (measurements in
-    ``docs/benchmarks.md``).
+    "epochs = 100" is undefined); ``steps``, ``lr`` and ``kappa`` were chosen from measured
+    success/realism curves (``docs/benchmarks.md``); ``gamma`` weighs each source-class guard
+    (our addition; 0 turns them off), without which the fit fools the model partly by erasing the
+    source class; ``tv`` weighs the total variation of ``G_attack − G_orig`` (our addition, off by
+    default: it removes the stripes the fit paints, at a cost in success against robust models).
     """
 
     alpha: float = 2.0
@@ -53,16 +53,17 @@ class TransferConfig:
     gamma: float = 50.0  # weight of L_guard (needs a guard classifier)
     rho_l0: int = 200
     rho_linf: float = 0.5
-    steps: int = 500
+    steps: int = 1000
     lr: float = 1e-4
     batch_size: int = 64
+    tv: float = 0.0  # weight of L_tv, the total variation of G_attack − G_orig
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("alpha", "beta", "kappa", "gamma", "lr", "rho_linf"):  # NaN passes every comparison below
+        for name in ("alpha", "beta", "kappa", "gamma", "lr", "rho_linf", "tv"):  # NaN passes every comparison below
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
-        for name in ("alpha", "beta", "kappa", "gamma", "lr"):
+        for name in ("alpha", "beta", "kappa", "gamma", "lr", "tv"):
             if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("steps", "batch_size"):
@@ -75,7 +76,7 @@ class TransferConfig:
 # the PGD-trained Model A (500 steps, 2,000 examples): realistic success 0.33 with β = 1 and 0.67
 # with β = 0.25, the oracle's agreement ratio 0.96 in both (docs/results/fashion-mnist.md).
 # `atgan reproduce` uses it; without a guard keep β = 1.
-ROBUST_GUARD_TRANSFER = TransferConfig(beta=0.25)
+ROBUST_GUARD_TRANSFER = TransferConfig(beta=0.25, steps=500)
 
 
 @dataclass
@@ -103,17 +104,6 @@ def to_bounds(images: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor
     """Maps generator output in [0, 1] to the classifier's input range ``bounds``."""
     low, high = bounds
     return images if (low, high) == (0.0, 1.0) else low + (high - low) * images
-
-
-def as_guards(guard: nn.Module | Sequence[nn.Module] | None) -> tuple[nn.Module, ...]:
-    """The guards named by ``guard`` (none, one classifier, or a list or tuple of them) as a tuple;
-    anything else is a ``TypeError`` that names it."""
-    guards = () if guard is None else tuple(guard) if isinstance(guard, (list, tuple)) else (guard,)
-    for one in guards:
-        if not isinstance(one, nn.Module):
-            raise TypeError(f"guard must be a torch.nn.Module classifier (images in [0, 1] -> logits) or a sequence "
-                            f"of them, got {type(one).__name__}")  # fmt: skip
-    return guards
 
 
 def _guard_loss(guard: nn.Module, images: torch.Tensor, reference: torch.Tensor, sources: torch.Tensor,
@@ -197,6 +187,9 @@ def fit_attack_generator(
         if guards:
             l_guard = torch.stack([_guard_loss(g, images, reference, y_s, logits.shape) for g in guards]).sum(0)  # (N,)
             loss = loss + config.gamma * l_guard.mean()
+        if config.tv > 0:
+            l_tv = total_variation(images - reference)  # (N,): the stripes and speckle the fit paints
+            loss = loss + config.tv * l_tv.mean()
         if not torch.isfinite(loss):
             raise FitDivergedError(f"AT-GAN fit diverged at step {step} (loss {loss.item()}); lower lr")
         grads = torch.autograd.grad(loss, params)
@@ -213,6 +206,8 @@ def fit_attack_generator(
                           "l2": (images - reference).flatten(1).norm(dim=1).mean().item()}  # fmt: skip
                 if guards:
                     record["l_guard"] = l_guard.mean().item()
+                if config.tv > 0:
+                    record["l_tv"] = l_tv.mean().item()
             history.append(record)
             bar.set_postfix(success=f"{record['success']:.2f}", l2=f"{record['l2']:.2f}")
             if callback is not None:
