@@ -6,11 +6,11 @@ no batch norm because the gradient penalty is per sample) and the auxiliary clas
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from dataclasses import asdict, dataclass
 
 from atgan_plugin.limits import Fields, Int
 

@@ -20,8 +20,8 @@ import torchvision
 from torch import nn
 
 from atgan_plugin.checkpoints import Architecture, Checkpoint, load_module, save_checkpoint
-from atgan_plugin.limits import Fields, Int, OneOf, Real
 from atgan_plugin.data import DatasetNotFoundError, TensorDataset
+from atgan_plugin.limits import Fields, Int, OneOf, Real
 
 __all__ = [
     "CIFAR10_ATTACK_DEFAULTS",

@@ -9,6 +9,9 @@ Metrics per setting (untargeted, and each target):
 - ``success_rate``: the target model misclassifies (untargeted) or outputs the target;
 - ``realistic_success_rate``: success *and* the oracle still gives the source class;
 - ``oracle_agreement_orig`` / ``oracle_agreement_attack`` and their ratio ``agreement_ratio``;
+- ``fd_orig`` / ``fd_attack`` and their ratio ``fd_ratio``: Fréchet distance to the real test images
+  in a robust classifier's features (:mod:`atgan_plugin.realism`), when one is given;
+- ``added_edges``: the artefact measure, total variation of ``G_attack − G_orig`` over that of G_orig;
 - ``mean_l2`` / ``mean_linf``: distance between G_attack's and G_orig's images (in [0, 1] units).
 """
 
@@ -25,6 +28,7 @@ from torch import nn
 from torchvision.utils import make_grid, save_image
 
 from atgan_plugin.attack import ATGANAttack
+from atgan_plugin.realism import RobustFrechetDistance, added_edges
 from atgan_plugin.transfer import sample_sources, to_bounds
 from atgan_plugin.utils import eval_mode
 
@@ -42,6 +46,10 @@ class SettingMetrics:
     agreement_ratio: float
     mean_l2: float
     mean_linf: float
+    added_edges: float
+    fd_orig: float | None = None
+    fd_attack: float | None = None
+    fd_ratio: float | None = None
 
 
 @dataclass
@@ -54,29 +62,41 @@ class EvaluationReport:
 
     def targeted_mean(self, key: str) -> float | None:
         values = [getattr(m, key) for m in self.targeted]
-        return sum(values) / len(values) if values else None
+        if not values or any(v is None for v in values):
+            return None
+        return sum(values) / len(values)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         if self.targeted:
-            data["targeted_mean"] = {key: self.targeted_mean(key) for key in
-                                     ("success_rate", "realistic_success_rate", "agreement_ratio", "mean_l2")}  # fmt: skip
+            keys = ("success_rate", "realistic_success_rate", "agreement_ratio", "fd_ratio", "added_edges", "mean_l2")
+            data["targeted_mean"] = {key: self.targeted_mean(key) for key in keys}
         return data
 
     def table(self) -> str:
-        """A plain-text table, one row per setting."""
-        header = f"{'setting':<12}{'n':>7}{'success':>9}{'realistic':>11}{'oracle(orig)':>14}{'oracle(adv)':>13}{'ratio':>7}{'L2':>7}{'Linf':>7}"
-        rows = [header, "-" * len(header)]
+        """A plain-text table, one row per setting (FD columns only when measured)."""
         settings = ([self.untargeted] if self.untargeted else []) + self.targeted
+        with_fd = any(m.fd_ratio is not None for m in settings)
+        header = (f"{'setting':<12}{'n':>7}{'success':>9}{'realistic':>11}{'oracle(orig)':>14}{'oracle(adv)':>13}"
+                  f"{'ratio':>7}" + (f"{'FD(orig)':>10}{'FD(adv)':>9}{'FD x':>6}" if with_fd else "")
+                  + f"{'edges':>7}{'L2':>7}{'Linf':>7}")  # fmt: skip
+        rows = [header, "-" * len(header)]
         for m in settings:
             name = "untargeted" if m.target is None else f"target {m.target}"
+            fd = f"{m.fd_orig:>10.1f}{m.fd_attack:>9.1f}{m.fd_ratio:>6.2f}" if with_fd and m.fd_ratio is not None else ""
             rows.append(f"{name:<12}{m.n:>7}{m.success_rate:>9.3f}{m.realistic_success_rate:>11.3f}"
-                        f"{m.oracle_agreement_orig:>14.3f}{m.oracle_agreement_attack:>13.3f}"
-                        f"{m.agreement_ratio:>7.3f}{m.mean_l2:>7.2f}{m.mean_linf:>7.2f}")  # fmt: skip
+                        f"{m.oracle_agreement_orig:>14.3f}{m.oracle_agreement_attack:>13.3f}{m.agreement_ratio:>7.3f}"
+                        f"{fd}{m.added_edges:>7.2f}{m.mean_l2:>7.2f}{m.mean_linf:>7.2f}")  # fmt: skip
         if self.targeted:
+            fd_mean = self.targeted_mean("fd_ratio")
+            fd = f"{'':>19}{fd_mean:>6.2f}" if with_fd and fd_mean is not None else ""
             rows.append(f"{'targeted avg':<12}{'':>7}{self.targeted_mean('success_rate'):>9.3f}"
-                        f"{self.targeted_mean('realistic_success_rate'):>11.3f}{'':>27}{self.targeted_mean('agreement_ratio'):>7.3f}")  # fmt: skip
+                        f"{self.targeted_mean('realistic_success_rate'):>11.3f}{'':>27}{self.targeted_mean('agreement_ratio'):>7.3f}"
+                        f"{fd}")  # fmt: skip
         rows.append(f"generation: {self.generation_images_per_second:,.0f} images/s on {self.device}; fit: {self.fit_seconds:.1f} s")
+        if with_fd:
+            rows.append("FD: Fréchet distance to the real test images in a robust classifier's features (x: AT-GAN / G_orig); "
+                        "edges: total variation of the change over that of G_orig's image")
         return "\n".join(rows)
 
 
@@ -86,13 +106,15 @@ def _predict(model: nn.Module, images: torch.Tensor, bounds: tuple[float, float]
 
 
 def _evaluate_setting(
-    attack: ATGANAttack, model: nn.Module, oracle: nn.Module, target: int | None, n: int, batch_size: int, seed: int
+    attack: ATGANAttack, model: nn.Module, oracle: nn.Module, target: int | None, n: int, batch_size: int, seed: int,
+    frechet: RobustFrechetDistance | None = None,
 ) -> SettingMetrics:
     generator = attack.generator
     rng = torch.Generator().manual_seed(seed)
     device = next(attack.fit(model, target).generator.parameters()).device
     bounds = (float(attack.clip_min), float(attack.clip_max))
-    sums = dict(success=0.0, realistic=0.0, agree_orig=0.0, agree_attack=0.0, l2=0.0, linf=0.0)
+    sums = dict(success=0.0, realistic=0.0, agree_orig=0.0, agree_attack=0.0, l2=0.0, linf=0.0, edges=0.0, orig_edges=0.0)
+    kept: dict[str, list[torch.Tensor]] = {"orig": [], "attack": []}  # for the Fréchet distances, on CPU
     # Draw every (z, y_s) first, so that the numbers do not depend on batch_size.
     all_sources = sample_sources(n, int(generator.num_classes), target, rng)
     all_z = generator.sample_z(n, generator=rng, device="cpu")
@@ -111,16 +133,26 @@ def _evaluate_setting(
         sums["agree_attack"] += agree_attack.sum().item()
         sums["l2"] += diff.norm(dim=1).sum().item()
         sums["linf"] += diff.abs().amax(dim=1).sum().item()
+        edges, orig_edges = added_edges(adversarial, reference)
+        sums["edges"] += edges
+        sums["orig_edges"] += orig_edges
+        if frechet is not None:
+            kept["orig"].append(reference.cpu())
+            kept["attack"].append(adversarial.cpu())
     mean = {k: v / n for k, v in sums.items()}
+    fd = {name: frechet(batches) for name, batches in kept.items()} if frechet is not None else {}
     return SettingMetrics(
         target=target, n=n, success_rate=mean["success"], realistic_success_rate=mean["realistic"],
         oracle_agreement_orig=mean["agree_orig"], oracle_agreement_attack=mean["agree_attack"],
         agreement_ratio=mean["agree_attack"] / max(mean["agree_orig"], 1e-12),
-        mean_l2=mean["l2"], mean_linf=mean["linf"],
+        mean_l2=mean["l2"], mean_linf=mean["linf"], added_edges=sums["edges"] / max(sums["orig_edges"], 1e-12),
+        fd_orig=fd.get("orig"), fd_attack=fd.get("attack"),
+        fd_ratio=fd["attack"] / max(fd["orig"], 1e-12) if fd else None,
     )  # fmt: skip
 
 
 def _generation_throughput(attack: ATGANAttack, model: nn.Module, target: int | None, batch_size: int, repeats: int = 5) -> float:
+    """Images per second of :meth:`ATGANAttack.generate` (G_attack, G_orig and the shrink's model passes)."""
     fit = attack.fit(model, target)
     device = next(fit.generator.parameters()).device
     sources = torch.arange(batch_size, device=device) % int(attack.generator.num_classes)
@@ -128,12 +160,12 @@ def _generation_throughput(attack: ATGANAttack, model: nn.Module, target: int | 
         sources = torch.where(sources == target, (sources + 1) % int(attack.generator.num_classes), sources)
     z = attack.generator.sample_z(batch_size, generator=torch.Generator().manual_seed(0), device=device)
     with torch.no_grad():
-        fit.generator(z, sources)  # warm-up
+        attack.generate(sources, target=target, z=z, model=model)  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
         for _ in range(repeats):
-            fit.generator(z, sources)
+            attack.generate(sources, target=target, z=z, model=model)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     return batch_size * repeats / (time.perf_counter() - start)
@@ -149,13 +181,15 @@ def evaluate_attack(
     untargeted: bool = True,
     batch_size: int = 500,
     seed: int = 1,
+    frechet: RobustFrechetDistance | None = None,
 ) -> EvaluationReport:
     """Fits what is not fitted yet, then measures ``n`` fresh examples per setting.
 
     ``model`` is the target (a ``torch.nn.Module`` taking images in the attack's clip range),
     ``oracle`` the independent judge (images in [0, 1]). Both run in eval mode; their own
     modes are restored afterwards. ``seed`` draws the evaluation's ``(z, y_s)``, independent
-    of the fit's own seed.
+    of the fit's own seed. With ``frechet`` (built on the real test images) the report also
+    holds the robust-feature Fréchet distances of G_orig's and G_attack's images.
     """
     settings: list[int | None] = ([None] if untargeted else []) + list(targets or [])
     with eval_mode(model, oracle):
@@ -163,7 +197,7 @@ def evaluate_attack(
         for target in settings:
             attack.fit(model, target)
         fit_seconds = time.perf_counter() - start
-        results = [_evaluate_setting(attack, model, oracle, t, n, batch_size, seed) for t in settings]
+        results = [_evaluate_setting(attack, model, oracle, t, n, batch_size, seed, frechet) for t in settings]
         throughput = _generation_throughput(attack, model, settings[0], batch_size) if settings else 0.0
     device = next(attack.fit(model, settings[0]).generator.parameters()).device if settings else torch.device("cpu")
     return EvaluationReport(

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -44,9 +44,11 @@ from atgan_plugin.baselines import BASELINES, run_baseline, settings_for
 from atgan_plugin.checkpoints import load_module
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.evaluation import save_difference_grid, save_target_grid
+from atgan_plugin.guards import GuardSpec, as_guards
 from atgan_plugin.models import CLASSIFIER_KINDS
+from atgan_plugin.realism import RobustFrechetDistance, added_edges
 from atgan_plugin.song import SongAttack, SongConfig
-from atgan_plugin.transfer import ROBUST_GUARD_TRANSFER, TransferConfig
+from atgan_plugin.transfer import TransferConfig
 from atgan_plugin.utils import eval_mode, model_device
 
 __all__ = ["ATTACKS", "SLOTS", "ReproduceConfig", "find_checkpoints", "load_target", "merge_reports", "render_markdown", "reproduce"]
@@ -68,8 +70,8 @@ TRANSFER_ROWS = (*ATTACKS, "atgan_transferable")  # Table 7 adds AT-GAN's high-c
 # fit goes on; two trajectories (one and two torch threads) gave 62/63 % at 500 steps, 68/68 % at 750
 # (ratio 0.85/0.93), 70/60 % at 1,000 and 62 % at 1,500: 750 steps is where both were high.
 # The table is in docs/results/fashion-mnist.md.
-TRANSFERABLE_OVERRIDES: dict[str, float] = {"kappa": 40.0, "gamma": 200.0}
-TRANSFERABLE_STEPS_FACTOR = 1.5  # the transferable fit's steps over Table 1's fit's
+TRANSFERABLE_OVERRIDES: dict[str, float] = {"kappa": 40.0, "gamma": 200.0, "beta": 0.25}
+TRANSFERABLE_STEPS_FACTOR = 0.75  # the transferable fit's steps over Table 1's fit's: 750 at the default 1,000, as measured
 RHO_L0 = (0, 100, 200, 300, 400)  # paper: appendix Table 8, at ‖ρ‖∞ = 0.5
 RHO_LINF = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)  # paper: appendix Table 9, at ‖ρ‖₀ = 200
 TRANSFER_SOURCE, TRANSFER_ARCH = "A-nor", "C"
@@ -89,7 +91,8 @@ class ReproduceConfig:
 
     dataset: str = "fashion-mnist"
     n: int = 1000  # examples per (attack, model)
-    atgan: TransferConfig = ROBUST_GUARD_TRANSFER  # frozen: sharing the instance is safe
+    atgan: TransferConfig = TransferConfig()  # the attack's defaults; frozen: sharing the instance is safe
+    search_steps: int = 8  # the shrink of Table 1's AT-GAN examples (ATGANAttack's default); none for the transferable fit
     atgan_transferable: TransferConfig | None = None  # Table 7's fit; None: atgan with TRANSFERABLE_OVERRIDES, 1.5× the steps
     song: SongConfig = field(default_factory=SongConfig)
     toolkit: str = "advertorch"
@@ -118,6 +121,9 @@ class Metrics:
     reference_error: float  # the model is already wrong on the reference images
     mean_l2: float
     mean_linf: float
+    added_edges: float  # total variation of adversarial − reference over that of the reference (atgan_plugin.realism)
+    fd: float | None = None  # robust-feature Fréchet distance of the adversarial images to the real test set
+    fd_reference: float | None = None  # ... of the reference images (real test images for the baselines)
     seconds_per_1000: float | None = None  # AT-GAN: generation only
     fit_seconds: float | None = None  # AT-GAN: the one-off fit
 
@@ -164,9 +170,10 @@ def _mean(flags: torch.Tensor) -> float:
 
 def measure(
     model: nn.Module, oracle: nn.Module, adversarial: torch.Tensor, reference: torch.Tensor, sources: torch.Tensor,
-    batch_size: int = 500,
+    batch_size: int = 500, frechet: RobustFrechetDistance | None = None,
 ) -> Metrics:  # fmt: skip
-    """Success, rejection and realism of ``adversarial`` ``(N, C, H, W)`` against ``reference`` (same shape)."""
+    """Success, rejection and realism of ``adversarial`` ``(N, C, H, W)`` against ``reference`` (same shape);
+    with ``frechet``, also both sets' Fréchet distances to the real test images."""
     with eval_mode(model, oracle):
         fooled = _predict(model, adversarial, batch_size) != sources
         oracle_ok = _predict(oracle, adversarial, batch_size) == sources
@@ -174,10 +181,16 @@ def measure(
         reference_wrong = _predict(model, reference, batch_size) != sources
     sources = sources.cpu()
     diff = (adversarial - reference).flatten(1).cpu()
+    edges, reference_edges = added_edges(adversarial.cpu(), reference.cpu())
+    fd = {}
+    if frechet is not None:
+        fd = {name: frechet(images[i : i + batch_size] for i in range(0, len(images), batch_size))
+              for name, images in (("fd", adversarial), ("fd_reference", reference))}  # fmt: skip
     return Metrics(n=len(sources), success_rate=_mean(fooled & oracle_ok), rejected_rate=_mean(fooled & ~oracle_ok),
                    fooled_rate=_mean(fooled), oracle_agreement=_mean(oracle_ok),
                    oracle_agreement_reference=_mean(oracle_ok_reference), reference_error=_mean(reference_wrong),
-                   mean_l2=_mean(diff.norm(dim=1)), mean_linf=_mean(diff.abs().amax(dim=1)))  # fmt: skip
+                   mean_l2=_mean(diff.norm(dim=1)), mean_linf=_mean(diff.abs().amax(dim=1)),
+                   added_edges=edges / max(reference_edges, 1e-12), **fd)  # fmt: skip
 
 
 def _timed(run: Callable[[], Any]) -> tuple[Any, float]:
@@ -196,12 +209,14 @@ class _Inputs:
 
 
 class _Runner:
-    def __init__(self, generator: nn.Module, oracle: nn.Module, guard: nn.Module | None, inputs: _Inputs,
-                 config: ReproduceConfig, device: torch.device, progress: bool):  # fmt: skip
-        self.generator, self.oracle, self.guard = generator, oracle, guard
+    def __init__(self, generator: nn.Module, oracle: nn.Module, guard: GuardSpec, inputs: _Inputs,
+                 config: ReproduceConfig, device: torch.device, progress: bool,
+                 frechet: RobustFrechetDistance | None = None, guard_cache_dir: str | Path | None = None):  # fmt: skip
+        self.generator, self.oracle, self.guard, self.frechet = generator, oracle, guard, frechet
+        self.guard_cache_dir = guard_cache_dir
         self.inputs, self.config, self.device, self.progress = inputs, config, device, progress
         # One attack per (model, settings, guards): its fits are cached, so the figures reuse the white-box fit.
-        self._attacks: dict[tuple[int, TransferConfig, tuple[int, ...]], ATGANAttack] = {}
+        self._attacks: dict[tuple[Any, ...], ATGANAttack] = {}
 
     def chunks(self, run: Callable[[slice], torch.Tensor]) -> torch.Tensor:
         n, b = len(self.inputs.labels), self.config.batch_size
@@ -213,18 +228,23 @@ class _Runner:
         with eval_mode(self.generator):
             return self.generator(z.to(self.device), y.to(self.device)).cpu()  # type: ignore[no-any-return]
 
-    def atgan_attack(self, model: nn.Module, atgan: TransferConfig, guards: tuple[nn.Module, ...] | None = None) -> ATGANAttack:
-        if guards is None:  # the run's guard
-            guards = (self.guard,) if self.guard is not None else ()
-        key = (id(model), atgan, tuple(id(guard) for guard in guards))
+    def atgan_attack(self, model: nn.Module, atgan: TransferConfig, guards: tuple[nn.Module, ...] | None = None,
+                     search_steps: int | None = None) -> ATGANAttack:  # fmt: skip
+        """The (cached) attack on ``model`` with ``atgan`` settings, ``guards`` (default: the run's) and
+        ``search_steps`` (default: the run's)."""
+        guard: GuardSpec = self.guard if guards is None else guards
+        search = self.config.search_steps if search_steps is None else search_steps
+        guard_key = guard if isinstance(guard, str) or guard is None else tuple(map(id, as_guards(guard)))
+        key = (id(model), atgan, guard_key, search)
         if key not in self._attacks:
             hyper = {k: v for k, v in asdict(atgan).items() if k != "seed"}
-            self._attacks[key] = ATGANAttack(model, generator=self.generator, guard=guards, device=self.device,
-                                             seed=self.config.seed, progress=self.progress, **hyper)  # fmt: skip
+            self._attacks[key] = ATGANAttack(model, generator=self.generator, guard=guard, device=self.device, seed=self.config.seed,
+                                             progress=self.progress, search_steps=search, guard_cache_dir=self.guard_cache_dir,
+                                             **hyper)  # fmt: skip
         return self._attacks[key]
 
     def run_attack(self, name: str, model: nn.Module, atgan: TransferConfig | None = None,
-                   guards: tuple[nn.Module, ...] | None = None) -> tuple[Metrics, torch.Tensor]:  # fmt: skip
+                   guards: tuple[nn.Module, ...] | None = None, search_steps: int | None = None) -> tuple[Metrics, torch.Tensor]:  # fmt: skip
         """Measures attack ``name`` against ``model`` (AT-GAN: with ``atgan`` settings and ``guards``, by
         default the run's); returns the metrics and the adversarial images."""
         x, y, z, n = self.inputs.images, self.inputs.labels, self.inputs.z, len(self.inputs.labels)
@@ -235,13 +255,13 @@ class _Runner:
                 seed=self.config.seed).cpu()))
             reference = x
         elif name == "song":
-            song = SongAttack(model, generator=self.generator, aux=self.guard if self.config.song.lambda2 > 0 else None,
+            song = SongAttack(model, generator=self.generator, aux=self._song_aux(),
                               device=self.device, seed=self.config.seed, progress=self.progress,
                               batch_size=self.config.batch_size,
                               **{k: v for k, v in asdict(self.config.song).items() if k not in ("seed", "reference_batch")})  # fmt: skip
             (adversarial, reference), seconds = _timed(lambda: song.search(y, z=z, model=model, with_reference=True))
         elif name == "atgan":
-            attack = self.atgan_attack(model, atgan or self.config.atgan, guards)
+            attack = self.atgan_attack(model, atgan or self.config.atgan, guards, search_steps)
             _, fit_seconds = _timed(lambda: attack.fit(model))
             # Time the generation alone; G_orig's references are made afterwards, untimed.
             adversarial, seconds = _timed(lambda: self.chunks(lambda s: attack.generate(y[s], z=z[s], model=model).cpu()))  # type: ignore[union-attr]
@@ -249,8 +269,14 @@ class _Runner:
         else:
             raise ValueError(f"unknown attack {name!r}; known: {ATTACKS}")
         adversarial, reference = adversarial.detach().to(x.device), reference.detach().to(x.device)
-        metrics = measure(model, self.oracle, adversarial, reference, y, self.config.batch_size)
+        metrics = measure(model, self.oracle, adversarial, reference, y, self.config.batch_size, self.frechet)
         return replace(metrics, seconds_per_1000=seconds * 1000 / n, fit_seconds=fit_seconds), adversarial
+
+    def _song_aux(self) -> nn.Module | None:
+        """Song et al.'s auxiliary classifier (λ2 > 0 only): the run's first guard given as a classifier."""
+        if self.config.song.lambda2 == 0 or isinstance(self.guard, str) or self.guard is None:
+            return None
+        return as_guards(self.guard)[0]
 
 
 def _references(runner: _Runner) -> dict[str, torch.Tensor]:
@@ -266,8 +292,10 @@ def reproduce(
     test: TensorDataset,
     config: ReproduceConfig,
     *,
-    guard: nn.Module | None = None,
-    transfer_guard: nn.Module | None = None,
+    guard: GuardSpec = "auto",
+    guard_cache_dir: str | Path | None = None,
+    transfer_guards: Sequence[nn.Module] = (),
+    frechet: RobustFrechetDistance | None = None,
     out_dir: str | Path,
     device: torch.device = CPU,
     progress: bool = False,
@@ -278,8 +306,10 @@ def reproduce(
     """Runs every measurement on the ``models`` present (keys from :data:`SLOTS`) and returns the report
     (JSON-ready; :func:`render_markdown` turns it into Markdown). Figures are written into ``out_dir``.
 
-    ``guard`` guards every AT-GAN fit; ``transfer_guard`` is a second guard for Table 7's transferable
-    fit only (its high κ erases the source class more often than one guard catches).
+    ``guard`` guards every AT-GAN fit (``ATGANAttack``'s ``guard``: ``"auto"`` by default; distilled
+    guards are cached in ``guard_cache_dir``); ``transfer_guards``, when given, replace them for Table 7's
+    transferable fit (its high κ erases the source class where other guards do not look). With
+    ``frechet`` (on the real test images) every row also holds robust-feature Fréchet distances.
 
     ``models_info`` (from :func:`load_target`) and ``environment`` (the command line and such) are
     recorded as given; the machine is described here.
@@ -293,12 +323,12 @@ def reproduce(
     out_dir = Path(out_dir)
     rng = torch.Generator().manual_seed(config.seed)
     inputs = _Inputs(test.images[: config.n], test.labels[: config.n], generator.sample_z(config.n, generator=rng, device="cpu"))  # type: ignore[operator]
-    runner = _Runner(generator, oracle, guard, inputs, config, device, progress)
+    runner = _Runner(generator, oracle, guard, inputs, config, device, progress, frechet, guard_cache_dir)
     report: dict[str, Any] = {
         "dataset": config.dataset, "started": started, "config": {k: v for k, v in asdict(config).items() if k not in ("atgan", "atgan_transferable", "song")},
         "environment": {**(environment or {}), "machine": machine_description(device)},
         "settings": {"baselines": settings_for(config.dataset).to_dict(), "song": asdict(config.song),
-                     "atgan": asdict(config.atgan), "guard": type(guard).__name__ if guard is not None else None},
+                     "atgan": {**asdict(config.atgan), "search_steps": config.search_steps}, "guard": _guard_name(guard)},
         "models": {slot: (models_info or {}).get(slot, {}) for slot in SLOTS if slot in models},
         "white_box": {}, "transfer": {}, "transfer_fit": None, "ablation": {}, "figures": [], "missing": [],
     }  # fmt: skip
@@ -321,10 +351,11 @@ def reproduce(
     if kept and any(f"{TRANSFER_ARCH}-{training}" in models for training in TRAININGS):
         transferable = config.atgan_transferable
         assert transferable is not None  # set by ReproduceConfig.__post_init__
-        guards = tuple(g for g in (guard, transfer_guard) if g is not None)
+        guards = tuple(transfer_guards) or runner.atgan_attack(models[TRANSFER_SOURCE], config.atgan).prepare_guard(device)
         log(f"{TRANSFER_SOURCE}: AT-GAN, transferable fit (κ = {transferable.kappa:g}, γ = {transferable.gamma:g}, "
             f"{len(guards)} guard{'s' * (len(guards) != 1)})")  # fmt: skip
-        metrics, kept["atgan_transferable"] = runner.run_attack("atgan", models[TRANSFER_SOURCE], transferable, guards)
+        # No shrink: examples meant to transfer need their margin on the source model.
+        metrics, kept["atgan_transferable"] = runner.run_attack("atgan", models[TRANSFER_SOURCE], transferable, guards, 0)
         report["transfer_fit"] = {"settings": asdict(transferable), "guards": [type(g).__name__ for g in guards],
                                   "white_box": asdict(metrics)}  # fmt: skip
         references = _references(runner)
@@ -333,7 +364,7 @@ def reproduce(
             slot = f"{TRANSFER_ARCH}-{training}"
             if slot in models:
                 report["transfer"][slot] = {name: asdict(measure(models[slot], oracle, kept[name], references[name], inputs.labels,
-                                                                 config.batch_size)) for name in kept}  # fmt: skip
+                                                                 config.batch_size, frechet)) for name in kept}  # fmt: skip
 
     # Tables 8 and 9: AT-GAN against A-nor with ρ bounded differently (the white-box run's setting reused).
     if config.ablation and TRANSFER_SOURCE in models:
@@ -362,6 +393,13 @@ def reproduce(
                              {"slot": slot, "file": "targets.png", "what": "one column per target class (Figure 8)"}]  # fmt: skip
     report["seconds"] = time.perf_counter() - start
     return report
+
+
+def _guard_name(guard: GuardSpec) -> str | list[str] | None:
+    if isinstance(guard, str) or guard is None:
+        return guard
+    names = [type(g).__name__ for g in as_guards(guard)]
+    return names[0] if len(names) == 1 else names
 
 
 _PART_OPTIONS = ("ablation", "figures")  # ReproduceConfig switches that parts of one reproduction may set differently
@@ -439,6 +477,16 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
 
 
+def _number(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _fd(metrics: dict[str, Any]) -> str:
+    if metrics.get("fd") is None:  # not measured (no features given, or an older report)
+        return "—"
+    return f"{metrics['fd']:.1f} / {metrics['fd_reference']:.1f}"
+
+
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -487,10 +535,14 @@ def render_markdown(report: dict[str, Any]) -> str:
     # Realism and time.
     lines += ["## Realism beside success (%; ℓ2/ℓ∞ in [0, 1] pixel units)", ""]
     rows = [[slot, ATTACK_NAMES[a], _pct(m["success_rate"]), _pct(m["rejected_rate"]), _pct(m["oracle_agreement"]),
-             _pct(m["oracle_agreement_reference"]), _pct(m["reference_error"]), f"{m['mean_l2']:.2f}", f"{m['mean_linf']:.2f}"]
+             _pct(m["oracle_agreement_reference"]), _pct(m["reference_error"]), _fd(m), _number(m.get("added_edges")),
+             f"{m['mean_l2']:.2f}", f"{m['mean_linf']:.2f}"]
             for slot, per in white.items() for a, m in per.items()]  # fmt: skip
     lines += _table(["model", "attack", "success", "oracle-rejected", "oracle agrees (adv.)", "oracle agrees (reference)",
-                     "reference error", "mean ℓ2", "mean ℓ∞"], rows)  # fmt: skip
+                     "reference error", "FD adv. / reference", "added edges", "mean ℓ2", "mean ℓ∞"], rows)  # fmt: skip
+    lines += ["FD: Fréchet distance to the real test images in an adversarially trained classifier's features, of the "
+              "adversarial images and of their references (G_orig's images; the real images for FGSM, PGD, R+FGSM). "
+              "Added edges: total variation of the change over that of the reference.", ""]  # fmt: skip
     lines += ["## Time per 1,000 adversarial examples (s)", "", f"Measured on {env['machine']}.", ""]
     rows = [[slot, *(f"{per[a]['seconds_per_1000']:.2f}" for a in ATTACKS if a != "atgan"),
              f"{per['atgan']['fit_seconds']:.1f}", f"{per['atgan']['seconds_per_1000']:.3f}"] for slot, per in white.items()]  # fmt: skip
