@@ -1,8 +1,10 @@
 """Checkpoints shipped with the package, trained by our own CLI (see ``README.md`` beside this file).
 
-Files per dataset folder: ``generator.safetensors`` (AC-WGAN_GP G_orig), ``aux_classifier.safetensors``,
+Files per dataset folder: ``generator.safetensors`` (AC-WGAN_GP G_orig, carrying its two default guards: the
+auxiliary classifier and a guard distilled from it), ``aux_classifier.safetensors``,
 ``model_a.safetensors`` (target, normal training), ``oracle.safetensors`` (realism judge,
-adversarially trained, used nowhere else), ``robust_guard.safetensors`` (Model B, adversarially
+adversarially trained, used nowhere else), ``realism_features.safetensors`` (PGD-trained; its features measure the
+Fréchet distance of :mod:`atgan_plugin.realism`), ``robust_guard.safetensors`` (Model B, adversarially
 trained: the guard of ``atgan reproduce``) and ``robust_guard_2.safetensors`` (Model A, PGD-trained: the
 second guard of its transferable fit), each with a ``.json`` training record, and ``SHA256SUMS``;
 ``targets/`` holds the 16 targets of ``atgan reproduce`` (Models A–D × Nor./Adv./Ens./Iter.).
@@ -18,7 +20,7 @@ from torch import nn
 __all__ = ["NAMES", "load_pretrained_classifier", "load_pretrained_generator", "pretrained_path", "pretrained_targets_dir"]
 
 ROOT = Path(__file__).resolve().parent
-NAMES = ("generator", "aux_classifier", "model_a", "oracle", "robust_guard", "robust_guard_2")
+NAMES = ("generator", "aux_classifier", "model_a", "oracle", "realism_features", "robust_guard", "robust_guard_2")
 
 
 def pretrained_path(name: str, dataset: str = "fashion-mnist") -> Path:
