@@ -19,9 +19,11 @@ from atgan_plugin.adapters import ACWGANGPGenerator
 from torch import nn
 
 from atgan_plugin import attack as attack_module
+from atgan_plugin import guards as guards_module
 from atgan_plugin.acwgan_gp import Generator
 from atgan_plugin.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
 from atgan_plugin.data import TensorDataset, load_dataset
+from atgan_plugin.guards import DistillConfig
 from atgan_plugin.models import build_classifier
 
 CPU = torch.device("cpu")
@@ -29,6 +31,22 @@ CPU = torch.device("cpu")
 # Sizes of the real-data slices; the tiny target reaches about 0.78 test accuracy on them.
 TRAIN_SLICE = 10_000
 TEST_SLICE = 1_000
+
+
+# ------------------------------------------------------------------------------------------------
+# Distilled guards: guard="auto" distils one for every generator that carries none. The tests keep the
+# recipe tiny and the cache in this session's temp folder (shared by the tests, never the user's ~/.cache).
+
+TEST_DISTILL = DistillConfig(steps=20, batch_size=16, width=4)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _small_guard_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Session-wide, so that module- and session-scoped fixtures that fit get it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(guards_module, "DEFAULT_DISTILL", TEST_DISTILL)
+        patch.setenv("ATGAN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "atgan-cache"))
+        yield
 
 
 # ------------------------------------------------------------------------------------------------

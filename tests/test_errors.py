@@ -164,7 +164,7 @@ SETUP: list[Case] = [
     ("alpha -1", lambda c: ATGANAttack(generator=c.G, alpha=-1.0), ValueError, r"alpha must be positive, got -1\.0", True),
     ("kappa -1", lambda c: ATGANAttack(generator=c.G, kappa=-1.0), ValueError, r"kappa must be positive, got -1\.0", True),
     ("gamma -1", lambda c: ATGANAttack(generator=c.G, gamma=-1.0), ValueError, r"gamma must be positive, got -1\.0", True),
-    ("guard is a function", lambda c: ATGANAttack(generator=c.G, guard=lambda x: x), TypeError, r"guard must be a torch\.nn\.Module classifier", True),
+    ("guard is a function", lambda c: ATGANAttack(generator=c.G, guard=lambda x: x), TypeError, r"guard must be 'auto', None, a torch\.nn\.Module classifier", True),
     ("second guard is a function", lambda c: ATGANAttack(generator=c.G, guard=[c.model, lambda x: x]), TypeError, r"or a sequence of them, got function", True),
     ("rho_l0 too large", lambda c: adversary(c, rho_l0=785).fit(), ValueError, r"rho_l0 must be in \[0, 784\] for images of 784 values, got 785", False),
     ("rho_linf negative", lambda c: adversary(c, rho_linf=-0.5).fit(), ValueError, r"rho_linf must be >= 0, got -0\.5", False),

@@ -14,9 +14,9 @@ from PIL import Image
 from atgan_plugin import gan_training
 from atgan_plugin.acwgan_gp import AuxiliaryClassifier
 from atgan_plugin.checkpoints import load_checkpoint, load_training_state
-from atgan_plugin.models import load_classifier
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.gan_training import GANTrainingConfig, TrainingDivergedError, train_acwgan_gp
+from atgan_plugin.models import load_classifier
 
 CPU = torch.device("cpu")
 # Small and fast: the networks are full size, so the cost is per step and per state.pt write

@@ -27,7 +27,7 @@ SECTIONS = ["## Run", "## Settings", "## White-box success rate, % (Table 1 styl
             "## Time per 1,000 adversarial examples (s)", "## Transfer from Model A (Nor.) to Model C",
             "## AT-GAN against Model A (Nor.) versus the noise ρ (Tables 8 and 9 style)", "## Figures", "## Missing and not run"]  # fmt: skip
 METRICS = {"n", "success_rate", "rejected_rate", "fooled_rate", "oracle_agreement", "oracle_agreement_reference",
-           "reference_error", "mean_l2", "mean_linf", "seconds_per_1000", "fit_seconds"}  # fmt: skip
+           "reference_error", "mean_l2", "mean_linf", "added_edges", "fd", "fd_reference", "seconds_per_1000", "fit_seconds"}  # fmt: skip
 PRESENT = ("A-nor", "C-nor", "C-iter")
 
 
@@ -89,10 +89,11 @@ def test_quick_reproduction_writes_every_section(standins: Path, tmp_path: Path)
     assert sorted(report["transfer"]) == ["C-iter", "C-nor"]
     assert all(sorted(per_attack) == sorted(TRANSFER_ROWS) for per_attack in report["transfer"].values())
     transferable, atgan = report["transfer_fit"]["settings"], report["settings"]["atgan"]
-    assert transferable["kappa"] > atgan["kappa"] and transferable["steps"] == int(1.5 * atgan["steps"]) == 4  # --quick sizes carry over
+    assert transferable["kappa"] > atgan["kappa"] and transferable["steps"] == int(0.75 * atgan["steps"]) == 2  # --quick sizes carry over
     assert set(report["transfer_fit"]["white_box"]) == METRICS
-    assert report["transfer_fit"]["guards"] == []  # --generator without --guard/--transfer-guard: the shipped guards are not its
-    assert "| AT-GAN, transferable fit (κ 40, γ 200, 4 steps, 0 guards) |" in markdown
+    # --generator without --transfer-guard: the shipped robust guards are not its; the run's own ("auto": a distilled one).
+    assert report["transfer_fit"]["guards"] == ["Sequential"]
+    assert "| AT-GAN, transferable fit (κ 40, γ 200, 2 steps, 1 guard) |" in markdown
     assert "The transferable fit against A-nor itself" in markdown
     assert [row["rho_l0"] for row in report["ablation"]["rho_l0"]] == [0, 100, 200, 300, 400]
     assert [row["rho_linf"] for row in report["ablation"]["rho_linf"]] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
@@ -107,12 +108,16 @@ def test_quick_reproduction_on_the_shipped_checkpoints(pretrained_model_a, tmp_p
     (run_dir,) = (tmp_path / "runs").iterdir()
     report = json.loads((run_dir / "results.json").read_text())
     assert sorted(report["white_box"]) == sorted(SLOTS) and report["missing"] == []  # the 16 shipped targets
-    # The shipped robust guard comes with the shipped generator, and with it the lighter L_dist.
+    # Table 1's AT-GAN is the attack's default (guard "auto": the generator's own two guards); Table 7's
+    # transferable fit keeps the shipped robust guards it was measured with.
     options = json.loads((run_dir / "options.json").read_text())
-    assert Path(options["checkpoints"]["guard"]).name == "robust_guard.safetensors"
-    assert Path(options["checkpoints"]["transfer_guard"]).name == "robust_guard_2.safetensors"
-    assert len(report["transfer_fit"]["guards"]) == 2  # Table 7's fit has both
-    assert report["settings"]["atgan"]["beta"] == 0.25 and report["settings"]["atgan"]["gamma"] > 0
+    assert options["checkpoints"]["guard"] == "auto"
+    assert [Path(p).name for p in options["checkpoints"]["transfer_guard"].split(", ")] == ["robust_guard.safetensors",
+                                                                                           "robust_guard_2.safetensors"]  # fmt: skip
+    assert len(report["transfer_fit"]["guards"]) == 2
+    assert report["settings"]["atgan"]["beta"] == 1.0 and report["settings"]["atgan"]["gamma"] > 0
+    assert report["settings"]["atgan"]["search_steps"] == 8 and report["settings"]["guard"] == "auto"
+    assert report["white_box"]["A-nor"]["atgan"]["fd"] is not None  # the realism measures are there
     assert report["models"]["A-nor"]["test_accuracy"] == pytest.approx(0.8961)
     assert report["ablation"] == {} and report["figures"] == []
     assert "Not measured" in (run_dir / "results.md").read_text()
@@ -208,7 +213,7 @@ def test_train_classifier_refuses_bad_regime_options(args: list[str], message: s
 
 @pytest.mark.slow
 def test_transferable_fit_transfers_realistically_more_often(pretrained_generator: torch.nn.Module, pretrained_model_a: torch.nn.Module) -> None:
-    # Table 1's fit (200 steps, the robust guard) against the transferable one (1.5x the steps, κ 40, both robust guards).
+    # Table 1's fit (400 steps, the robust guard) against the transferable one (0.75x the steps, κ 40, both robust guards).
     from atgan_plugin.models import load_classifier
     from atgan_plugin.pretrained import load_pretrained_classifier, pretrained_targets_dir
 
@@ -217,7 +222,7 @@ def test_transferable_fit_transfers_realistically_more_often(pretrained_generato
     guards = [load_pretrained_classifier("robust_guard"), load_pretrained_classifier("robust_guard_2")]
     generator = torch.Generator().manual_seed(1)
     z, y = pretrained_generator.sample_z(500, generator=generator), torch.randint(10, (500,), generator=generator)
-    table_1 = replace(ROBUST_GUARD_TRANSFER, steps=200)
+    table_1 = replace(ROBUST_GUARD_TRANSFER, steps=400)
     transferable = ReproduceConfig(atgan=table_1).atgan_transferable
     assert transferable is not None and transferable.steps == 300
     transferred = {}

@@ -272,3 +272,34 @@ def test_mixed_precision_on_cuda(generator: StyleGAN2ADAGenerator, cifar_like_ta
     fit = fit_attack_generator(G, target, config=TransferConfig(steps=5, lr=0.01, batch_size=16), progress=False)
     assert all(torch.isfinite(p).all() for p in fit.generator.parameters())
     assert fit.history[-1]["step"] == 5
+
+
+# ------------------------------------------------------------------------------------------------
+# guard="auto" with a generator that carries no guard: a distilled one.
+
+
+def test_gets_a_distilled_guard_that_holds_the_source_class_while_the_fit_raises_success(
+    cifar_like_target: nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atgan_plugin import guards
+    from atgan_plugin.guards import DistillConfig, is_distilled_guard
+
+    generator = StyleGAN2ADAGenerator(tiny_network()).eval()
+    assert generator.default_guards == ()  # as NVIDIA's pickles: nothing to guard with but a distilled guard
+    # This toy GAN's four classes differ little: a small ε keeps the guard well above chance (0.25).
+    monkeypatch.setattr(guards, "DEFAULT_DISTILL", DistillConfig(steps=150, batch_size=32, width=8, epsilon=0.01))
+    attack = ATGANAttack(cifar_like_target, generator=generator, steps=40, batch_size=16, lr=1e-3, search_steps=0,
+                         progress=False)  # fmt: skip
+    (guard,) = attack.prepare_guard()
+    assert is_distilled_guard(guard)
+    z, y = latents(generator, 200, seed=9)
+    with torch.no_grad():
+        adversarial = attack.generate(y, z=z)
+        reference = generate(generator, z, y)
+        before = (cifar_like_target(reference).argmax(1) != y).float().mean()
+        after = (cifar_like_target(adversarial).argmax(1) != y).float().mean()
+        guard_orig = (guard(reference).argmax(1) == y).float().mean()
+        guard_attack = (guard(adversarial).argmax(1) == y).float().mean()
+    assert guard_orig > 0.5, guard_orig  # a guard that knows the classes, or the next line proves nothing
+    assert after > before + 0.3, (before, after)
+    assert guard_attack >= guard_orig - 0.1, (guard_orig, guard_attack)
