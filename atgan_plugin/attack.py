@@ -305,11 +305,12 @@ class ATGANAttack(GeneratorAttackBase):
         if z is None:
             z = self.generator.sample_z(len(sources), generator=self._latent_rng, device=device)
         z = z.to(device)
-        reference = self._reference_generator(device)(z, sources)
+        needed = with_reference or self.search_steps > 0
+        reference = self._reference_generator(device)(z, sources) if needed else None
         with eval_mode(torch_module_of(model)):
             adversarial = self._shrunk(fit, self._classifier_fn(model), z, sources, reference, target,
                                        self._fit_setting(model)[0])  # fmt: skip
-        return (adversarial, reference) if with_reference else adversarial
+        return (adversarial, reference) if with_reference else adversarial  # type: ignore[return-value]
 
     def _shrunk(
         self,
@@ -317,14 +318,14 @@ class ATGANAttack(GeneratorAttackBase):
         classify: Callable[[torch.Tensor], torch.Tensor],
         z: torch.Tensor,
         sources: torch.Tensor,
-        reference: torch.Tensor,
+        reference: torch.Tensor | None,
         target: int | None,
         bounds: tuple[float, float],
     ) -> torch.Tensor:
-        """G_attack's images for ``(z, sources)``, each shrunk towards ``reference`` (G_orig's) while it
-        still fools ``classify``; all ``(N, C, H, W)`` in [0, 1]."""
+        """G_attack's images for ``(z, sources)``, each shrunk towards ``reference`` (G_orig's, needed
+        when ``search_steps > 0``) while it still fools ``classify``; all ``(N, C, H, W)`` in [0, 1]."""
         adversarial = fit.generator(z, sources)
-        if self.search_steps == 0:
+        if self.search_steps == 0 or reference is None:
             return adversarial
         labels = sources if target is None else torch.full_like(sources, target)
 
@@ -382,6 +383,6 @@ class ATGANAttack(GeneratorAttackBase):
             mask = torch.ones(len(z), dtype=torch.bool, device=z.device) if target is None else (targets == target)
             fit = self.fit(model, target)
             with torch.no_grad():
-                reference = self._reference_generator(z.device)(z[mask], sources[mask])
+                reference = self._reference_generator(z.device)(z[mask], sources[mask]) if self.search_steps else None
                 out[mask] = self._shrunk(fit, classify, z[mask], sources[mask], reference, target, bounds)
         return out
