@@ -35,8 +35,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=None, help="classifier to attack (default: shipped Model A)")
     parser.add_argument("--generator", type=Path, default=None, help="G_orig (default: shipped generator)")
     parser.add_argument("--guard", type=Path, default=None,
-                        help="classifier that must keep seeing the source class during the fit "
-                             "(default: the shipped generator's auxiliary classifier; none with --generator)")  # fmt: skip
+                        help='a classifier that must keep seeing the source class during the fit (default: guard="auto", '
+                             "the generator's own guards plus a distilled one)")  # fmt: skip
     parser.add_argument("--oracle", type=Path, default=None, help="realism oracle (default: shipped oracle)")
     parser.add_argument("--fit", type=Path, default=None, help="a saved G_attack (atgan attack/demo) instead of fitting")
     parser.add_argument("--n", type=int, default=10_000, help="test images to use (default: all 10,000)")
@@ -52,8 +52,6 @@ def parse_args() -> argparse.Namespace:
         parser.error("--n, --batch-size and --fit-steps must be positive")
     try:  # the shipped checkpoints, unless paths were given
         args.model = args.model or pretrained_path("model_a")
-        if args.generator is None and args.guard is None:  # the shipped guard belongs to the shipped generator
-            args.guard = pretrained_path("aux_classifier")
         args.generator = args.generator or pretrained_path("generator")
         args.oracle = args.oracle or pretrained_path("oracle")
     except FileNotFoundError as error:
@@ -73,7 +71,7 @@ def main() -> None:
     model = load_classifier(args.model, device=device)  # eval mode
     oracle = load_classifier(args.oracle, device=device)
     generator = load_generator(args.generator, device=device)
-    guard = load_classifier(args.guard, device=device) if args.guard is not None else None
+    guard = load_classifier(args.guard, device=device) if args.guard is not None else "auto"
     test = load_dataset("fashion-mnist", "test", args.data_dir).subset(args.n)
     fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=device)  # type: ignore[attr-defined]
 
