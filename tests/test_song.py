@@ -60,7 +60,7 @@ def test_success_rises_with_steps_on_the_tiny_generator(tiny_generator: nn.Modul
     sources = torch.arange(100) % 10
     z0 = tiny_generator.sample_z(100, generator=torch.Generator().manual_seed(0))
     rates = []
-    for steps in (1, 10, 30):
+    for steps in (1, 10, 60):  # 60, not 30: at 30 the rise sat on the threshold, and one torch thread fell under it
         attack = SongAttack(tiny_target, generator=tiny_generator, steps=steps, lr=16.0, lambda1=0.0, progress=False)
         rates.append(_success(tiny_target, attack.search(sources, z=z0), sources))  # type: ignore[arg-type]
     assert rates[0] <= rates[1] <= rates[2]
