@@ -74,9 +74,9 @@ from atgan_plugin.checkpoints import (
 )
 from atgan_plugin.faces import GeneratorAttackBase, torch_module_of
 from atgan_plugin.guards import AUTO, GuardSpec, check_guard_spec, resolve_guards
-from atgan_plugin.shrink import fooled_with_margin, shrink_towards_reference
 from atgan_plugin.joint_fit import fit_attack_generators
 from atgan_plugin.precision import autocast, check_precision
+from atgan_plugin.shrink import fooled_with_margin, shrink_towards_reference
 from atgan_plugin.transfer import FitResult, GradientSync, TransferConfig, fit_attack_generator, to_bounds
 from atgan_plugin.utils import eval_mode
 
@@ -312,9 +312,10 @@ class ATGANAttack(GeneratorAttackBase):
             classify = self._classifier_fn(model)
             device = self._device_for(model)
             guards = self.prepare_guard(device) if self.config.gamma > 0 else ()
+            per_target = self.config.batch_size if self.joint_batch_size is None else min(self.joint_batch_size, self.config.batch_size)
             with eval_mode(torch_module_of(model)):
-                made = self._run_fits(classify, missing, config=self.config, bounds=setting[0], device=device,
-                                      guards=guards, sync=None)  # fmt: skip
+                made = self._run_fits(classify, missing, config=self.config, batch_per_target=per_target, bounds=setting[0],
+                                      device=device, guards=guards, sync=None)  # fmt: skip
             for t, fit in made.items():
                 self._cache.put(model, t, setting, fit)
                 fits[t] = fit
@@ -326,20 +327,21 @@ class ATGANAttack(GeneratorAttackBase):
         targets: list[int | None],
         *,
         config: TransferConfig,
+        batch_per_target: int,
         bounds: tuple[float, float],
         device: torch.device,
         guards: tuple[nn.Module, ...],
         sync: GradientSync | None,
     ) -> dict[int | None, FitResult]:
-        """The one place fits are made: one target alone (:func:`fit_attack_generator`), several together.
-        :mod:`atgan_plugin.distributed` overrides it to give each process its seed, batch and ``sync``."""
+        """The one place fits are made: one target alone (:func:`fit_attack_generator`), several together
+        (``batch_per_target`` examples each per step). :mod:`atgan_plugin.distributed` overrides it to give
+        each process its seed, its share of the batches and a gradient ``sync``."""
         if len(targets) == 1:
             fit = fit_attack_generator(self.generator, classify, target=targets[0], config=config, bounds=bounds,
                                        device=device, progress=self.progress, guard=guards,  # type: ignore[arg-type]
                                        precision=self.precision, sync=sync)  # fmt: skip
             return {targets[0]: fit}
-        per_target = config.batch_size if self.joint_batch_size is None else min(self.joint_batch_size, config.batch_size)
-        return fit_attack_generators(self.generator, classify, targets, config=config, batch_per_target=per_target,
+        return fit_attack_generators(self.generator, classify, targets, config=config, batch_per_target=batch_per_target,
                                      bounds=bounds, device=device, progress=self.progress, guard=guards,  # type: ignore[arg-type]
                                      precision=self.precision, sync=sync)  # fmt: skip
 
