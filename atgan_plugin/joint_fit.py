@@ -55,6 +55,7 @@ from atgan_plugin.transfer import (
 __all__ = ["StackedGenerator", "fit_attack_generators"]
 
 Target = int | None
+_DEFAULT_CONFIG = TransferConfig()
 
 
 class StackedGenerator:
@@ -149,7 +150,7 @@ def fit_attack_generators(
     classifier: Classifier,
     targets: Sequence[Target],
     *,
-    config: TransferConfig = TransferConfig(),
+    config: TransferConfig = _DEFAULT_CONFIG,
     batch_per_target: int | None = None,
     bounds: tuple[float, float] = (0.0, 1.0),
     device: torch.device | None = None,
