@@ -554,11 +554,14 @@ def _run_evaluation(
             raise click.BadParameter(f"{path} holds a fit for target {fit.target}, which this evaluation does not "
                                      f"include (add it to --targets)", param_hint="'--fit'")  # fmt: skip
     run_dir = _new_run(runs_dir, run_name, checkpoints) if main else None
+    start = time.perf_counter()
     attack.fit(model, targets=[None, *target_list])  # every setting not loaded, in one run (every process under torchrun)
+    fit_seconds = time.perf_counter() - start
     if run_dir is None:
         return None
 
     report = evaluate_attack(attack, model, oracle, n=n, targets=target_list, seed=seed + 1, frechet=frechet)
+    report.fit_seconds += fit_seconds  # the fits were made above, before evaluate_attack found them cached
     outputs = ["options.json", "report.json"]
     fits = [{**fit.summary(), "history": fit.history} for fit in (attack.fit(model, t) for t in [None, *target_list])]
     runs.write_json(run_dir / "report.json", {**report.to_dict(), "fits": fits, "checkpoints": checkpoints})

@@ -114,6 +114,21 @@ def standins(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+def test_two_process_evaluate_and_attack_write_one_run_folder_each(standins: Path) -> None:
+    common = ["--generator", "generator.safetensors", "--model", "model.safetensors", "--steps", "2", "--batch-size", "8",
+              "--joint-batch-size", "4", "--guard", "none", "--device", "cpu", "--runs-dir", "runs-cli", "--no-progress"]  # fmt: skip
+    evaluate = torchrun("-m", "atgan_plugin.cli", "evaluate", "--count", "20", "--targets", "1,2", "--oracle",
+                        "model.safetensors", *common, cwd=standins)  # fmt: skip
+    attack = torchrun("-m", "atgan_plugin.cli", "attack", "-n", "12", "--targets", "4,5", *common, cwd=standins)
+    assert evaluate.stdout.count("report:") == 1 and "12 adversarial examples over targets [4, 5]" in attack.stdout
+    folders = sorted(p.name for p in (standins / "runs-cli").iterdir())
+    assert folders == ["00001-evaluate", "00002-attack"]
+    report = json.loads((standins / "runs-cli" / "00001-evaluate" / "report.json").read_text())
+    assert [fit["target"] for fit in report["fits"]] == [None, 1, 2]
+    assert report["untargeted"]["fd_ratio"] is not None  # rank 0 alone computed the Frechet distance, without waiting
+    assert all((standins / "runs-cli" / name / "complete.json").is_file() for name in folders)
+
+
 def generate_args(out: str, n: int, shard_size: int) -> list[str]:
     return ["-m", "atgan_plugin.cli", "generate", "--fit", "runs/00001-fit/g_attack-target3.safetensors", "-n", str(n),
             "--out", out, "--shard-size", str(shard_size), "--generator", "generator.safetensors", "--model",
