@@ -338,11 +338,11 @@ class ATGANAttack(GeneratorAttackBase):
         each process its seed, its share of the batches and a gradient ``sync``."""
         if len(targets) == 1:
             fit = fit_attack_generator(self.generator, classify, target=targets[0], config=config, bounds=bounds,
-                                       device=device, progress=self.progress, guard=guards,  # type: ignore[arg-type]
+                                       device=device, progress=self.progress, guard=guards,
                                        precision=self.precision, sync=sync)  # fmt: skip
             return {targets[0]: fit}
         return fit_attack_generators(self.generator, classify, targets, config=config, batch_per_target=batch_per_target,
-                                     bounds=bounds, device=device, progress=self.progress, guard=guards,  # type: ignore[arg-type]
+                                     bounds=bounds, device=device, progress=self.progress, guard=guards,
                                      precision=self.precision, sync=sync)  # fmt: skip
 
     def _fit_setting(self, model: Any) -> tuple[Any, ...]:

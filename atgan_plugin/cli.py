@@ -661,7 +661,7 @@ def attack_command(
         z = generator.sample_z(m, generator=rng, device=dev)  # type: ignore[operator]
         adversarial = torch.empty((m, *generator.image_shape), device=dev)  # type: ignore[misc]
         for setting in settings:
-            rows = torch.ones(m, dtype=torch.bool) if len(settings) == 1 else chunk_targets == setting
+            rows = torch.ones(m, dtype=torch.bool) if chunk_targets is None or len(settings) == 1 else torch.eq(chunk_targets, -1 if setting is None else setting)
             rows = rows.to(dev)
             adversarial[rows] = cast(torch.Tensor, attack.generate(y_s[rows], target=setting, z=z[rows], model=model))
         with torch.no_grad():
@@ -751,7 +751,8 @@ def fit_command(
     networks, checkpoints = _load_networks(dev, generator=generator_path, model=model_path)
     guard, guard_record = _guard_spec(guard_specs, dev)
     checkpoints["guard"] = ", ".join(guard_record)
-    settings: list[int | None] = ([None] if untargeted else []) + _resolve_targets(targets, int(networks["generator"].num_classes))  # type: ignore[arg-type]
+    settings: list[int | None] = [None] if untargeted else []
+    settings += _resolve_targets(targets, int(networks["generator"].num_classes))  # type: ignore[arg-type]
     if not settings:
         raise click.BadParameter("nothing to fit: give --targets or leave --untargeted on", param_hint="'--targets'")
     attack = _make_attack(networks, dev, seed, progress, hyper, guard, guard_cache_dir, group)

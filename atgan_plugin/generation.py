@@ -114,7 +114,7 @@ def shard_inputs(plan: GenerationPlan, shard: int, generator: nn.Module) -> tupl
     rng = torch.Generator().manual_seed(plan.shard_seed(shard))
     n = plan.count(shard)
     sources = sample_sources(n, int(generator.num_classes), plan.target, rng)  # type: ignore[arg-type]
-    return sources, generator.sample_z(n, generator=rng, device="cpu")  # type: ignore[operator, no-any-return]
+    return sources, generator.sample_z(n, generator=rng, device="cpu")  # type: ignore[operator]
 
 
 def read_shard(path: str | Path) -> dict[str, torch.Tensor]:
@@ -150,7 +150,7 @@ def _make_shard(attack: ATGANAttack, model: Any, plan: GenerationPlan, shard: in
     sources, z = shard_inputs(plan, shard, attack.generator)
     if device.type == "cuda":
         sources, z = sources.pin_memory(), z.pin_memory()
-    images = _host_buffer((len(z), *attack.generator.image_shape), device)
+    images = _host_buffer((len(z), *attack.generator.image_shape), device)  # type: ignore[misc]
     for start in range(0, len(z), batch_size):
         rows = slice(start, start + batch_size)
         y = sources[rows].to(device, non_blocking=True)

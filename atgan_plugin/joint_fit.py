@@ -84,7 +84,7 @@ class StackedGenerator:
         return torch.stack([self._one({n: p[k] for n, p in self.stacked.items()}, z[k], y[k]) for k in range(self.copies)])
 
     def _vmap(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return vmap(self._one)(self.stacked, z, y)  # type: ignore[no-any-return]
+        return vmap(self._one)(self.stacked, z, y)
 
     def _can_vectorise(self, z: torch.Tensor, y: torch.Tensor) -> bool:
         """Whether ``vmap`` runs this generator and agrees with the loop, tried on two examples per group."""
