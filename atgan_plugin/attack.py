@@ -185,8 +185,8 @@ class ATGANAttack(GeneratorAttackBase):
             ``docs/benchmarks.md``); ``None``: ``batch_size``, which gives the separate fits' results.
         precision: ``"fp32"`` (default) or ``"bf16"``: the fit's and the generation's forward passes
             under bf16 autocast (:mod:`atgan_plugin.precision`), for GPUs with bf16 tensor cores.
-        compile: generate through ``torch.compile`` d G_attack, G_orig and model (when it is a torch
-            module), for GPU throughput; the first call compiles. The fit is not compiled.
+        compile: generate with G_attack, G_orig and the model (when it is a torch module) compiled by
+            ``torch.compile``, for GPU throughput; the first call compiles. The fit is not compiled.
         guard_cache_dir: where distilled guards are cached (default ``$ATGAN_CACHE_DIR`` or
             ``~/.cache/atgan-plugin``).
         invert_steps, invert_lr: latent inversion settings for ``latent="invert"``.
@@ -247,7 +247,7 @@ class ATGANAttack(GeneratorAttackBase):
         self.joint_batch_size = joint_batch_size
         self.precision = precision
         self.compile = bool(compile)
-        self._compiled: dict[int, Any] = {}  # id(module or model) -> its torch.compile'd forward
+        self._compiled: dict[int, Any] = {}  # id(module) -> (module, its torch.compile wrapper)
         self.guard_cache_dir = guard_cache_dir
         self._guards: tuple[nn.Module, ...] | None = None
         self._cache = _FitCache()
@@ -411,7 +411,7 @@ class ATGANAttack(GeneratorAttackBase):
             return self._compiled_or(generator)(z, sources).float()  # type: ignore[no-any-return]
 
     def _compiled_or(self, function: Any) -> Any:
-        """``function`` itself, or with ``compile=True`` and a torch module its ``torch.compile`` d wrapper
+        """``function`` itself, or with ``compile=True`` and a torch module its ``torch.compile`` wrapper
         (made once, kept); plain functions (a Foolbox model's forward) are not compiled."""
         if not self.compile or not isinstance(function, nn.Module):
             return function

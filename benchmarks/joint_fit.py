@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,8 @@ def main() -> None:
     speedup = separate_seconds / joint_seconds
 
     print("\n".join(machine_lines(device)))
+    allocator = {k: v for k, v in os.environ.items() if k.startswith("MALLOC_") or k == "LD_PRELOAD"}
+    print(f"allocator settings: {allocator or 'glibc defaults'}")
     print(f"{len(targets)} targets, {args.steps} fit steps; separate fits: batch {args.batch_size}; joint fit: "
           f"{min(args.joint_batch_size, args.batch_size)} per target and step; {args.n} evaluation examples per target"
           f"{' (TINY untrained networks: numbers meaningless)' if args.tiny else ''}")  # fmt: skip
@@ -138,7 +141,7 @@ def main() -> None:
         print(f"RATIO at the separate fits' batch per target (exact results; {args.equal_batch_steps} steps timed): "
               f"{equal_ratio:.2f}x")  # fmt: skip
     if args.json is not None:
-        args.json.write_text(json.dumps({"machine": machine(device), "args": {k: str(v) for k, v in vars(args).items()},
+        args.json.write_text(json.dumps({"machine": machine(device), "allocator": allocator, "args": {k: str(v) for k, v in vars(args).items()},
                                          "joint_seconds": joint_seconds, "separate_seconds": separate_seconds,
                                          "speedup": speedup, "equal_batch_speedup": equal_ratio, "rows": rows}, indent=2) + "\n")  # fmt: skip
 

@@ -223,3 +223,36 @@ def test_bf16_fit_and_generation_keep_success(tiny_generator: nn.Module, tiny_ta
         results[precision] = [success_and_agreement(attack, tiny_target, tiny_guard, t) for t in (3, 6)]
     for (s32, r32), (s16, r16) in zip(results["fp32"], results["bf16"], strict=True):
         assert s16 == pytest.approx(s32, abs=0.1) and r16 == pytest.approx(r32, abs=0.1)
+
+
+@pytest.mark.slow
+def test_compiled_generation_equals_eager(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
+    kwargs: dict[str, Any] = dict(guard=None, steps=3, batch_size=8, search_steps=4, progress=False)
+    eager = ATGANAttack(tiny_target, generator=tiny_generator, **kwargs)
+    compiled = ATGANAttack(tiny_target, generator=tiny_generator, compile=True, **kwargs)
+    sources, z = torch.arange(20) % 10, tiny_generator.sample_z(20, generator=torch.Generator().manual_seed(3))
+    expected = eager.generate(sources, z=z)
+    compiled.fit()
+    compiled._cache = eager._cache  # the same G_attack
+    assert torch.allclose(compiled.generate(sources, z=z), expected, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_generation_on_cuda_matches_the_cpu(tiny_generator: nn.Module, tiny_target: nn.Module, tmp_path: Path) -> None:
+    # The GPU path of mass generation: pinned host buffers and non-blocking copies give the CPU's examples.
+    from atgan_plugin.generation import GenerationPlan, check_plan, generate_shards, read_shard
+
+    results = []
+    for device in ("cpu", "cuda"):
+        model = copy.deepcopy(tiny_target).to(device)
+        attack = ATGANAttack(model, generator=tiny_generator, guard=None, steps=3, batch_size=8, device=device, progress=False)
+        attack.fit()
+        if device == "cuda":
+            attack.fit().generator.load_state_dict(results[0][1])
+        plan = GenerationPlan(total=50, shard_size=20, seed=0, target=None, search_steps=8, precision="fp32", fit_sha256="-",
+                              generator_sha256="-", model_sha256="-")  # fmt: skip
+        out = tmp_path / device
+        check_plan(out, plan)
+        generate_shards(attack, model, plan, out, batch_size=16, progress=False)
+        results.append((read_shard(out / plan.shard_name(1))["images"], attack.fit().generator.state_dict()))
+    assert torch.allclose(results[0][0], results[1][0], atol=1e-3)
