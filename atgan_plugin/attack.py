@@ -35,7 +35,9 @@ Both faces, the checks and the latents come from :class:`atgan_plugin.faces.Gene
 (shared with :class:`atgan_plugin.song.SongAttack`); this class adds the fit and its cache.
 
 Fitting ``G_attack`` is the expensive part: it happens on first use for each (model, target)
-and is cached; ``fit()``, ``save_fit()`` and ``load_fit()`` make it explicit.
+and is cached; ``fit()``, ``save_fit()`` and ``load_fit()`` make it explicit. A call with several
+targets (or ``fit(model, targets=[...])``) fits every missing target in one run that shares the
+work (:mod:`atgan_plugin.joint_fit`).
 
 Realism by default (our additions, each switchable): ``guard="auto"`` keeps the source class with
 the generator's own guard classifiers plus one distilled from G_orig (:mod:`atgan_plugin.guards`),
@@ -55,7 +57,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import eagerpy as ep
 import foolbox as fb
@@ -72,8 +74,10 @@ from atgan_plugin.checkpoints import (
 )
 from atgan_plugin.faces import GeneratorAttackBase, torch_module_of
 from atgan_plugin.guards import AUTO, GuardSpec, check_guard_spec, resolve_guards
+from atgan_plugin.joint_fit import fit_attack_generators
+from atgan_plugin.precision import autocast, check_precision
 from atgan_plugin.shrink import fooled_with_margin, shrink_towards_reference
-from atgan_plugin.transfer import FitResult, TransferConfig, fit_attack_generator, to_bounds
+from atgan_plugin.transfer import FitResult, GradientSync, TransferConfig, fit_attack_generator, to_bounds
 from atgan_plugin.utils import eval_mode
 
 __all__ = ["ATGANAttack"]
@@ -176,6 +180,13 @@ class ATGANAttack(GeneratorAttackBase):
             default, leaves it out): smoother changes, less success against robust models.
         search_steps: bisection steps of the per-example shrink towards G_orig's image
             (:mod:`atgan_plugin.shrink`, our addition); 0 returns G_attack's image as it is (paper).
+        joint_batch_size: examples per target and step when several targets are fitted together, at
+            most ``batch_size`` (:mod:`atgan_plugin.joint_fit`; our choice, 16: measured in
+            ``docs/benchmarks.md``); ``None``: ``batch_size``, which gives the separate fits' results.
+        precision: ``"fp32"`` (default) or ``"bf16"``: the fit's and the generation's forward passes
+            under bf16 autocast (:mod:`atgan_plugin.precision`), for GPUs with bf16 tensor cores.
+        compile: generate with G_attack, G_orig and the model (when it is a torch module) compiled by
+            ``torch.compile``, for GPU throughput; the first call compiles. The fit is not compiled.
         guard_cache_dir: where distilled guards are cached (default ``$ATGAN_CACHE_DIR`` or
             ``~/.cache/atgan-plugin``).
         invert_steps, invert_lr: latent inversion settings for ``latent="invert"``.
@@ -208,6 +219,9 @@ class ATGANAttack(GeneratorAttackBase):
         batch_size: int = TransferConfig.batch_size,
         tv: float = TransferConfig.tv,
         search_steps: int = 8,
+        joint_batch_size: int | None = 16,
+        precision: str = "fp32",
+        compile: bool = False,
         guard_cache_dir: str | Path | None = None,
         invert_steps: int = 200,
         invert_lr: float = 0.05,
@@ -224,8 +238,16 @@ class ATGANAttack(GeneratorAttackBase):
         check_guard_spec(guard)  # checked here, resolved (perhaps distilled) at the first fit
         if isinstance(search_steps, bool) or not isinstance(search_steps, int) or not 0 <= search_steps <= 30:
             raise ValueError(f"search_steps must be an integer in [0, 30], got {search_steps!r}")
+        if joint_batch_size is not None and (isinstance(joint_batch_size, bool) or not isinstance(joint_batch_size, int)
+                                             or joint_batch_size < 1):  # fmt: skip
+            raise ValueError(f"joint_batch_size must be an integer >= 1 or None, got {joint_batch_size!r}")
+        check_precision(precision)
         self.guard = guard
         self.search_steps = search_steps
+        self.joint_batch_size = joint_batch_size
+        self.precision = precision
+        self.compile = bool(compile)
+        self._compiled: dict[int, Any] = {}  # id(module) -> (module, its torch.compile wrapper)
         self.guard_cache_dir = guard_cache_dir
         self._guards: tuple[nn.Module, ...] | None = None
         self._cache = _FitCache()
@@ -236,7 +258,8 @@ class ATGANAttack(GeneratorAttackBase):
         else:
             names = [type(g).__name__ for g in (self.guard if isinstance(self.guard, (list, tuple)) else [self.guard])]
             guard = names[0] if len(names) == 1 else names
-        return {**asdict(self.config), "guard": guard, "search_steps": self.search_steps}
+        return {**asdict(self.config), "guard": guard, "search_steps": self.search_steps,
+                "joint_batch_size": self.joint_batch_size, "precision": self.precision, "compile": self.compile}  # fmt: skip
 
     # ----------------------------------------------------------------------------------------
     # Guards.
@@ -260,23 +283,67 @@ class ATGANAttack(GeneratorAttackBase):
     # ----------------------------------------------------------------------------------------
     # The one implementation behind both faces.
 
-    def fit(self, model: Any = None, target: int | None = None) -> FitResult:
-        """Fits (or returns the cached) G_attack for ``model`` (default: the AdverTorch model) and ``target``."""
+    @overload
+    def fit(self, model: Any = None, target: int | None = None) -> FitResult: ...
+
+    @overload
+    def fit(self, model: Any = None, *, targets: list[int | None] | tuple[int | None, ...]) -> dict[int | None, FitResult]: ...
+
+    def fit(self, model: Any = None, target: Any = None, *, targets: Any = None) -> Any:
+        """Fits (or returns the cached) G_attack for ``model`` (default: the AdverTorch model) and ``target``.
+
+        With ``targets=[...]`` (class indices; ``None`` for untargeted) it returns each one's fit, keyed by
+        target, and fits the missing ones together in one run (:mod:`atgan_plugin.joint_fit`).
+        """
         model = self._model_or_default(model)
-        target = self._check_target(target)
+        if targets is None:
+            target = self._check_target(target)
+            return self._fit_many(model, [target])[target]
+        if target is not None:
+            raise ValueError("give either target= (one fit) or targets= (several), not both")
+        return self._fit_many(model, [self._check_target(t) for t in targets])
+
+    def _fit_many(self, model: Any, targets: list[int | None]) -> dict[int | None, FitResult]:
+        """Each target's fit: the cached ones as they are, the missing ones fitted in one run."""
         setting = self._fit_setting(model)
-        cached = self._cache.get(model, target, setting)
-        if cached is not None:
-            return cached
-        classify = self._classifier_fn(model)
-        device = self._device_for(model)
-        guards = self.prepare_guard(device) if self.config.gamma > 0 else ()
-        with eval_mode(torch_module_of(model)):
-            fit = fit_attack_generator(self.generator, classify, target=target, config=self.config,
-                                       bounds=setting[0], device=device, progress=self.progress,
-                                       guard=guards)  # type: ignore[arg-type]
-        self._cache.put(model, target, setting, fit)
-        return fit
+        fits = {t: self._cache.get(model, t, setting) for t in dict.fromkeys(targets)}
+        missing = [t for t, fit in fits.items() if fit is None]
+        if missing:
+            classify = self._classifier_fn(model)
+            device = self._device_for(model)
+            guards = self.prepare_guard(device) if self.config.gamma > 0 else ()
+            per_target = self.config.batch_size if self.joint_batch_size is None else min(self.joint_batch_size, self.config.batch_size)
+            with eval_mode(torch_module_of(model)):
+                made = self._run_fits(classify, missing, config=self.config, batch_per_target=per_target, bounds=setting[0],
+                                      device=device, guards=guards, sync=None)  # fmt: skip
+            for t, fit in made.items():
+                self._cache.put(model, t, setting, fit)
+                fits[t] = fit
+        return fits  # type: ignore[return-value]
+
+    def _run_fits(
+        self,
+        classify: Callable[[torch.Tensor], torch.Tensor],
+        targets: list[int | None],
+        *,
+        config: TransferConfig,
+        batch_per_target: int,
+        bounds: tuple[float, float],
+        device: torch.device,
+        guards: tuple[nn.Module, ...],
+        sync: GradientSync | None,
+    ) -> dict[int | None, FitResult]:
+        """The one place fits are made: one target alone (:func:`fit_attack_generator`), several together
+        (``batch_per_target`` examples each per step). :mod:`atgan_plugin.distributed` overrides it to give
+        each process its seed, its share of the batches and a gradient ``sync``."""
+        if len(targets) == 1:
+            fit = fit_attack_generator(self.generator, classify, target=targets[0], config=config, bounds=bounds,
+                                       device=device, progress=self.progress, guard=guards,
+                                       precision=self.precision, sync=sync)  # fmt: skip
+            return {targets[0]: fit}
+        return fit_attack_generators(self.generator, classify, targets, config=config, batch_per_target=batch_per_target,
+                                     bounds=bounds, device=device, progress=self.progress, guard=guards,
+                                     precision=self.precision, sync=sync)  # fmt: skip
 
     def _fit_setting(self, model: Any) -> tuple[Any, ...]:
         """What a fit depends on besides the module and the target: (bounds, Foolbox preprocessing, device)."""
@@ -304,9 +371,9 @@ class ATGANAttack(GeneratorAttackBase):
         sources = self._check_labels(sources, "source labels", len(sources)).to(device)
         if z is None:
             z = self.generator.sample_z(len(sources), generator=self._latent_rng, device=device)
-        z = z.to(device)
-        needed = with_reference or self.search_steps > 0
-        reference = self._reference_generator(device)(z, sources) if needed else None
+        z = z.to(device, non_blocking=True)
+        need_reference = with_reference or self.search_steps > 0
+        reference = self._forward(self._reference_generator(device), z, sources) if need_reference else None
         with eval_mode(torch_module_of(model)):
             adversarial = self._shrunk(fit, self._classifier_fn(model), z, sources, reference, target,
                                        self._fit_setting(model)[0])  # fmt: skip
@@ -322,19 +389,37 @@ class ATGANAttack(GeneratorAttackBase):
         target: int | None,
         bounds: tuple[float, float],
     ) -> torch.Tensor:
-        """G_attack's images for ``(z, sources)``, each shrunk towards ``reference`` (G_orig's, needed
-        when ``search_steps > 0``) while it still fools ``classify``; all ``(N, C, H, W)`` in [0, 1]."""
-        adversarial = fit.generator(z, sources)
+        """G_attack's images for ``(z, sources)``, each shrunk towards ``reference`` (G_orig's) while it
+        still fools ``classify``; all ``(N, C, H, W)`` in [0, 1]. ``reference`` may be None with ``search_steps=0``."""
+        adversarial = self._forward(fit.generator, z, sources)
         if self.search_steps == 0 or reference is None:
             return adversarial
         labels = sources if target is None else torch.full_like(sources, target)
+        classify = self._compiled_or(classify)
 
         def is_adversarial(images: torch.Tensor) -> torch.Tensor:
-            logits = classify(to_bounds(images, bounds))
+            with autocast(images.device, self.precision):
+                logits = classify(to_bounds(images, bounds)).float()
             return fooled_with_margin(logits, labels, targeted=target is not None, margin=_SHRINK_MARGIN)
 
         images, _ = shrink_towards_reference(reference, adversarial, is_adversarial, steps=self.search_steps)
         return images
+
+    def _forward(self, generator: nn.Module, z: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+        """``generator(z, sources)`` in float32, under the attack's precision (and compiled with ``compile=True``)."""
+        with autocast(z.device, self.precision):
+            return self._compiled_or(generator)(z, sources).float()  # type: ignore[no-any-return]
+
+    def _compiled_or(self, function: Any) -> Any:
+        """``function`` itself, or with ``compile=True`` and a torch module its ``torch.compile`` wrapper
+        (made once, kept); plain functions (a Foolbox model's forward) are not compiled."""
+        if not self.compile or not isinstance(function, nn.Module):
+            return function
+        compiled = self._compiled.get(id(function))
+        if compiled is None or compiled[0] is not function:
+            compiled = (function, torch.compile(function))
+            self._compiled[id(function)] = compiled
+        return compiled[1]
 
     def save_fit(self, path: str | Path, *, target: int | None = None, model: Any = None) -> None:
         """Writes the fitted G_attack for (model, target) as a safetensors file (atomically)."""
@@ -376,13 +461,13 @@ class ATGANAttack(GeneratorAttackBase):
         targets: torch.Tensor | None,
         bounds: tuple[float, float],
     ) -> torch.Tensor:
-        # One G_attack per distinct target (one in all when untargeted), each fitted or cached.
+        # One G_attack per distinct target (one in all when untargeted); the missing ones fitted together.
         out = torch.empty((len(z), *self.generator.image_shape), device=z.device)
         groups = [None] if targets is None else targets.unique().tolist()
+        fits = self._fit_many(model, groups)
         for target in groups:
             mask = torch.ones(len(z), dtype=torch.bool, device=z.device) if target is None else (targets == target)
-            fit = self.fit(model, target)
             with torch.no_grad():
-                reference = self._reference_generator(z.device)(z[mask], sources[mask]) if self.search_steps else None
-                out[mask] = self._shrunk(fit, classify, z[mask], sources[mask], reference, target, bounds)
+                reference = self._forward(self._reference_generator(z.device), z[mask], sources[mask]) if self.search_steps else None
+                out[mask] = self._shrunk(fits[target], classify, z[mask], sources[mask], reference, target, bounds)
         return out

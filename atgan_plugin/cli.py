@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import platform
 import sys
 import time
@@ -25,11 +26,12 @@ from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.data import DATASETS, DatasetNotFoundError, load_dataset
 from atgan_plugin.gan_training import TrainingDivergedError
 from atgan_plugin.report import write_report
-from atgan_plugin.transfer import FitDivergedError, TransferConfig
+from atgan_plugin.transfer import FitDivergedError, TransferConfig, sample_sources
 from atgan_plugin.utils import resolve_device, seed_everything
 
 if TYPE_CHECKING:  # imported lazily below: they pull in foolbox and advertorch
     from atgan_plugin.attack import ATGANAttack
+    from atgan_plugin.distributed import Distributed
     from atgan_plugin.evaluation import EvaluationReport
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,6 +53,13 @@ _runs_dir_option = click.option(
     "--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True,
     help="Parent folder of the numbered run folders (runs/00001-<command>/).",
 )  # fmt: skip
+
+
+def _count_option(default: int | None, help_text: str) -> Callable[[F], F]:
+    """A count, spelled ``-n``, ``--count`` or ``--n``: torchrun's own parser rejects ``--n`` anywhere on its
+    command line (a prefix of its ``--nnodes``, ``--nproc-per-node``), so under torchrun write ``-n`` or ``--count``."""
+    return click.option("-n", "--n", "--count", "n", type=click.IntRange(min=1), default=default, required=default is None,
+                        show_default=default is not None, help=f"{help_text} (-n, --count or --n; --n not under torchrun)")  # fmt: skip
 
 
 def _apply(options: list[Callable[[F], F]]) -> Callable[[F], F]:
@@ -100,6 +109,16 @@ def _fit_options(defaults: TransferConfig = _FIT_DEFAULTS) -> Callable[[F], F]:
 
 
 _FIT_PARAMETERS = ("steps", "lr", "alpha", "beta", "kappa", "gamma", "rho_l0", "rho_linf", "batch_size", "tv", "search_steps")
+# How the attack runs, not what it fits (attack, fit, evaluate, demo; ATGANAttack's keyword arguments too).
+_SCALE_PARAMETERS = ("joint_batch_size", "precision")
+_scale_options = _apply([
+    click.option("--joint-batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+                 help="Examples per target and step when several targets (or the untargeted setting and targets) are "
+                      "fitted together in one run; at most --batch-size, which gives the separate fits' results."),
+    click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+                 help="bf16: the fit's and the generation's forward passes under bf16 autocast (GPUs with bf16 tensor "
+                      "cores); parameters and losses stay float32."),
+])  # fmt: skip
 
 _CHECKPOINT_HELP = {
     "generator": "G_orig checkpoint, any format load_generator reads [default: the shipped Fashion-MNIST generator].",
@@ -459,11 +478,30 @@ def _transfer_guards(paths: tuple[str, ...], generator_path: str | None, device:
 
 
 def _make_attack(networks: dict[str, torch.nn.Module], device: torch.device, seed: int, progress: bool,
-                 hyper: dict[str, Any], guard: Any, guard_cache_dir: str | None) -> ATGANAttack:  # fmt: skip
+                 hyper: dict[str, Any], guard: Any, guard_cache_dir: str | None, group: Distributed | None = None) -> ATGANAttack:  # fmt: skip
+    """The attack the options describe; under torchrun, its data-parallel form (:mod:`atgan_plugin.distributed`)."""
     from atgan_plugin.attack import ATGANAttack
+    from atgan_plugin.distributed import DataParallelATGANAttack
 
+    kwargs = {k: hyper[k] for k in (*_FIT_PARAMETERS, *_SCALE_PARAMETERS) if k in hyper}
+    if group is not None:
+        return DataParallelATGANAttack(networks["model"], generator=networks["generator"], guard=guard, guard_cache_dir=guard_cache_dir,
+                                       device=device, seed=seed, progress=progress, distributed=group, **kwargs)  # fmt: skip
     return ATGANAttack(networks["model"], generator=networks["generator"], guard=guard, guard_cache_dir=guard_cache_dir,
-                       device=device, seed=seed, progress=progress, **{k: hyper[k] for k in _FIT_PARAMETERS})  # fmt: skip
+                       device=device, seed=seed, progress=progress, **kwargs)  # fmt: skip
+
+
+def _session(device: str) -> tuple[torch.device, Distributed | None]:
+    """This process's device, and its process group when torchrun started it (left when the command ends).
+
+    Under torchrun only rank 0 makes run folders and prints; the others fit and stay silent."""
+    from atgan_plugin.distributed import init
+
+    group = init(device)
+    if group is None:
+        return resolve_device(device), None
+    click.get_current_context().call_on_close(group.shutdown)
+    return group.device, group
 
 
 def _realism_judge(features_path: str | None, generator: torch.nn.Module, dataset: str, data_dir: str | None,
@@ -492,30 +530,38 @@ def _run_evaluation(
     guard_specs: tuple[str, ...], guard_cache_dir: str | None, dataset: str, data_dir: str | None, n: int,
     targets: Targets, fit_paths: tuple[str, ...], save_fits: bool, runs_dir: str, run_name: str,
     device: str, seed: int, progress: bool, hyper: dict[str, Any],
-) -> tuple[Path, EvaluationReport, list[str]]:  # fmt: skip
-    """What ``evaluate`` and ``demo`` share: fit (or load), evaluate, write report and grids."""
+) -> tuple[Path, EvaluationReport, list[str]] | None:  # fmt: skip
+    """What ``evaluate`` and ``demo`` share: fit (or load), evaluate, write report and grids. Under torchrun
+    every process takes part in the fit and rank 0 alone evaluates and writes; the others get ``None``."""
     from atgan_plugin.evaluation import evaluate_attack, save_class_grid, save_difference_grid, save_target_grid
 
-    dev = resolve_device(device)
+    dev, group = _session(device)
+    main = group is None or group.is_main
     seed_everything(seed)
     networks, checkpoints = _load_networks(dev, generator=generator_path, model=model_path, oracle=oracle_path)
     generator, model, oracle = networks["generator"], networks["model"], networks["oracle"]
     guard, guard_record = _guard_spec(guard_specs, dev)
     checkpoints["guard"] = ", ".join(guard_record)
-    frechet, features = _realism_judge(features_path, generator, dataset, data_dir, dev)
+    frechet, features = _realism_judge(features_path, generator, dataset, data_dir, dev) if main else (None, None)
     if features is not None:
         checkpoints["features"] = features
     num_classes = int(generator.num_classes)  # type: ignore[arg-type]
     target_list = _resolve_targets(targets, num_classes)
-    attack = _make_attack(networks, dev, seed, progress, hyper, guard, guard_cache_dir)
+    attack = _make_attack(networks, dev, seed, progress, hyper, guard, guard_cache_dir, group)
     for path in fit_paths:
         fit = attack.load_fit(path, model=model)
         if fit.target is not None and fit.target not in target_list:
             raise click.BadParameter(f"{path} holds a fit for target {fit.target}, which this evaluation does not "
                                      f"include (add it to --targets)", param_hint="'--fit'")  # fmt: skip
-    run_dir = _new_run(runs_dir, run_name, checkpoints)
+    run_dir = _new_run(runs_dir, run_name, checkpoints) if main else None
+    start = time.perf_counter()
+    attack.fit(model, targets=[None, *target_list])  # every setting not loaded, in one run (every process under torchrun)
+    fit_seconds = time.perf_counter() - start
+    if run_dir is None:
+        return None
 
     report = evaluate_attack(attack, model, oracle, n=n, targets=target_list, seed=seed + 1, frechet=frechet)
+    report.fit_seconds += fit_seconds  # the fits were made above, before evaluate_attack found them cached
     outputs = ["options.json", "report.json"]
     fits = [{**fit.summary(), "history": fit.history} for fit in (attack.fit(model, t) for t in [None, *target_list])]
     runs.write_json(run_dir / "report.json", {**report.to_dict(), "fits": fits, "checkpoints": checkpoints})
@@ -543,12 +589,16 @@ def _run_evaluation(
 @_guard_cache_option
 @click.option("--target", type=click.IntRange(min=0), default=None,
               help="Target class; untargeted when left out (with --fit: the fit's own target).")
-@click.option("--n", type=click.IntRange(min=1), default=100, show_default=True, help="Adversarial examples to generate.")
+@click.option("--targets", "several", default="none", show_default=True, callback=_parse_targets,
+              help='Several targets instead of --target, fitted together in one run: "all" or e.g. "0,3,7"; example i '
+                   "gets target i mod K.")
+@_count_option(100, "Adversarial examples to generate.")
 @click.option("--fit", "fit_path", type=click.Path(dir_okay=False), default=None,
               help="Reuse a G_attack saved by an earlier run (g_attack.safetensors) instead of fitting.")
 @click.option("--format", "file_format", type=click.Choice(["safetensors", "pt"]), default="safetensors",
               show_default=True, help="File format of the adversarial examples.")
 @_fit_options()
+@_scale_options
 @_runs_dir_option
 @_device_option
 @_seed_option
@@ -556,20 +606,20 @@ def _run_evaluation(
 @_user_errors
 def attack_command(
     generator_path: str | None, model_path: str | None, guard_specs: tuple[str, ...], guard_cache_dir: str | None,
-    target: int | None, n: int, fit_path: str | None, file_format: str, runs_dir: str, device: str, seed: int,
-    progress: bool, **hyper: Any,
+    target: int | None, several: Targets, n: int, fit_path: str | None, file_format: str, runs_dir: str, device: str,
+    seed: int, progress: bool, **hyper: Any,
 ) -> None:  # fmt: skip
     """Fit AT-GAN against a model (or load a fit) and generate adversarial examples.
 
     Writes adversarial.safetensors (images in [0, 1], source_labels, predicted_labels and, when
-    targeted, target_labels), the fitted G_attack, a G_orig / AT-GAN / difference grid and
-    options.json into a new numbered run folder.
+    targeted, target_labels), the fitted G_attack (one file per target), a G_orig / AT-GAN /
+    difference grid and options.json into a new numbered run folder. Under torchrun every process
+    takes part in the fit; rank 0 generates and writes.
     """
     from atgan_plugin.checkpoints import atomic_write
-    from atgan_plugin.evaluation import save_class_grid, save_difference_grid
-    from atgan_plugin.transfer import sample_sources
+    from atgan_plugin.evaluation import save_class_grid, save_difference_grid, save_target_grid
 
-    dev = resolve_device(device)
+    dev, group = _session(device)
     seed_everything(seed)
     networks, checkpoints = _load_networks(dev, generator=generator_path, model=model_path)
     generator, model = networks["generator"], networks["model"]
@@ -578,7 +628,10 @@ def attack_command(
     num_classes = int(generator.num_classes)  # type: ignore[arg-type]
     if target is not None and target >= num_classes:
         raise click.BadParameter(f"{target} is outside [0, {num_classes}) (the generator's classes)", param_hint="'--target'")
-    attack = _make_attack(networks, dev, seed, progress, hyper, guard, guard_cache_dir)
+    several_list = _resolve_targets(several, num_classes)
+    if several_list and (target is not None or fit_path is not None):
+        raise click.BadParameter("--targets fits several targets; leave out --target and --fit", param_hint="'--targets'")
+    attack = _make_attack(networks, dev, seed, progress, hyper, guard, guard_cache_dir, group)
     if fit_path is not None:
         fit = attack.load_fit(fit_path, model=model)
         if target is not None and fit.target != target:
@@ -586,52 +639,237 @@ def attack_command(
             raise click.BadParameter(f"{fit_path} was fitted {fitted}, not for target {target}", param_hint="'--target'")
         target = fit.target
         checkpoints["fit"] = str(fit_path)
-    run_dir = _new_run(runs_dir, "attack", checkpoints)
-    attack.fit(model, target)  # fit now (a no-op after --fit), before generating in chunks
+    settings: list[int | None] = list(several_list) if several_list else [target]
+    run_dir = _new_run(runs_dir, "attack", checkpoints) if group is None or group.is_main else None
+    attack.fit(model, targets=settings)  # fit now, all settings in one run (a no-op after --fit)
+    if run_dir is None:  # a torchrun process other than rank 0: it took part in the fit
+        return
 
-    # Generate in chunks from a seeded stream of (z, y_s).
+    # Generate in chunks from a seeded stream of (y_s, z); example i has target settings[i % K].
     rng = torch.Generator().manual_seed(seed + 1)
-    images, sources, predicted = [], [], []
+    images, sources, predicted, targets_made = [], [], [], []
     for start in range(0, n, 500):
         m = min(500, n - start)
-        y_s = sample_sources(m, num_classes, target, rng).to(dev)
+        if len(settings) == 1:
+            y_s = sample_sources(m, num_classes, target, rng)
+            chunk_targets = None if target is None else torch.full((m,), target)
+        else:
+            chunk_targets = torch.tensor(settings)[(start + torch.arange(m)) % len(settings)]
+            y = torch.randint(num_classes - 1, (m,), generator=rng)
+            y_s = y + (y >= chunk_targets).long()  # never the example's own target
+        y_s = y_s.to(dev)
         z = generator.sample_z(m, generator=rng, device=dev)  # type: ignore[operator]
-        adversarial = cast(torch.Tensor, attack.generate(y_s, target=target, z=z, model=model))
+        adversarial = torch.empty((m, *generator.image_shape), device=dev)  # type: ignore[misc]
+        for setting in settings:
+            rows = torch.ones(m, dtype=torch.bool) if chunk_targets is None or len(settings) == 1 else torch.eq(chunk_targets, -1 if setting is None else setting)
+            rows = rows.to(dev)
+            adversarial[rows] = cast(torch.Tensor, attack.generate(y_s[rows], target=setting, z=z[rows], model=model))
         with torch.no_grad():
             predicted.append(model(adversarial).argmax(1).cpu())
         images.append(adversarial.cpu())
         sources.append(y_s.cpu())
+        if chunk_targets is not None:
+            targets_made.append(chunk_targets)
     tensors = {"images": torch.cat(images).contiguous(), "source_labels": torch.cat(sources),
                "predicted_labels": torch.cat(predicted)}  # fmt: skip
-    if target is not None:
-        tensors["target_labels"] = torch.full((n,), target, dtype=torch.long)
-    success = tensors["predicted_labels"] == (tensors["target_labels"] if target is not None else tensors["source_labels"])
-    success_rate = float(success.float().mean()) if target is not None else float((~success).float().mean())
+    if targets_made:
+        tensors["target_labels"] = torch.cat(targets_made).long()
+    targeted = "target_labels" in tensors
+    success = tensors["predicted_labels"] == (tensors["target_labels"] if targeted else tensors["source_labels"])
+    success_rate = float(success.float().mean()) if targeted else float((~success).float().mean())
 
     out = run_dir / f"adversarial.{file_format}"
     with atomic_write(out) as tmp:
         if file_format == "safetensors":
             from safetensors.torch import save_file
 
-            save_file(tensors, str(tmp), metadata={"target": "none" if target is None else str(target), "bounds": "0,1"})
+            label = "none" if not targeted else ",".join(str(t) for t in settings)
+            save_file(tensors, str(tmp), metadata={"target": label, "bounds": "0,1"})
         else:
             torch.save(tensors, tmp)
     outputs = ["options.json", out.name]
     if fit_path is None:
-        attack.save_fit(run_dir / "g_attack.safetensors", target=target, model=model)
-        outputs.append("g_attack.safetensors")
-    save_difference_grid(attack, model, run_dir / "grid.png", target=target)
-    save_class_grid(attack, model, run_dir / "classes.png", target=target)
+        for setting in settings:
+            name = "g_attack.safetensors" if len(settings) == 1 else f"g_attack-target{setting}.safetensors"
+            attack.save_fit(run_dir / name, target=setting, model=model)
+            outputs.append(name)
+    save_difference_grid(attack, model, run_dir / "grid.png", target=settings[0])
+    save_class_grid(attack, model, run_dir / "classes.png", target=settings[0])
     outputs += ["grid.png", "classes.png", "summary.json"]
-    runs.write_json(run_dir / "summary.json", {"n": n, "target": target, "success_rate": success_rate,
-                                               "fit": {**attack.fit(model, target).summary(), "history": attack.fit(model, target).history}})  # fmt: skip
-    if target is None:
+    if len(settings) == num_classes:
+        save_target_grid(attack, model, run_dir / "targets.png")
+        outputs.append("targets.png")
+    fits = [{**attack.fit(model, t).summary(), "history": attack.fit(model, t).history} for t in settings]
+    summary: dict[str, Any] = {"n": n, "target": settings[0] if len(settings) == 1 else None, "success_rate": success_rate,
+                               "fit": fits[0]}  # fmt: skip
+    if len(settings) > 1:
+        by_target = {str(t): float(success[tensors["target_labels"] == t].float().mean()) for t in settings}
+        summary.update(targets=settings, success_per_target=by_target, fits=fits)
+    runs.write_json(run_dir / "summary.json", summary)
+    if not targeted:
         click.echo(f"{n} adversarial examples (untargeted): the model misclassifies {success_rate:.1%}")
-    else:
+    elif len(settings) == 1:
         click.echo(f"{n} adversarial examples (target {target}): the model outputs class {target} for {success_rate:.1%}")
+    else:
+        click.echo(f"{n} adversarial examples over targets {settings}: the model outputs the example's target for "
+                   f"{success_rate:.1%}")  # fmt: skip
     click.echo(f"outputs in {run_dir}: {', '.join(outputs)}")
     report_path = write_report(run_dir)
     click.echo(f"report: {report_path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# atgan fit
+
+
+@main.command("fit")
+@_checkpoint_options("generator", "model")
+@_guard_option
+@_guard_cache_option
+@click.option("--targets", default="none", show_default=True, callback=_parse_targets,
+              help='Targets to fit besides the untargeted setting, all in one run: "all", "none" or e.g. "0,3,7".')
+@click.option("--untargeted/--no-untargeted", default=True, show_default=True, help="Also fit the untargeted setting.")
+@_fit_options()
+@_scale_options
+@_runs_dir_option
+@_device_option
+@_seed_option
+@_progress_option
+@_user_errors
+def fit_command(
+    generator_path: str | None, model_path: str | None, guard_specs: tuple[str, ...], guard_cache_dir: str | None,
+    targets: Targets, untargeted: bool, runs_dir: str, device: str, seed: int, progress: bool, **hyper: Any,
+) -> None:  # fmt: skip
+    """Fit G_attack against a model for each setting (together, in one run) and save the fits.
+
+    Writes g_attack.safetensors (untargeted) and g_attack-target<K>.safetensors, summary.json (each
+    fit's configuration and history) and options.json into a new numbered run folder; give a file to
+    `atgan generate --fit` or `atgan attack --fit`. Under torchrun the fit runs data-parallel.
+    """
+    dev, group = _session(device)
+    seed_everything(seed)
+    networks, checkpoints = _load_networks(dev, generator=generator_path, model=model_path)
+    guard, guard_record = _guard_spec(guard_specs, dev)
+    checkpoints["guard"] = ", ".join(guard_record)
+    settings: list[int | None] = [None] if untargeted else []
+    settings += _resolve_targets(targets, int(networks["generator"].num_classes))  # type: ignore[arg-type]
+    if not settings:
+        raise click.BadParameter("nothing to fit: give --targets or leave --untargeted on", param_hint="'--targets'")
+    attack = _make_attack(networks, dev, seed, progress, hyper, guard, guard_cache_dir, group)
+    run_dir = _new_run(runs_dir, "fit", checkpoints) if group is None or group.is_main else None
+    start = time.perf_counter()
+    fits = attack.fit(networks["model"], targets=settings)
+    seconds = time.perf_counter() - start
+    if run_dir is None:
+        return
+    outputs = ["options.json"]
+    for target in fits:
+        name = "g_attack.safetensors" if target is None else f"g_attack-target{target}.safetensors"
+        attack.save_fit(run_dir / name, target=target, model=networks["model"])
+        outputs.append(name)
+    processes = 1 if group is None else group.world_size
+    runs.write_json(run_dir / "summary.json", {"fit_seconds": seconds, "processes": processes,
+                                               "fits": [{**fit.summary(), "history": fit.history} for fit in fits.values()]})  # fmt: skip
+    outputs.append("summary.json")
+    for target, fit in fits.items():
+        final = fit.history[-1] if fit.history else {}
+        click.echo(f"{'untargeted' if target is None else f'target {target}'}: batch success {final.get('success', 0):.3f} at "
+                   f"step {final.get('step', 0)}")  # fmt: skip
+    click.echo(f"{len(fits)} fit(s) in {seconds:.0f} s on {processes} process(es); outputs in {run_dir}: {', '.join(outputs)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# atgan generate
+
+
+@main.command("generate")
+@click.option("--fit", "fit_path", type=click.Path(dir_okay=False), required=True,
+              help="The G_attack to generate with: a file of `atgan fit`, `atgan demo`, `atgan attack` or "
+                   "ATGANAttack.save_fit (it records its target).")
+@_count_option(None, "Adversarial examples to generate in all.")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Output folder: shard-NNNNNN.safetensors files and manifest.json; a folder holding an "
+                   "interrupted run of the same settings is resumed.")
+@_checkpoint_options("generator", "model", help_text={
+    "model": "Target classifier the shrink keeps fooled (atgan train-classifier) [default: the shipped Fashion-MNIST "
+             "Model A; not read with --search-steps 0]."})  # fmt: skip
+@click.option("--shard-size", type=click.IntRange(min=1), default=10_000, show_default=True, help="Examples per shard file.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Examples per generation call (memory, not results).")
+@click.option("--search-steps", type=click.IntRange(0, 30), default=8, show_default=True,
+              help="Bisection steps of the per-example shrink towards G_orig's image (search-steps + 1 passes of the "
+                   "model per example); 0: G_attack's image as it is, no model needed.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="bf16: the forward passes under bf16 autocast (GPUs with bf16 tensor cores).")
+@click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
+              help="torch.compile G_attack, G_orig and the model first (GPU throughput; compiling takes a while).")
+@_device_option
+@_seed_option
+@_progress_option
+@_user_errors
+def generate_command(
+    fit_path: str, n: int, out: str, generator_path: str | None, model_path: str | None, shard_size: int, batch_size: int,
+    search_steps: int, precision: str, compile_: bool, device: str, seed: int, progress: bool,
+) -> None:  # fmt: skip
+    """Generate N adversarial examples from a saved fit, as safetensors shards plus DIR/manifest.json.
+
+    Each shard holds images (float32 in [0, 1]), source_labels and, for a targeted fit, target_labels;
+    shard i's examples come from its own seed, so a killed run resumes where it stopped (rerun the same
+    command) and never writes a shard twice. Under torchrun each process writes its own shards
+    (shard i by rank i mod N) and rank 0 writes the manifest; the folder must be shared by all nodes.
+    """
+    from atgan_plugin.attack import ATGANAttack
+    from atgan_plugin.generation import (
+        GenerationError,
+        GenerationPlan,
+        ModelNotNeeded,
+        check_plan,
+        clear_stale,
+        file_sha256,
+        generate_shards,
+        write_manifest,
+    )
+
+    dev, group = _session(device)
+    rank, world = (0, 1) if group is None else (group.rank, group.world_size)
+    if search_steps > 0:
+        networks, checkpoints = _load_networks(dev, generator=generator_path, model=model_path)
+    else:
+        networks, checkpoints = _load_networks(dev, generator=generator_path)
+        networks["model"] = ModelNotNeeded()
+    model = networks["model"]
+    attack = ATGANAttack(model, generator=networks["generator"], guard=None, search_steps=search_steps, precision=precision,
+                         compile=compile_, device=dev, seed=seed, progress=False)  # fmt: skip
+    fit = attack.load_fit(fit_path, model=model)
+    plan = GenerationPlan(total=n, shard_size=shard_size, seed=seed, target=fit.target, search_steps=search_steps,
+                          precision=precision, fit_sha256=file_sha256(fit_path),
+                          generator_sha256=file_sha256(checkpoints["generator"]),
+                          model_sha256=file_sha256(checkpoints["model"]) if search_steps > 0 else None)  # fmt: skip
+    out_dir = Path(out)
+    problem = None
+    if rank == 0:  # rank 0 alone checks and prepares the folder, before the others write into it
+        try:
+            check_plan(out_dir, plan)
+            clear_stale(out_dir)
+        except GenerationError as error:
+            problem = str(error)
+    if group is not None:
+        problem = group.all_gather(problem)[0]
+    if problem is not None:
+        raise click.ClickException(problem)
+    entries, made, seconds = generate_shards(attack, model, plan, out_dir, rank=rank, world_size=world, batch_size=batch_size,
+                                             progress=progress and rank == 0)  # fmt: skip
+    rates = [(made, seconds)] if group is None else group.all_gather((made, seconds))
+    everything = entries if group is None else [e for part in group.all_gather(entries) for e in part]
+    if rank != 0:
+        return
+    total_made = sum(m for m, _ in rates)
+    longest = max(t for _, t in rates)
+    facts = {"fit": {"path": str(fit_path), "target": fit.target}, "checkpoints": checkpoints, "processes": world,
+             "environment": _environment(), "generated_now": total_made, "seconds": longest}  # fmt: skip
+    manifest = write_manifest(out_dir, plan, everything, facts)
+    speed = f"; {total_made / longest:,.0f} images/s over {world} process(es)" if total_made and longest > 0 else ""
+    click.echo(f"{plan.total:,} examples in {plan.num_shards} shard(s) ({total_made:,} made now{speed}); manifest: {manifest}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -644,8 +882,7 @@ def attack_command(
 @_guard_cache_option
 @_dataset_option
 @_data_dir_option
-@click.option("--n", type=click.IntRange(min=1), default=10_000, show_default=True,
-              help="Fresh examples per setting (generation is one forward pass, so this is cheap).")
+@_count_option(10_000, "Fresh examples per setting (generation is one forward pass, so this is cheap).")
 @click.option("--targets", default="none", show_default=True, callback=_parse_targets,
               help='Targets to evaluate besides the untargeted setting: "all", "none" or e.g. "0,3,7".')
 @click.option("--fit", "fit_paths", type=click.Path(dir_okay=False), multiple=True,
@@ -653,6 +890,7 @@ def attack_command(
 @click.option("--save-fits/--no-save-fits", default=False, show_default=True,
               help="Also write every fitted G_attack into the run folder (about 27 MB each).")
 @_fit_options()
+@_scale_options
 @_runs_dir_option
 @_device_option
 @_seed_option
@@ -670,12 +908,15 @@ def evaluate_command(
     Evaluation examples are drawn from --seed + 1, independently of the fit. Writes report.json,
     grid.png (G_orig / AT-GAN / difference), targets.png (with --targets all) and options.json.
     """
-    run_dir, report, outputs = _run_evaluation(
+    result = _run_evaluation(
         generator_path=generator_path, model_path=model_path, oracle_path=oracle_path, features_path=features_path,
         guard_specs=guard_specs, guard_cache_dir=guard_cache_dir, dataset=dataset, data_dir=data_dir, n=n, targets=targets,
         fit_paths=fit_paths, save_fits=save_fits, runs_dir=runs_dir, run_name="evaluate", device=device,
         seed=seed, progress=progress, hyper=hyper,
     )  # fmt: skip
+    if result is None:  # a torchrun process other than rank 0: it took part in the fit
+        return
+    run_dir, report, outputs = result
     click.echo(report.table())
     click.echo(f"outputs in {run_dir}: {', '.join(outputs)}")
     report_path = write_report(run_dir)
@@ -692,8 +933,9 @@ def evaluate_command(
 @_guard_cache_option
 @_dataset_option
 @_data_dir_option
-@click.option("--n", type=click.IntRange(min=1), default=2_000, show_default=True, help="Examples to evaluate.")
+@_count_option(2_000, "Examples to evaluate.")
 @_fit_options()
+@_scale_options
 @_runs_dir_option
 @_device_option
 @_seed_option
@@ -705,16 +947,22 @@ def demo_command(
     device: str, seed: int, progress: bool, **hyper: Any,
 ) -> None:  # fmt: skip
     """Fit AT-GAN against the shipped Model A (untargeted) and evaluate it: a few minutes on a CPU."""
+    from atgan_plugin.distributed import launched_by_torchrun
+
     start = time.perf_counter()
     target_name = "Model A" if model_path is None else Path(model_path).name
-    click.echo(f"AT-GAN demo: fitting G_attack against {target_name} ({hyper['steps']} steps), then judging "
-               f"{n:,} fresh examples with the oracle.")  # fmt: skip
-    run_dir, report, outputs = _run_evaluation(
+    if not launched_by_torchrun() or os.environ.get("RANK") == "0":
+        click.echo(f"AT-GAN demo: fitting G_attack against {target_name} ({hyper['steps']} steps), then judging "
+                   f"{n:,} fresh examples with the oracle.")  # fmt: skip
+    result = _run_evaluation(
         generator_path=generator_path, model_path=model_path, oracle_path=oracle_path, features_path=features_path,
         guard_specs=guard_specs, guard_cache_dir=guard_cache_dir, dataset=dataset, data_dir=data_dir, n=n, targets="none",
         fit_paths=(), save_fits=True, runs_dir=runs_dir, run_name="demo", device=device, seed=seed,
         progress=progress, hyper=hyper,
     )  # fmt: skip
+    if result is None:
+        return
+    run_dir, report, outputs = result
     click.echo(report.table())
     if report.untargeted is not None:
         m = report.untargeted
@@ -725,7 +973,7 @@ def demo_command(
             click.echo(f"Fréchet distance to the real test images in robust features: G_orig {m.fd_orig:.1f}, AT-GAN "
                        f"{m.fd_attack:.1f} ({m.fd_ratio:.2f}x); added edges {m.added_edges:.2f} of G_orig's.")  # fmt: skip
     click.echo(f"done in {time.perf_counter() - start:.0f} s; outputs in {run_dir}: {', '.join(outputs)}")
-    click.echo(f"next: atgan attack --fit {run_dir / 'g_attack.safetensors'} --n 64")
+    click.echo(f"next: atgan attack --fit {run_dir / 'g_attack.safetensors'} -n 64")
     report_path = write_report(run_dir)
     click.echo(f"report: {report_path}")
 
@@ -744,7 +992,7 @@ _QUICK = {"n": 16, "song_steps": 3, "steps": 3, "batch_size": 8}  # --quick size
 @click.option("--quick", is_flag=True, default=False,
               help="Tiny sizes for an end-to-end check in seconds: options left at their default become --n 16, "
                    "--song-steps 3, --steps 3, --batch-size 8. Its numbers say nothing about the methods.")
-@click.option("--n", type=click.IntRange(min=1), default=1000, show_default=True, help="Examples per (attack, model).")
+@_count_option(1000, "Examples per (attack, model).")
 @click.option("--song-steps", type=click.IntRange(min=1), default=200, show_default=True,
               help="Steps of Song et al.'s search (paper: 200).")
 @click.option("--song-lr", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,

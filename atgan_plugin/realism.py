@@ -72,7 +72,9 @@ class RobustFrechetDistance:
     def __init__(self, classifier: nn.Module, real: Iterable[torch.Tensor]):
         self.features = PenultimateFeatures(classifier)
         self.device = next(self.features.parameters()).device
-        self._metric = FrechetInceptionDistance(feature=self.features, normalize=True, reset_real_features=False)
+        # sync_on_compute=False: under torchrun only rank 0 evaluates; the metric must not wait for the others.
+        self._metric = FrechetInceptionDistance(feature=self.features, normalize=True, reset_real_features=False,
+                                                sync_on_compute=False)  # fmt: skip
         self._metric = self._metric.to(self.device)
         with torch.no_grad():
             for batch in real:

@@ -23,10 +23,25 @@ from tqdm.auto import tqdm
 from atgan_plugin.adapters.protocol import check_generator
 from atgan_plugin.guards import as_guards
 from atgan_plugin.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss, total_variation
+from atgan_plugin.precision import autocast, check_precision
 
-__all__ = ["ROBUST_GUARD_TRANSFER", "FitDivergedError", "FitResult", "TransferConfig", "fit_attack_generator", "sample_sources"]
+__all__ = [
+    "ROBUST_GUARD_TRANSFER",
+    "FitDivergedError",
+    "FitResult",
+    "GradientSync",
+    "TransferConfig",
+    "check_logits",
+    "fit_attack_generator",
+    "fit_record",
+    "guard_logits",
+    "sample_sources",
+    "transfer_loss",
+]
 
 Classifier = Callable[[torch.Tensor], torch.Tensor]  # images in the model's bounds -> logits
+# (loss, grads) -> the loss averaged over the processes of a data-parallel fit; averages grads in place.
+GradientSync = Callable[[torch.Tensor, Sequence[torch.Tensor]], torch.Tensor]
 
 
 class FitDivergedError(RuntimeError):
@@ -106,15 +121,62 @@ def to_bounds(images: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor
     return images if (low, high) == (0.0, 1.0) else low + (high - low) * images
 
 
-def _guard_loss(guard: nn.Module, images: torch.Tensor, reference: torch.Tensor, sources: torch.Tensor,
-                logits_shape: torch.Size) -> torch.Tensor:  # fmt: skip
-    """L_guard ``(N,)`` of one guard on G_attack's ``images`` against G_orig's ``reference``, both ``(N, C, H, W)``."""
+def check_logits(logits: torch.Tensor, num_classes: int) -> None:
+    """A ``ValueError`` naming both sizes when the model's ``logits`` are not ``(N, num_classes)``."""
+    if logits.ndim != 2 or logits.shape[1] != num_classes:
+        raise ValueError(
+            f"the generator has {num_classes} classes but the model returns logits of shape "
+            f"{tuple(logits.shape)}; they must agree"
+        )
+
+
+def guard_logits(guard: nn.Module, images: torch.Tensor, reference: torch.Tensor,
+                 logits_shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """One guard's logits on G_attack's ``images`` and (without gradient) on G_orig's ``reference``."""
     with torch.no_grad():
-        reference_logits = guard(reference)
+        reference_logits = guard(reference).float()
     if reference_logits.shape != logits_shape:
         raise ValueError(f"a guard returns logits of shape {tuple(reference_logits.shape)} but the model returns "
                          f"{tuple(logits_shape)}; a guard must classify the generator's classes")  # fmt: skip
-    return source_guard_loss(guard(images), reference_logits, sources)
+    return guard(images).float(), reference_logits
+
+
+def transfer_loss(
+    images: torch.Tensor,
+    reference: torch.Tensor,
+    logits: torch.Tensor,
+    sources: torch.Tensor,
+    labels: torch.Tensor,
+    rho: torch.Tensor,
+    *,
+    targeted: bool,
+    config: TransferConfig,
+    guards: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The fit's loss on one batch (a scalar, the batch mean) and its per-example terms ``(N,)``.
+
+    ``guards`` holds each guard's logits on ``images`` and on ``reference`` (:func:`guard_logits`).
+    """
+    terms = {"l_adv": adversarial_loss(logits, labels, targeted=targeted, kappa=config.kappa),
+             "l_dist": distance_loss(images, reference, rho)}  # fmt: skip
+    loss = config.alpha * terms["l_adv"].mean() + config.beta * terms["l_dist"].mean()
+    if guards:
+        terms["l_guard"] = torch.stack([source_guard_loss(own, ref, sources) for own, ref in guards]).sum(0)
+        loss = loss + config.gamma * terms["l_guard"].mean()
+    if config.tv > 0:
+        terms["l_tv"] = total_variation(images - reference)  # the stripes and speckle the fit paints
+        loss = loss + config.tv * terms["l_tv"].mean()
+    return loss, terms
+
+
+@torch.no_grad()
+def fit_record(step: int, loss: torch.Tensor, terms: dict[str, torch.Tensor], logits: torch.Tensor, labels: torch.Tensor,
+               targeted: bool, images: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:  # fmt: skip
+    """One history record: the loss, the mean of each term, the batch's success and mean ℓ2 to G_orig."""
+    predicted = logits.argmax(1)
+    fooled = (predicted == labels) if targeted else (predicted != labels)
+    return {"step": step, "loss": loss.item(), **{name: term.mean().item() for name, term in terms.items()},
+            "success": fooled.float().mean().item(), "l2": (images - reference).flatten(1).norm(dim=1).mean().item()}  # fmt: skip
 
 
 @torch.enable_grad()  # callers may sit inside torch.no_grad(), e.g. a generate() that fits on first use
@@ -129,6 +191,8 @@ def fit_attack_generator(
     progress: bool = True,
     callback: Callable[[int, nn.Module], None] | None = None,
     guard: nn.Module | Sequence[nn.Module] | None = None,
+    precision: str = "fp32",
+    sync: GradientSync | None = None,
 ) -> FitResult:
     """Fine-tunes a copy of ``g_orig`` so that ``classifier`` misclassifies its images.
 
@@ -142,8 +206,14 @@ def fit_attack_generator(
             auxiliary classifier) that should keep recognising the source class, or a sequence of
             them; each one's L_guard is weighed by ``config.gamma``. They are copied to ``device``
             and only read, like ``g_orig``.
+        precision: ``"fp32"`` or ``"bf16"``: the forward passes under bf16 autocast
+            (:mod:`atgan_plugin.precision`); parameters, Adam and the losses stay float32.
+        sync: data-parallel fits (:mod:`atgan_plugin.distributed`): called as ``sync(loss, grads)``
+            after each backward pass, it averages ``grads`` in place over the processes and returns
+            the mean loss. ``None``: one process.
     """
     check_generator(g_orig)
+    check_precision(precision)
     num_classes = int(g_orig.num_classes)  # type: ignore[arg-type]
     if target is not None and not 0 <= target < num_classes:
         raise ValueError(f"target class {target} is outside [0, {num_classes})")
@@ -170,44 +240,28 @@ def fit_attack_generator(
     for step in bar:
         z = g_orig.sample_z(config.batch_size, generator=rng, device=device)  # type: ignore[operator]
         y_s = sample_sources(config.batch_size, num_classes, target, rng).to(device)
-        with torch.no_grad():
-            reference = g_orig(z, y_s)
-        images = g_attack(z, y_s)
-        logits = classifier(to_bounds(images, bounds))
-        if logits.ndim != 2 or logits.shape[1] != num_classes:
-            raise ValueError(
-                f"the generator has {num_classes} classes but the model returns logits of shape "
-                f"{tuple(logits.shape)}; they must agree"
-            )
+        with torch.no_grad(), autocast(device, precision):
+            reference = g_orig(z, y_s).float()
+        with autocast(device, precision):
+            images = g_attack(z, y_s).float()
+            logits = classifier(to_bounds(images, bounds)).float()
+            check_logits(logits, num_classes)
+            guard_pairs = [guard_logits(g, images, reference, logits.shape) for g in guards]
         labels = torch.full_like(y_s, target) if targeted else y_s
-        l_adv = adversarial_loss(logits, labels, targeted=targeted, kappa=config.kappa)
         rho = sample_rho(images.shape, l0=config.rho_l0, linf=config.rho_linf, generator=rng, device=device)
-        l_dist = distance_loss(images, reference, rho)
-        loss = config.alpha * l_adv.mean() + config.beta * l_dist.mean()
-        if guards:
-            l_guard = torch.stack([_guard_loss(g, images, reference, y_s, logits.shape) for g in guards]).sum(0)  # (N,)
-            loss = loss + config.gamma * l_guard.mean()
-        if config.tv > 0:
-            l_tv = total_variation(images - reference)  # (N,): the stripes and speckle the fit paints
-            loss = loss + config.tv * l_tv.mean()
+        loss, terms = transfer_loss(images, reference, logits, y_s, labels, rho, targeted=targeted, config=config,
+                                    guards=guard_pairs)  # fmt: skip
+        grads = torch.autograd.grad(loss, params)
+        if sync is not None:  # data-parallel: every rank ends with the mean over all ranks
+            loss = sync(loss.detach(), grads)
         if not torch.isfinite(loss):
             raise FitDivergedError(f"AT-GAN fit diverged at step {step} (loss {loss.item()}); lower lr")
-        grads = torch.autograd.grad(loss, params)
         for p, g in zip(params, grads, strict=True):
             p.grad = g
         optimizer.step()
 
         if step % 10 == 9 or step == config.steps - 1:
-            with torch.no_grad():
-                predicted = logits.argmax(1)
-                fooled = (predicted == labels) if targeted else (predicted != labels)
-                record = {"step": step + 1, "loss": loss.item(), "l_adv": l_adv.mean().item(),
-                          "l_dist": l_dist.mean().item(), "success": fooled.float().mean().item(),
-                          "l2": (images - reference).flatten(1).norm(dim=1).mean().item()}  # fmt: skip
-                if guards:
-                    record["l_guard"] = l_guard.mean().item()
-                if config.tv > 0:
-                    record["l_tv"] = l_tv.mean().item()
+            record = fit_record(step + 1, loss, terms, logits, labels, targeted, images, reference)
             history.append(record)
             bar.set_postfix(success=f"{record['success']:.2f}", l2=f"{record['l2']:.2f}")
             if callback is not None:

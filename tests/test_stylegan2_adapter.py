@@ -257,6 +257,21 @@ def test_both_faces_work_with_the_adapter(generator: StyleGAN2ADAGenerator, cifa
     assert success(cifar_like_target, adv, y) > 0.5
 
 
+def test_a_joint_fit_stacks_the_synthesis_only_and_equals_separate_fits(
+    generator: StyleGAN2ADAGenerator, cifar_like_target: nn.Module
+) -> None:
+    from atgan_plugin.joint_fit import StackedGenerator, fit_attack_generators
+
+    stack = StackedGenerator(generator, list(generator.attack_parameters()), 2)
+    assert stack.stacked and all(name.startswith("network.synthesis.") for name in stack.stacked)
+    assert any(name.startswith("network.mapping.") for name in stack.shared)  # shared, not copied
+    config = TransferConfig(alpha=3, beta=2, steps=3, lr=0.01, batch_size=8)
+    joint = fit_attack_generators(generator, cifar_like_target, [1, 3], config=config, progress=False)
+    alone = fit_attack_generator(generator, cifar_like_target, target=3, config=config, progress=False)
+    for p, q in zip(joint[3].generator.parameters(), alone.generator.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-4, rtol=0)
+
+
 @pytest.mark.gpu
 def test_mixed_precision_on_cuda(generator: StyleGAN2ADAGenerator, cifar_like_target: nn.Module) -> None:
     # precision="auto": fp16 autocast in the fp16 blocks on CUDA; close to float32, and the fit runs.
