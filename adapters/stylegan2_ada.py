@@ -14,12 +14,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from atgan_plugin.adapters.protocol import SharedGuards
-from atgan_plugin.adapters.registry import GeneratorFormat, register_generator_format
-from atgan_plugin.vendored.stylegan2_ada.networks import GENERATOR_KWARGS_SCHEMA, NOISE_MODES, PRECISIONS, Generator
-from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle, looks_like_pickle
 from torch import nn
 
+from atgan_plugin.adapters.protocol import SharedGuards
+from atgan_plugin.adapters.registry import GeneratorFormat, register_generator_format
 from atgan_plugin.checkpoints import (
     Architecture,
     Checkpoint,
@@ -30,6 +28,8 @@ from atgan_plugin.checkpoints import (
 )
 from atgan_plugin.limits import Fields, Int, OneOf, Optional, Real
 from atgan_plugin.models import CLASSIFIER_KINDS, guard_parts, guards_from_parts
+from atgan_plugin.vendored.stylegan2_ada.networks import GENERATOR_KWARGS_SCHEMA, NOISE_MODES, PRECISIONS, Generator
+from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle, looks_like_pickle
 
 __all__ = ["FINE_TUNE_MODES", "TRUNCATION_CENTERS", "StyleGAN2ADAGenerator"]
 

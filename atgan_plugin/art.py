@@ -7,8 +7,8 @@ Examples" (arXiv:1904.07793). Distance: non-constrained; each output is a new im
 An ART ``EvasionAttack`` on a ``PyTorchClassifier``: ``generate(x, y=None)`` on NumPy arrays,
 ``targeted``, ``set_params``; the outputs are mapped onto the estimator's ``clip_values`` and the
 classifier is read through the estimator's own preprocessing. The work is done by
-:class:`atgan_plugin.attack.ATGANAttack` (the same fit and cache as the other faces; see
-:mod:`atgan_plugin._delegated_face`).
+:class:`atgan_plugin.attack.atgan.ATGANAttack` (the same fit and cache as the other faces; see
+:mod:`atgan_plugin.attack._delegated_face`).
 
 Labels, ART's way (index labels ``(N,)`` or one-hot ``(N, K)``):
     - untargeted: ``y`` are the true classes, the **source classes** of the new images
@@ -21,7 +21,7 @@ Arguments:
         ``clip_values`` (the input range that the generator's [0, 1] is mapped onto).
     generator: a :class:`~atgan_plugin.adapters.ConditionalGenerator` (G_orig); never modified.
     targeted (bool): whether ``y`` are targets (default ``False``).
-    **hyper: :class:`~atgan_plugin.attack.ATGANAttack`'s keyword arguments and defaults (``latent="random"``,
+    **hyper: :class:`~atgan_plugin.attack.atgan.ATGANAttack`'s keyword arguments and defaults (``latent="random"``,
         ``alpha=2``, ``beta=1``, ``kappa``, ``guard``, ``gamma``, ``rho_l0``, ``rho_linf``, ``steps``, ``lr``,
         ``batch_size`` (of the fit), ``invert_steps``, ``invert_lr``, ``device``, ``seed=0``, ``progress=True``),
         except ``clip_min``/``clip_max`` (from ``clip_values``) and ``distance``.
@@ -50,7 +50,7 @@ try:
 except ImportError as error:  # an optional extra
     raise ImportError("atgan_plugin.art needs IBM ART: pip install 'atgan-plugin[art]'") from error
 
-from atgan_plugin._delegated_face import ClassifierView, DelegatedFace, make_atgan
+from atgan_plugin.attack._delegated_face import ClassifierView, DelegatedFace, make_atgan
 
 __all__ = ["ATGAN"]
 

@@ -1,7 +1,7 @@
 """Adversarial examples made *inside* adversarial training: FGSM, PGD, FGSM from a random start.
 
 This is training code, not the evaluation's baselines (those go through Foolbox and AdverTorch,
-:mod:`atgan_plugin.baselines`): a few lines of torch each, so that a training step pays no
+:mod:`atgan_plugin.paper.baselines`): a few lines of torch each, so that a training step pays no
 toolkit overhead. Gradients are taken with ``torch.autograd.grad`` with respect to the images
 only, so no model parameter's ``.grad`` is touched.
 

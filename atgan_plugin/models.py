@@ -14,9 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from atgan_plugin import acwgan_gp, cifar
+from atgan_plugin.adapters.acwgan_gp import network as acwgan_gp
 from atgan_plugin.checkpoints import Architecture, Checkpoint, load_module, module_from_checkpoint, save_checkpoint
 from atgan_plugin.limits import Fields, Int, OneOf
+from atgan_plugin.paper import cifar
 
 __all__ = [
     "ARCHITECTURES",
@@ -32,7 +33,7 @@ __all__ = [
     "save_classifier",
 ]
 
-AUX_CLASSIFIER_KIND = "acwgan_gp.aux_classifier"  # written by atgan_plugin.gan_training
+AUX_CLASSIFIER_KIND = "acwgan_gp.aux_classifier"  # written by atgan_plugin.paper.gan_training
 
 
 def model_a(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
@@ -93,7 +94,7 @@ def oracle_net(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
 
 
 def guard_net(num_classes: int = 10, in_channels: int = 1, width: int = 32) -> nn.Sequential:
-    """Our choice: the small guard distilled from a generator (:mod:`atgan_plugin.guards`), kind :data:`GUARD_KIND`.
+    """Our choice: the small guard distilled from a generator (:mod:`atgan_plugin.attack.guards`), kind :data:`GUARD_KIND`.
 
     Any image size: two stride-2 convolutions, then a 2×2 average pool, so 28×28 and 32×32 (or
     larger) images share one architecture; ``width`` channels first, 4·``width`` last.
@@ -146,7 +147,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.
 
     Reads ``atgan train-classifier`` checkpoints, AC-WGAN_GP's auxiliary classifier
     (``aux_classifier.safetensors`` of ``atgan train-gan``, the attack's usual guard) and the
-    CIFAR-10 classifiers of :mod:`atgan_plugin.cifar`. The file's kind picks the builder; its
+    CIFAR-10 classifiers of :mod:`atgan_plugin.paper.cifar`. The file's kind picks the builder; its
     config and tensor shapes are checked before anything is allocated.
     """
     module, checkpoint = load_module(path, CLASSIFIER_KINDS)

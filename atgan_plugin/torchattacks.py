@@ -6,8 +6,8 @@ Examples" (arXiv:1904.07793). Distance: non-constrained; each output is a new im
 
 A real ``torchattacks.Attack``: ``atk(images, labels)``, the targeted modes, ``set_normalization_used``,
 its device, ``MultiAttack`` and ``atk.save(loader)`` work as for any torchattacks attack. The work is
-done by :class:`atgan_plugin.attack.ATGANAttack` (the same fit and cache as the Foolbox and AdverTorch
-faces; see :mod:`atgan_plugin._delegated_face`).
+done by :class:`atgan_plugin.attack.atgan.ATGANAttack` (the same fit and cache as the Foolbox and AdverTorch
+faces; see :mod:`atgan_plugin.attack._delegated_face`).
 
 Labels, torchattacks' way:
     - default mode: ``labels`` are the true classes, the **source classes** of the new images
@@ -25,7 +25,7 @@ effect: the fit always reads the model in eval mode).
 Arguments:
     model (nn.Module): the classifier (normalised inputs after ``set_normalization_used``).
     generator (nn.Module): a :class:`~atgan_plugin.adapters.ConditionalGenerator` (G_orig); never modified.
-    **hyper: :class:`~atgan_plugin.attack.ATGANAttack`'s keyword arguments and defaults (``latent="random"``,
+    **hyper: :class:`~atgan_plugin.attack.atgan.ATGANAttack`'s keyword arguments and defaults (``latent="random"``,
         ``alpha=2``, ``beta=1``, ``kappa``, ``guard``, ``gamma``, ``rho_l0``, ``rho_linf``, ``steps``, ``lr``,
         ``batch_size``, ``invert_steps``, ``invert_lr``, ``device``, ``seed=0``, ``progress=True``), except
         ``targeted``, ``clip_min``/``clip_max`` and ``distance``, which torchattacks sets its own way.
@@ -53,7 +53,7 @@ try:
 except ImportError as error:  # an optional extra
     raise ImportError("atgan_plugin.torchattacks needs torchattacks: pip install 'atgan-plugin[torchattacks]'") from error
 
-from atgan_plugin._delegated_face import ClassifierView, DelegatedFace, make_atgan
+from atgan_plugin.attack._delegated_face import ClassifierView, DelegatedFace, make_atgan
 from atgan_plugin.utils import eval_mode
 
 __all__ = ["ATGAN"]

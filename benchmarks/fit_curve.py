@@ -23,8 +23,8 @@ import torch
 from common import checkpoint, machine_lines
 
 from atgan_plugin import ATGANAttack, TransferConfig, load_generator
-from atgan_plugin.evaluation import EvaluationReport, SettingMetrics, evaluate_attack
 from atgan_plugin.models import load_classifier
+from atgan_plugin.paper.evaluation import EvaluationReport, SettingMetrics, evaluate_attack
 from atgan_plugin.utils import resolve_device, seed_everything
 
 COLUMNS = ("steps", "beta", "gamma", "fit s", "success", "realistic", "oracle(adv)", "ratio", "L2")

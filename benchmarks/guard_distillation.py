@@ -5,7 +5,7 @@
 
 ``guard="auto"`` trains a guard on ``G_orig(z, y) → y`` once per generator (then reads it from the
 cache). For each generator this times, in one run: the distillation with the default recipe
-(:class:`atgan_plugin.guards.DistillConfig`), and the generator's own forward passes over the same
+(:class:`atgan_plugin.attack.guards.DistillConfig`), and the generator's own forward passes over the same
 number of images (the floor no recipe can go under). It prints both, their ratio, and the guard's
 accuracy on fresh G_orig images, clean and under FGSM at the recipe's ε.
 
@@ -20,14 +20,14 @@ import tempfile
 import time
 
 import torch
-from atgan_plugin.adapters import StyleGAN2ADAGenerator
-from atgan_plugin.vendored.stylegan2_ada import Generator
 from common import machine_lines
 from torch import nn
 
+from atgan_plugin.adapters import StyleGAN2ADAGenerator
+from atgan_plugin.attack.guards import DistillConfig, cached_distilled_guard
 from atgan_plugin.defenses import fgsm
-from atgan_plugin.guards import DistillConfig, cached_distilled_guard
 from atgan_plugin.pretrained import load_pretrained_generator
+from atgan_plugin.vendored.stylegan2_ada import Generator
 
 
 def stylegan_32(channel_max: int) -> nn.Module:

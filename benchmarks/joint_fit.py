@@ -28,8 +28,8 @@ import torch
 from common import checkpoint, machine, machine_lines
 
 from atgan_plugin import ATGANAttack, load_generator
-from atgan_plugin.evaluation import evaluate_attack
 from atgan_plugin.models import load_classifier
+from atgan_plugin.paper.evaluation import evaluate_attack
 from atgan_plugin.utils import resolve_device, seed_everything
 
 TARGET_RATIO = 3.0
@@ -55,8 +55,7 @@ def timed(run: Any, device: torch.device) -> float:
 def tiny_networks(device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
     """Untrained networks of the real architectures, shrunk: the script's logic in seconds, numbers meaningless."""
     from atgan_plugin.adapters import ACWGANGPGenerator
-
-    from atgan_plugin.acwgan_gp import Generator
+    from atgan_plugin.adapters.acwgan_gp.network import Generator
     from atgan_plugin.models import build_classifier
 
     torch.manual_seed(0)

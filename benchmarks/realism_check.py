@@ -33,10 +33,10 @@ from advertorch.attacks import LinfPGDAttack
 # isort: on
 from common import checkpoint, machine_lines
 
+from atgan_plugin.attack.transfer import sample_sources
 from atgan_plugin.data import load_dataset
+from atgan_plugin.metrics.realism import RobustFrechetDistance, added_edges
 from atgan_plugin.models import load_classifier
-from atgan_plugin.realism import RobustFrechetDistance, added_edges
-from atgan_plugin.transfer import sample_sources
 from atgan_plugin.utils import eval_mode, resolve_device
 
 

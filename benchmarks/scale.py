@@ -12,7 +12,7 @@ Parts (``--parts``, default all):
   every 10 steps, the checks' time left out), for one untargeted fit in float32 and in bf16, and for
   the joint fit of ``--targets`` (all targets at 95 %); ``--max-steps`` caps each.
 - ``generate``: images/s of ``ATGANAttack.generate`` (``search_steps`` 8 and 0) and of mass generation
-  (``atgan_plugin.generation``, shards on disk) against the limit, the bare forward passes the method
+  (``atgan_plugin.attack.generation``, shards on disk) against the limit, the bare forward passes the method
   needs on the same batch: G_attack + G_orig + (search_steps + 1) model passes (G_attack alone for 0),
   in float32 and bf16 (and with ``--compile``).
 - ``pgd``: images/s of Foolbox's ``LinfPGD`` and AdverTorch's ``LinfPGDAttack`` (20 steps of 0.01,
@@ -42,10 +42,10 @@ from advertorch.attacks import LinfPGDAttack
 import foolbox as fb
 from common import best_time, checkpoint, machine, machine_lines
 
-from atgan_plugin.generation import GenerationPlan, check_plan, generate_shards
-from atgan_plugin.joint_fit import fit_attack_generators
+from atgan_plugin.attack.generation import GenerationPlan, check_plan, generate_shards
+from atgan_plugin.attack.joint_fit import fit_attack_generators
+from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator, sample_sources
 from atgan_plugin.models import load_classifier
-from atgan_plugin.transfer import TransferConfig, fit_attack_generator, sample_sources
 from atgan_plugin.utils import resolve_device, seed_everything
 
 PARTS = ("fit", "generate", "pgd")
@@ -193,8 +193,7 @@ def pgd_part(args: argparse.Namespace, generator: nn.Module, model: nn.Module, f
 
 def tiny_networks(device: torch.device) -> tuple[nn.Module, nn.Module]:
     from atgan_plugin.adapters import ACWGANGPGenerator
-
-    from atgan_plugin.acwgan_gp import Generator
+    from atgan_plugin.adapters.acwgan_gp.network import Generator
     from atgan_plugin.models import build_classifier
 
     torch.manual_seed(0)

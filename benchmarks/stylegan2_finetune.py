@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from atgan_plugin.adapters import StyleGAN2ADAGenerator
-from atgan_plugin.vendored.stylegan2_ada import Generator
 from common import machine_lines
 from torch import nn
 
-from atgan_plugin.cifar import CIFAR10_TRANSFER_DEFAULTS, SmallCifarCNN, load_cifar_classifier
-from atgan_plugin.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.adapters import StyleGAN2ADAGenerator
+from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.paper.cifar import CIFAR10_TRANSFER_DEFAULTS, SmallCifarCNN, load_cifar_classifier
+from atgan_plugin.vendored.stylegan2_ada import Generator
 
 
 def tiny_generator(num_classes: int) -> StyleGAN2ADAGenerator:

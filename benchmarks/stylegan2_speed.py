@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 
 import torch
-from atgan_plugin.adapters import StyleGAN2ADAGenerator
-from atgan_plugin.vendored.stylegan2_ada import Generator
 from common import best_time, machine_lines
 
-from atgan_plugin.cifar import CIFAR10_TRANSFER_DEFAULTS, SmallCifarCNN, WideResNet
-from atgan_plugin.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.adapters import StyleGAN2ADAGenerator
+from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.paper.cifar import CIFAR10_TRANSFER_DEFAULTS, SmallCifarCNN, WideResNet
+from atgan_plugin.vendored.stylegan2_ada import Generator
 
 CIFAR10_CONFIG = dict(z_dim=512, c_dim=10, w_dim=512, img_resolution=32, img_channels=3,
                       mapping_kwargs={"num_layers": 2},

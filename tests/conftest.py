@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 import torch
-from atgan_plugin.adapters import ACWGANGPGenerator
 from torch import nn
 
-from atgan_plugin import attack as attack_module
-from atgan_plugin import guards as guards_module
-from atgan_plugin.acwgan_gp import Generator
-from atgan_plugin.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
+from atgan_plugin.adapters import ACWGANGPGenerator
+from atgan_plugin.adapters.acwgan_gp.network import Generator
+from atgan_plugin.attack import atgan as attack_module
+from atgan_plugin.attack import guards as guards_module
+from atgan_plugin.attack.guards import DistillConfig
 from atgan_plugin.data import TensorDataset, load_dataset
-from atgan_plugin.guards import DistillConfig
 from atgan_plugin.models import build_classifier
+from atgan_plugin.paper.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
 
 CPU = torch.device("cpu")
 

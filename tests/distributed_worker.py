@@ -4,7 +4,7 @@
 
 FOLDER holds ``inputs.pt`` (the class means of the tiny generator, written by the test),
 ``target.safetensors`` (the tiny target) and ``fit.json`` (the attack's keyword arguments). Every rank fits targets 2 and 7 together with
-:class:`~atgan_plugin.distributed.DataParallelATGANAttack` and writes a digest of its G_attack
+:class:`~atgan_plugin.attack.distributed.DataParallelATGANAttack` and writes a digest of its G_attack
 parameters to ``rank<r>.json``; rank 0 also saves the fits (``fit<t>.safetensors``).
 """
 
@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import ClassMeanGenerator  # noqa: E402
 
-from atgan_plugin.distributed import DataParallelATGANAttack, init  # noqa: E402
+from atgan_plugin.attack.distributed import DataParallelATGANAttack, init  # noqa: E402
 from atgan_plugin.models import load_classifier  # noqa: E402
 
 

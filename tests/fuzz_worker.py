@@ -29,11 +29,11 @@ import warnings
 from typing import Any
 
 import torch
-from atgan_plugin.adapters import load_generator
-from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle
 
+from atgan_plugin.adapters import load_generator
 from atgan_plugin.checkpoints import CheckpointError, tensor_digest
 from atgan_plugin.models import load_classifier
+from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle
 
 ADDRESS_SPACE = 6 << 30  # bytes of virtual memory a child may map (raised above what the imports hold)
 SECONDS = 30  # wall time a child may take

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import atgan_plugin.adapters as adapters
 import pytest
 import torch
-from atgan_plugin.adapters import ACWGANGPGenerator, ConditionalGenerator, check_generator, load_generator
 from safetensors.torch import save_file
 from torch import nn
 
-from atgan_plugin.acwgan_gp import Generator
+import atgan_plugin.adapters as adapters
+from atgan_plugin.adapters import ACWGANGPGenerator, ConditionalGenerator, check_generator, load_generator
+from atgan_plugin.adapters.acwgan_gp.network import Generator
 from atgan_plugin.checkpoints import Checkpoint, CheckpointError, save_checkpoint
 from atgan_plugin.models import build_classifier, save_classifier
 

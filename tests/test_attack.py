@@ -1,4 +1,4 @@
-"""atgan_plugin.attack.ATGANAttack: one class, a Foolbox 3 attack and an AdverTorch attack.
+"""atgan_plugin.attack.atgan.ATGANAttack: one class, a Foolbox 3 attack and an AdverTorch attack.
 
 Most tests use the small class-mean generator from conftest (a fit takes a fraction of a second)
 and the tiny trained Model D; the shipped AC-WGAN_GP generator is used where the claim is about

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from atgan_plugin import baselines
-from atgan_plugin._advertorch_compat import advertorch
+from atgan_plugin.attack._advertorch_compat import advertorch
 from atgan_plugin.data import TensorDataset
+from atgan_plugin.paper import baselines
 
 EPS, STEP, STEPS = 0.1, 0.01, 20  # Fashion-MNIST, appendix Table 6
 

@@ -1,4 +1,4 @@
-"""atgan_plugin.cifar: WideResNet and the small CNN, CIFAR-10 from a local root, the paper's settings."""
+"""atgan_plugin.paper.cifar: WideResNet and the small CNN, CIFAR-10 from a local root, the paper's settings."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import pytest
 import torch
 import torchvision
 
+from atgan_plugin.attack.transfer import TransferConfig
 from atgan_plugin.checkpoints import CheckpointError
-from atgan_plugin.cifar import (
+from atgan_plugin.data import DatasetNotFoundError
+from atgan_plugin.models import build_classifier, save_classifier
+from atgan_plugin.paper.cifar import (
     CIFAR10_ATTACK_DEFAULTS,
     CIFAR10_TRANSFER_DEFAULTS,
     SmallCifarCNN,
@@ -22,9 +25,6 @@ from atgan_plugin.cifar import (
     load_cifar_classifier,
     save_cifar_classifier,
 )
-from atgan_plugin.data import DatasetNotFoundError
-from atgan_plugin.models import build_classifier, save_classifier
-from atgan_plugin.transfer import TransferConfig
 
 
 def test_paper_settings() -> None:

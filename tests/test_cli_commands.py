@@ -20,10 +20,10 @@ from safetensors.torch import load_file
 
 import atgan_plugin.pretrained
 from atgan_plugin import ACWGANGPGenerator
-from atgan_plugin.acwgan_gp import Generator
+from atgan_plugin.adapters.acwgan_gp.network import Generator
+from atgan_plugin.attack.transfer import TransferConfig
 from atgan_plugin.cli import main
 from atgan_plugin.models import build_classifier, save_classifier
-from atgan_plugin.transfer import TransferConfig
 
 FAST = ["--steps", "2", "--batch-size", "8", "--device", "cpu", "--no-progress"]
 FIT_OPTIONS = ["--steps", "--lr", "--alpha", "--beta", "--kappa", "--gamma", "--rho-l0", "--rho-linf", "--batch-size"]

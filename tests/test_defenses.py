@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from atgan_plugin.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.defenses import fgsm, pgd
+from atgan_plugin.paper.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
 
 CPU = torch.device("cpu")
 EPSILON = 0.1  # Fashion-MNIST, appendix Table 6

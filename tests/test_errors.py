@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from atgan_plugin import ATGANAttack
+from atgan_plugin.attack.losses import sample_rho
 from atgan_plugin.checkpoints import Checkpoint, CheckpointError, save_checkpoint
 from atgan_plugin.data import TensorDataset
-from atgan_plugin.losses import sample_rho
 from atgan_plugin.models import build_classifier
 
 FAST: dict[str, Any] = dict(steps=2, batch_size=8, progress=False)
@@ -200,8 +200,7 @@ def _load_fit_of_another_generator(c: SimpleNamespace) -> None:
 
 def _load_fit_of_a_generator_checkpoint(c: SimpleNamespace) -> None:
     from atgan_plugin.adapters import ACWGANGPGenerator
-
-    from atgan_plugin.acwgan_gp import Generator
+    from atgan_plugin.adapters.acwgan_gp.network import Generator
 
     ACWGANGPGenerator(Generator()).save(c.tmp / "generator.safetensors")
     adversary(c).load_fit(c.tmp / "generator.safetensors")
@@ -269,13 +268,13 @@ def test_sample_rho_bad_bounds(kwargs: dict[str, Any], match: str) -> None:
     [
         (lambda: build_classifier("E"), r"unknown architecture 'E'; known: \['A', 'B', 'C', 'D', 'oracle'\]"),
         (
-            lambda: __import__("atgan_plugin.classifier_training", fromlist=["x"]).ClassifierTrainingConfig(
+            lambda: __import__("atgan_plugin.paper.classifier_training", fromlist=["x"]).ClassifierTrainingConfig(
                 regime="trades"
             ),
             r"unknown training regime 'trades'",
         ),
         (
-            lambda: __import__("atgan_plugin.acwgan_gp", fromlist=["x"]).Generator(img_resolution=32),
+            lambda: __import__("atgan_plugin.adapters.acwgan_gp.network", fromlist=["x"]).Generator(img_resolution=32),
             r"built for 28x28 images, got 32",
         ),
         (
@@ -291,7 +290,7 @@ def test_bad_configuration(build: Callable[[], Any], match: str) -> None:
 
 
 def test_fit_stops_when_the_loss_is_not_finite(tiny_generator: nn.Module) -> None:
-    from atgan_plugin.transfer import TransferConfig, fit_attack_generator
+    from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
 
     def broken(x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)[:, :10] * float("nan")

@@ -30,12 +30,12 @@ from typing import Any
 
 import pytest
 import torch
-from atgan_plugin.adapters import StyleGAN2ADAGenerator
-from atgan_plugin.vendored.stylegan2_ada import Generator
-from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import dump_snapshot, snapshot_dict
 
+from atgan_plugin.adapters import StyleGAN2ADAGenerator
 from atgan_plugin.checkpoints import load_checkpoint, save_checkpoint
 from atgan_plugin.pretrained import ROOT as PRETRAINED
+from atgan_plugin.vendored.stylegan2_ada import Generator
+from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import dump_snapshot, snapshot_dict
 
 WORKER = Path(__file__).with_name("fuzz_worker.py")
 SHIPPED = sorted(PRETRAINED.glob("*/**/*.safetensors"))

@@ -12,22 +12,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from atgan_plugin.adapters import ACWGANGPGenerator, SharedGuards, load_generator
 from torch import nn
 
 from atgan_plugin import ATGANAttack
-from atgan_plugin import guards as guards_module
-from atgan_plugin.checkpoints import Checkpoint, save_checkpoint
-from atgan_plugin.guards import (
+from atgan_plugin.adapters import ACWGANGPGenerator, SharedGuards, load_generator
+from atgan_plugin.attack import guards as guards_module
+from atgan_plugin.attack.guards import (
     DistillConfig,
     cached_distilled_guard,
     generator_fingerprint,
     is_distilled_guard,
     resolve_guards,
 )
-from atgan_plugin.losses import adversarial_loss
+from atgan_plugin.attack.losses import adversarial_loss
+from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.checkpoints import Checkpoint, save_checkpoint
 from atgan_plugin.models import GUARD_KIND, build_classifier, build_guard
-from atgan_plugin.transfer import TransferConfig, fit_attack_generator
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""atgan_plugin.joint_fit: every target in one fit, and ATGANAttack's use of it."""
+"""atgan_plugin.attack.joint_fit: every target in one fit, and ATGANAttack's use of it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from atgan_plugin import ATGANAttack
-from atgan_plugin.joint_fit import StackedGenerator, fit_attack_generators
-from atgan_plugin.transfer import FitDivergedError, TransferConfig, fit_attack_generator
+from atgan_plugin.attack.joint_fit import StackedGenerator, fit_attack_generators
+from atgan_plugin.attack.transfer import FitDivergedError, TransferConfig, fit_attack_generator
 
 CONFIG = TransferConfig(steps=12, batch_size=16, lr=0.05, tv=0.05)
 TARGETED: dict[str, Any] = dict(steps=60, batch_size=32, lr=0.1, progress=False, search_steps=0)
@@ -240,7 +240,7 @@ def test_compiled_generation_equals_eager(tiny_generator: nn.Module, tiny_target
 @pytest.mark.gpu
 def test_generation_on_cuda_matches_the_cpu(tiny_generator: nn.Module, tiny_target: nn.Module, tmp_path: Path) -> None:
     # The GPU path of mass generation: pinned host buffers and non-blocking copies give the CPU's examples.
-    from atgan_plugin.generation import GenerationPlan, check_plan, generate_shards, read_shard
+    from atgan_plugin.attack.generation import GenerationPlan, check_plan, generate_shards, read_shard
 
     results = []
     for device in ("cpu", "cuda"):

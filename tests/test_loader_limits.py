@@ -12,16 +12,13 @@ from typing import Any
 
 import pytest
 import torch
-from atgan_plugin.adapters import ACWGANGPGenerator, StyleGAN2ADAGenerator, load_generator
-from atgan_plugin.vendored.stylegan2_ada import Generator as StyleGAN
-from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle
-from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import dump_snapshot, snapshot_dict
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
 from atgan_plugin import checkpoints
-from atgan_plugin.acwgan_gp import Generator
+from atgan_plugin.adapters import ACWGANGPGenerator, StyleGAN2ADAGenerator, load_generator
+from atgan_plugin.adapters.acwgan_gp.network import Generator
 from atgan_plugin.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -31,6 +28,9 @@ from atgan_plugin.checkpoints import (
     save_checkpoint,
 )
 from atgan_plugin.models import build_classifier, load_classifier, save_classifier
+from atgan_plugin.vendored.stylegan2_ada import Generator as StyleGAN
+from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle
+from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import dump_snapshot, snapshot_dict
 
 Make = Callable[[Path], Path]
 

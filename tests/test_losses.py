@@ -1,4 +1,4 @@
-"""atgan_plugin.losses: the C&W-style adversarial loss, the noise ρ and the distance loss."""
+"""atgan_plugin.attack.losses: the C&W-style adversarial loss, the noise ρ and the distance loss."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from atgan_plugin.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss
+from atgan_plugin.attack.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss
 
 
 def reference_loss(row: list[float], label: int, *, targeted: bool, kappa: float) -> float:

@@ -20,7 +20,7 @@ from torch import nn
 
 from atgan_plugin import ATGANAttack
 from atgan_plugin.data import TensorDataset
-from atgan_plugin.evaluation import evaluate_attack, save_difference_grid
+from atgan_plugin.paper.evaluation import evaluate_attack, save_difference_grid
 
 
 def _torchattacks(model: nn.Module, G: nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: bool) -> None:

@@ -88,8 +88,8 @@ def test_wheel_holds_the_mapped_packages(names: list[str]) -> None:
     assert "atgan_plugin/vendored/stylegan2_ada/networks.py" in expected_vendored and vendored == expected_vendored
     for required in (
         "atgan_plugin/__init__.py",
-        "atgan_plugin/attack.py",
-        "atgan_plugin/cifar.py",
+        "atgan_plugin/attack/atgan.py",
+        "atgan_plugin/paper/cifar.py",
         "atgan_plugin/vendored/__init__.py",
         "atgan_plugin/vendored/README.md",
         "atgan_plugin/py.typed",
@@ -161,7 +161,7 @@ def test_installed_wheel_imports_from_the_install_folder(installed: Path) -> Non
         assert path.is_relative_to(installed.resolve()), f"{key} imported from {path}, not from the wheel"
         assert not path.is_relative_to(ROOT)
     assert Path(found["adapters"]).parent == installed.resolve() / "atgan_plugin" / "adapters"
-    assert found["adapter_module"] == "atgan_plugin.adapters.acwgan_gp"
+    assert found["adapter_module"] == "atgan_plugin.adapters.acwgan_gp.adapter"
     assert found["stylegan_module"] == "atgan_plugin.adapters.stylegan2_ada"
     assert Path(found["snapshot"]).parent == installed.resolve() / "atgan_plugin" / "vendored" / "stylegan2_ada"
     assert not found["top_adapters"] and not found["top_vendored"]

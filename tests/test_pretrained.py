@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from atgan_plugin.adapters import ACWGANGPGenerator
 from torch import nn
 
-from atgan_plugin.classifier_training import accuracy
+from atgan_plugin.adapters import ACWGANGPGenerator
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.models import build_classifier
+from atgan_plugin.paper.classifier_training import accuracy
 from atgan_plugin.pretrained import NAMES, pretrained_path
 
 CPU = torch.device("cpu")
@@ -69,7 +69,7 @@ def test_every_checkpoint_has_a_training_record() -> None:
 
 
 def test_shipped_guard_is_the_gans_auxiliary_classifier(fashion_test: TensorDataset) -> None:
-    from atgan_plugin.acwgan_gp import AuxiliaryClassifier
+    from atgan_plugin.adapters.acwgan_gp.network import AuxiliaryClassifier
     from atgan_plugin.pretrained import load_pretrained_classifier
 
     checkpoints_or_skip()

@@ -22,7 +22,7 @@ from torch import nn
 
 from atgan_plugin import ATGANAttack
 from atgan_plugin.cli import main
-from atgan_plugin.evaluation import save_class_grid
+from atgan_plugin.paper.evaluation import save_class_grid
 from atgan_plugin.report import RunFolderError, format_value, write_report
 
 _VOID = {"meta", "link", "img", "br", "hr", "input", "source", "wbr"}

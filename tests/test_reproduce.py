@@ -17,11 +17,11 @@ import torch
 from click.testing import CliRunner, Result
 
 from atgan_plugin import ACWGANGPGenerator
-from atgan_plugin.acwgan_gp import Generator
+from atgan_plugin.adapters.acwgan_gp.network import Generator
+from atgan_plugin.attack.transfer import ROBUST_GUARD_TRANSFER, fit_attack_generator
 from atgan_plugin.cli import main
 from atgan_plugin.models import build_classifier, save_classifier
-from atgan_plugin.reproduce import ATTACKS, SLOTS, TRANSFER_ROWS, ReproduceConfig
-from atgan_plugin.transfer import ROBUST_GUARD_TRANSFER, fit_attack_generator
+from atgan_plugin.paper.reproduce import ATTACKS, SLOTS, TRANSFER_ROWS, ReproduceConfig
 
 SECTIONS = ["## Run", "## Settings", "## White-box success rate, % (Table 1 style)", "## Realism beside success",
             "## Time per 1,000 adversarial examples (s)", "## Transfer from Model A (Nor.) to Model C",

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from atgan_plugin import ATGANAttack
-from atgan_plugin.shrink import fooled_with_margin, shrink_towards_reference
+from atgan_plugin.attack.shrink import fooled_with_margin, shrink_towards_reference
 
 
 class Brightness(nn.Module):

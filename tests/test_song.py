@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atgan_plugin._advertorch_compat import AdvertorchAttack
-from atgan_plugin.song import SETTINGS, SongAttack, SongConfig, _adversarial_ce, latent_search
+from atgan_plugin.attack._advertorch_compat import AdvertorchAttack
+from atgan_plugin.paper.song import SETTINGS, SongAttack, SongConfig, _adversarial_ce, latent_search
 
 CPU = torch.device("cpu")
 

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+
+from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.vendored.stylegan2_ada import Generator
 from atgan_plugin.vendored.stylegan2_ada.snapshot import (
     ForbiddenGlobalError,
@@ -28,8 +30,6 @@ from atgan_plugin.vendored.stylegan2_ada.snapshot import (
     read_snapshot,
 )
 from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import dump_snapshot, snapshot_dict, write_snapshot
-
-from atgan_plugin.checkpoints import CheckpointError
 
 CIFAR_KWARGS: dict[str, Any] = dict(z_dim=512, c_dim=10, w_dim=512, img_resolution=32, img_channels=3,
                                     mapping_kwargs={"num_layers": 2},

@@ -15,15 +15,15 @@ import foolbox as fb
 import pytest
 import torch
 import torch.nn.functional as F
-from atgan_plugin.adapters import ConditionalGenerator, StyleGAN2ADAGenerator, check_generator, load_generator
-from atgan_plugin.vendored.stylegan2_ada import Generator
-from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import write_snapshot
 from torch import nn
 
 from atgan_plugin import ATGANAttack
+from atgan_plugin.adapters import ConditionalGenerator, StyleGAN2ADAGenerator, check_generator, load_generator
+from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
 from atgan_plugin.checkpoints import CheckpointError
-from atgan_plugin.cifar import SmallCifarCNN
-from atgan_plugin.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.paper.cifar import SmallCifarCNN
+from atgan_plugin.vendored.stylegan2_ada import Generator
+from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import write_snapshot
 
 NUM_CLASSES = 4
 
@@ -260,7 +260,7 @@ def test_both_faces_work_with_the_adapter(generator: StyleGAN2ADAGenerator, cifa
 def test_a_joint_fit_stacks_the_synthesis_only_and_equals_separate_fits(
     generator: StyleGAN2ADAGenerator, cifar_like_target: nn.Module
 ) -> None:
-    from atgan_plugin.joint_fit import StackedGenerator, fit_attack_generators
+    from atgan_plugin.attack.joint_fit import StackedGenerator, fit_attack_generators
 
     stack = StackedGenerator(generator, list(generator.attack_parameters()), 2)
     assert stack.stacked and all(name.startswith("network.synthesis.") for name in stack.stacked)
@@ -296,8 +296,8 @@ def test_mixed_precision_on_cuda(generator: StyleGAN2ADAGenerator, cifar_like_ta
 def test_gets_a_distilled_guard_that_holds_the_source_class_while_the_fit_raises_success(
     cifar_like_target: nn.Module, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from atgan_plugin import guards
-    from atgan_plugin.guards import DistillConfig, is_distilled_guard
+    from atgan_plugin.attack import guards
+    from atgan_plugin.attack.guards import DistillConfig, is_distilled_guard
 
     generator = StyleGAN2ADAGenerator(tiny_network()).eval()
     assert generator.default_guards == ()  # as NVIDIA's pickles: nothing to guard with but a distilled guard

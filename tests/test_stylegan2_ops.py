@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from atgan_plugin.vendored.stylegan2_ada.ops import (
     bias_act,
     fir_filter,

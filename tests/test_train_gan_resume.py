@@ -19,15 +19,21 @@ from typing import Any
 
 import pytest
 import torch
-from atgan_plugin.adapters import load_generator
 from click.testing import CliRunner, Result
 
-from atgan_plugin import gan_training
+from atgan_plugin.adapters import load_generator
 from atgan_plugin.checkpoints import load_checkpoint, load_training_state
 from atgan_plugin.cli import main
 from atgan_plugin.data import TensorDataset
-from atgan_plugin.gan_training import GANTrainingConfig, ResumeMismatchError, check_resume, is_finished, train_acwgan_gp
 from atgan_plugin.models import load_classifier
+from atgan_plugin.paper import gan_training
+from atgan_plugin.paper.gan_training import (
+    GANTrainingConfig,
+    ResumeMismatchError,
+    check_resume,
+    is_finished,
+    train_acwgan_gp,
+)
 from atgan_plugin.runs import is_complete
 
 FAST = ["--train-size", "256", "--batch-size", "8", "--critic-steps", "1", "--device", "cpu", "--no-progress"]
@@ -114,7 +120,7 @@ def test_a_new_learning_rate_is_applied_and_recorded(tmp_path: Path) -> None:
 
 KILL_AT_THE_LAST_GENERATOR = r"""
 import os, signal, sys
-from atgan_plugin import gan_training
+from atgan_plugin.paper import gan_training
 
 original = gan_training.save_checkpoint
 
@@ -173,7 +179,7 @@ def test_a_kill_mid_run_loses_at_most_checkpoint_every_steps(
 
 def test_check_resume_names_the_architecture_of_older_states(tmp_path: Path, fashion_train: TensorDataset) -> None:
     """A state.pt written before the config was recorded in it: the shapes tell the architecture."""
-    from atgan_plugin.acwgan_gp import Generator
+    from atgan_plugin.adapters.acwgan_gp.network import Generator
 
     torch.save({"G": Generator(z_dim=100).state_dict(), "step": 1}, tmp_path / "state.pt")
     data = fashion_train.subset(64)

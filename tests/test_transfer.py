@@ -1,4 +1,4 @@
-"""atgan_plugin.transfer: fit_attack_generator, the stage-2 fine-tuning of G_orig into G_attack."""
+"""atgan_plugin.attack.transfer: fit_attack_generator, the stage-2 fine-tuning of G_orig into G_attack."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from atgan_plugin.transfer import FitResult, TransferConfig, fit_attack_generator, sample_sources, to_bounds
+from atgan_plugin.attack.transfer import FitResult, TransferConfig, fit_attack_generator, sample_sources, to_bounds
 
 CONFIG = TransferConfig(steps=12, batch_size=16, lr=0.05)
 

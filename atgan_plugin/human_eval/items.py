@@ -83,7 +83,7 @@ def _save_png(image: torch.Tensor, path: Path) -> None:
 def _run_networks(run_dir: Path, fit_path: Path | None, device: torch.device) -> tuple[Any, Any, Any, dict[str, str]]:
     """The run's generator, target model and fitted attack, from its ``options.json`` and fit file."""
     from atgan_plugin.adapters import load_generator
-    from atgan_plugin.attack import ATGANAttack
+    from atgan_plugin.attack.atgan import ATGANAttack
     from atgan_plugin.models import load_classifier
 
     options_path = run_dir / "options.json"

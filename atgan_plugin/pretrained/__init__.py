@@ -4,7 +4,7 @@ Files per dataset folder: ``generator.safetensors`` (AC-WGAN_GP G_orig, carrying
 auxiliary classifier and a guard distilled from it), ``aux_classifier.safetensors``,
 ``model_a.safetensors`` (target, normal training), ``oracle.safetensors`` (realism judge,
 adversarially trained, used nowhere else), ``realism_features.safetensors`` (PGD-trained; its features measure the
-Fréchet distance of :mod:`atgan_plugin.realism`), ``robust_guard.safetensors`` (Model B, adversarially
+Fréchet distance of :mod:`atgan_plugin.metrics.realism`), ``robust_guard.safetensors`` (Model B, adversarially
 trained: the guard of ``atgan reproduce``) and ``robust_guard_2.safetensors`` (Model A, PGD-trained: the
 second guard of its transferable fit), each with a ``.json`` training record, and ``SHA256SUMS``;
 ``targets/`` holds the 16 targets of ``atgan reproduce`` (Models A–D × Nor./Adv./Ens./Iter.).

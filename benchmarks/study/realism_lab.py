@@ -23,14 +23,13 @@ from torch import nn
 sys.path.insert(0, os.environ.get("ATGAN_PKG", ""))
 
 from atgan_plugin.adapters import load_generator  # noqa: E402
-
-from atgan_plugin.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier  # noqa: E402
+from atgan_plugin.attack.losses import adversarial_loss, sample_rho  # noqa: E402
+from atgan_plugin.attack.transfer import sample_sources  # noqa: E402
 from atgan_plugin.data import load_dataset  # noqa: E402
 from atgan_plugin.defenses import fgsm_random_start, pgd  # noqa: E402
-from atgan_plugin.losses import adversarial_loss, sample_rho  # noqa: E402
 from atgan_plugin.models import load_classifier, save_classifier  # noqa: E402
+from atgan_plugin.paper.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier  # noqa: E402
 from atgan_plugin.pretrained import pretrained_path  # noqa: E402
-from atgan_plugin.transfer import sample_sources  # noqa: E402
 
 DATA_DIR = os.environ.get("ATGAN_DATA")
 

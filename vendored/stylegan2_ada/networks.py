@@ -25,6 +25,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from atgan_plugin.limits import Fields, Flag, Int, OneOf, Optional, Real, Taps
 from atgan_plugin.vendored.stylegan2_ada.ops import (
     ACTIVATIONS,
     bias_act,
@@ -33,9 +36,6 @@ from atgan_plugin.vendored.stylegan2_ada.ops import (
     normalize_2nd_moment,
     upsample2d,
 )
-from torch import nn
-
-from atgan_plugin.limits import Fields, Flag, Int, OneOf, Optional, Real, Taps
 
 __all__ = [
     "GENERATOR_KWARGS_SCHEMA",

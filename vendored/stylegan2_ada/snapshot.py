@@ -45,11 +45,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from atgan_plugin.vendored.stylegan2_ada.networks import GENERATOR_KWARGS_SCHEMA, SNAPSHOT_ATTRIBUTES, Generator
-from atgan_plugin.vendored.stylegan2_ada.picklescan import MAX_DEPTH, scan_pickle
 
 from atgan_plugin.checkpoints import CheckpointError, check_declared_tensors, check_finite, describe_tensors
 from atgan_plugin.limits import config_problem
+from atgan_plugin.vendored.stylegan2_ada.networks import GENERATOR_KWARGS_SCHEMA, SNAPSHOT_ATTRIBUTES, Generator
+from atgan_plugin.vendored.stylegan2_ada.picklescan import MAX_DEPTH, scan_pickle
 
 __all__ = [
     "ALLOWED_GLOBALS",

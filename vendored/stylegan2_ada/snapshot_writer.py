@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from atgan_plugin.vendored.stylegan2_ada.networks import SNAPSHOT_ATTRIBUTES, Generator
 from torch import nn
 
 from atgan_plugin.checkpoints import atomic_write
+from atgan_plugin.vendored.stylegan2_ada.networks import SNAPSHOT_ATTRIBUTES, Generator
 
 __all__ = ["EasyDict", "dump_snapshot", "snapshot_dict", "write_snapshot"]
 

@@ -2,7 +2,7 @@
 
 ``torchrun --nproc-per-node N -m atgan_plugin.cli attack ...`` starts N processes; each one joins the
 process group torchrun describes in its environment (:func:`init`: gloo on CPU, NCCL on CUDA, one
-GPU per process by ``LOCAL_RANK``). The Python API (:class:`~atgan_plugin.attack.ATGANAttack`) stays
+GPU per process by ``LOCAL_RANK``). The Python API (:class:`~atgan_plugin.attack.atgan.ATGANAttack`) stays
 single-process; the CLI swaps in :class:`DataParallelATGANAttack`, which changes one thing, how a
 fit is made:
 
@@ -34,9 +34,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from atgan_plugin.attack import ATGANAttack
-from atgan_plugin.guards import AUTO
-from atgan_plugin.transfer import FitResult, GradientSync, TransferConfig
+from atgan_plugin.attack.atgan import ATGANAttack
+from atgan_plugin.attack.guards import AUTO
+from atgan_plugin.attack.transfer import FitResult, GradientSync, TransferConfig
 from atgan_plugin.utils import check_device
 
 __all__ = ["DataParallelATGANAttack", "Distributed", "gradient_sync", "init", "launched_by_torchrun", "rank_seed", "split_batch"]
@@ -133,7 +133,7 @@ def gradient_sync(world_size: int) -> GradientSync:
 
 
 class DataParallelATGANAttack(ATGANAttack):
-    """:class:`~atgan_plugin.attack.ATGANAttack` whose fits run data-parallel over the process group.
+    """:class:`~atgan_plugin.attack.atgan.ATGANAttack` whose fits run data-parallel over the process group.
 
     Built by the CLI under torchrun, with the same arguments as the attack plus ``distributed``. Every
     process of the group must make the same calls (same targets, in the same order). Progress bars

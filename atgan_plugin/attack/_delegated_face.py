@@ -1,5 +1,5 @@
 """What the torchattacks and ART faces share: the toolkit's classifier as a plain ``images -> logits``
-module, and the one :class:`~atgan_plugin.attack.ATGANAttack` behind it that fits and generates.
+module, and the one :class:`~atgan_plugin.attack.atgan.ATGANAttack` behind it that fits and generates.
 
 Neither face re-implements anything: each translates its toolkit's conventions (labels, modes,
 normalisation, NumPy) into one call of ``ATGANAttack.perturb`` on a :class:`ClassifierView`, and
@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from atgan_plugin.attack import ATGANAttack
-from atgan_plugin.transfer import FitResult
+from atgan_plugin.attack.atgan import ATGANAttack
+from atgan_plugin.attack.transfer import FitResult
 
 __all__ = ["ClassifierView", "DelegatedFace", "make_atgan"]
 

@@ -22,17 +22,17 @@ import click
 import torch
 
 from atgan_plugin import runs
+from atgan_plugin.attack.transfer import FitDivergedError, TransferConfig, sample_sources
 from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.data import DATASETS, DatasetNotFoundError, load_dataset
-from atgan_plugin.gan_training import TrainingDivergedError
+from atgan_plugin.paper.gan_training import TrainingDivergedError
 from atgan_plugin.report import write_report
-from atgan_plugin.transfer import FitDivergedError, TransferConfig, sample_sources
 from atgan_plugin.utils import resolve_device, seed_everything
 
 if TYPE_CHECKING:  # imported lazily below: they pull in foolbox and advertorch
-    from atgan_plugin.attack import ATGANAttack
-    from atgan_plugin.distributed import Distributed
-    from atgan_plugin.evaluation import EvaluationReport
+    from atgan_plugin.attack.atgan import ATGANAttack
+    from atgan_plugin.attack.distributed import Distributed
+    from atgan_plugin.paper.evaluation import EvaluationReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -209,9 +209,9 @@ def train_classifier_command(
     half: bool, out: str, dataset: str, data_dir: str | None, device: str, seed: int, progress: bool,
 ) -> None:  # fmt: skip
     """Train a target classifier (normally or adversarially) or the oracle; print its test accuracy."""
-    from atgan_plugin.baselines import settings_for
-    from atgan_plugin.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
     from atgan_plugin.models import build_classifier, load_classifier, save_classifier
+    from atgan_plugin.paper.baselines import settings_for
+    from atgan_plugin.paper.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
 
     options = dict(click.get_current_context().params)
     if static_models and regime != "ens":
@@ -279,7 +279,7 @@ def train_gan_command(
     Rerun the same command after a kill: it resumes from the last state (at most --checkpoint-every
     steps lost) and completes what is missing. OUT/complete.json marks a finished folder.
     """
-    from atgan_plugin.gan_training import GANTrainingConfig, check_resume, network_args, train_acwgan_gp
+    from atgan_plugin.paper.gan_training import GANTrainingConfig, check_resume, network_args, train_acwgan_gp
 
     options = dict(click.get_current_context().params)
     dev = resolve_device(device)
@@ -347,7 +347,7 @@ def prepare_guard_command(generator_path: str | None, added_guards: tuple[str, .
     adversarially on G_orig(z, y) -> y, cached under a hash of the generator's weights.
     """
     from atgan_plugin.adapters import SharedGuards, load_generator
-    from atgan_plugin.guards import AUTO, default_cache_dir, resolve_guards
+    from atgan_plugin.attack.guards import AUTO, default_cache_dir, resolve_guards
     from atgan_plugin.models import load_classifier
 
     dev = resolve_device(device)
@@ -479,9 +479,9 @@ def _transfer_guards(paths: tuple[str, ...], generator_path: str | None, device:
 
 def _make_attack(networks: dict[str, torch.nn.Module], device: torch.device, seed: int, progress: bool,
                  hyper: dict[str, Any], guard: Any, guard_cache_dir: str | None, group: Distributed | None = None) -> ATGANAttack:  # fmt: skip
-    """The attack the options describe; under torchrun, its data-parallel form (:mod:`atgan_plugin.distributed`)."""
-    from atgan_plugin.attack import ATGANAttack
-    from atgan_plugin.distributed import DataParallelATGANAttack
+    """The attack the options describe; under torchrun, its data-parallel form (:mod:`atgan_plugin.attack.distributed`)."""
+    from atgan_plugin.attack.atgan import ATGANAttack
+    from atgan_plugin.attack.distributed import DataParallelATGANAttack
 
     kwargs = {k: hyper[k] for k in (*_FIT_PARAMETERS, *_SCALE_PARAMETERS) if k in hyper}
     if group is not None:
@@ -495,7 +495,7 @@ def _session(device: str) -> tuple[torch.device, Distributed | None]:
     """This process's device, and its process group when torchrun started it (left when the command ends).
 
     Under torchrun only rank 0 makes run folders and prints; the others fit and stay silent."""
-    from atgan_plugin.distributed import init
+    from atgan_plugin.attack.distributed import init
 
     group = init(device)
     if group is None:
@@ -508,8 +508,8 @@ def _realism_judge(features_path: str | None, generator: torch.nn.Module, datase
                    device: torch.device) -> tuple[Any, str | None]:  # fmt: skip
     """The robust-feature Fréchet distance to ``dataset``'s test images, and the features' path; ``(None, None)``
     (with a note) when no features fit the generator or the test images are not on this machine."""
+    from atgan_plugin.metrics.realism import RobustFrechetDistance
     from atgan_plugin.models import load_classifier
-    from atgan_plugin.realism import RobustFrechetDistance
 
     if features_path is None and tuple(generator.image_shape) != (1, 28, 28):  # type: ignore[attr-defined]
         click.echo("note: no Fréchet distance (the shipped features are for 1x28x28 images; pass --features)", err=True)
@@ -533,7 +533,7 @@ def _run_evaluation(
 ) -> tuple[Path, EvaluationReport, list[str]] | None:  # fmt: skip
     """What ``evaluate`` and ``demo`` share: fit (or load), evaluate, write report and grids. Under torchrun
     every process takes part in the fit and rank 0 alone evaluates and writes; the others get ``None``."""
-    from atgan_plugin.evaluation import evaluate_attack, save_class_grid, save_difference_grid, save_target_grid
+    from atgan_plugin.paper.evaluation import evaluate_attack, save_class_grid, save_difference_grid, save_target_grid
 
     dev, group = _session(device)
     main = group is None or group.is_main
@@ -617,7 +617,7 @@ def attack_command(
     takes part in the fit; rank 0 generates and writes.
     """
     from atgan_plugin.checkpoints import atomic_write
-    from atgan_plugin.evaluation import save_class_grid, save_difference_grid, save_target_grid
+    from atgan_plugin.paper.evaluation import save_class_grid, save_difference_grid, save_target_grid
 
     dev, group = _session(device)
     seed_everything(seed)
@@ -818,8 +818,8 @@ def generate_command(
     command) and never writes a shard twice. Under torchrun each process writes its own shards
     (shard i by rank i mod N) and rank 0 writes the manifest; the folder must be shared by all nodes.
     """
-    from atgan_plugin.attack import ATGANAttack
-    from atgan_plugin.generation import (
+    from atgan_plugin.attack.atgan import ATGANAttack
+    from atgan_plugin.attack.generation import (
         GenerationError,
         GenerationPlan,
         ModelNotNeeded,
@@ -947,7 +947,7 @@ def demo_command(
     device: str, seed: int, progress: bool, **hyper: Any,
 ) -> None:  # fmt: skip
     """Fit AT-GAN against the shipped Model A (untargeted) and evaluate it: a few minutes on a CPU."""
-    from atgan_plugin.distributed import launched_by_torchrun
+    from atgan_plugin.attack.distributed import launched_by_torchrun
 
     start = time.perf_counter()
     target_name = "Model A" if model_path is None else Path(model_path).name
@@ -1032,8 +1032,8 @@ def reproduce_command(
     from click.core import ParameterSource
 
     from atgan_plugin.checkpoints import atomic_write
-    from atgan_plugin.reproduce import ReproduceConfig, find_checkpoints, load_target, render_markdown, reproduce
-    from atgan_plugin.song import SETTINGS as SONG_SETTINGS
+    from atgan_plugin.paper.reproduce import ReproduceConfig, find_checkpoints, load_target, render_markdown, reproduce
+    from atgan_plugin.paper.song import SETTINGS as SONG_SETTINGS
 
     ctx = click.get_current_context()
     sizes = {"n": n, "song_steps": song_steps, "steps": hyper["steps"], "batch_size": hyper["batch_size"]}
@@ -1099,7 +1099,7 @@ def reproduce_merge_command(parts: tuple[str, ...], runs_dir: str) -> None:
     import shutil
 
     from atgan_plugin.checkpoints import atomic_write
-    from atgan_plugin.reproduce import merge_reports, render_markdown
+    from atgan_plugin.paper.reproduce import merge_reports, render_markdown
 
     folders = [Path(part) for part in parts]
     missing = [str(folder) for folder in folders if not (folder / "results.json").is_file()]
@@ -1121,8 +1121,8 @@ def reproduce_merge_command(parts: tuple[str, ...], runs_dir: str) -> None:
     click.echo(f"merged {len(folders)} runs ({len(merged['white_box'])} of 16 target checkpoints) into {run_dir}")
 
 
-# Where people look at a run: report.html and the human evaluation (atgan_plugin/view_commands.py).
-from atgan_plugin.view_commands import human_eval_command, report_command  # noqa: E402
+# Where people look at a run: report.html and the human evaluation (atgan_plugin/cli/views.py).
+from atgan_plugin.cli.views import human_eval_command, report_command  # noqa: E402
 
 main.add_command(report_command)
 main.add_command(human_eval_command)

@@ -1,11 +1,11 @@
 """Source-class guards of the AT-GAN fit: where ``guard="auto"`` finds them, and the distilled guard.
 
 A guard is a classifier of the generator's classes on images in [0, 1]. During the fit each guard
-adds ``γ · max(CE(guard(G_attack)) − CE(guard(G_orig)), 0)`` (:func:`atgan_plugin.losses.source_guard_loss`),
+adds ``γ · max(CE(guard(G_attack)) − CE(guard(G_orig)), 0)`` (:func:`atgan_plugin.attack.losses.source_guard_loss`),
 so the fit cannot fool the model by erasing the source class. A guard never sees the target model and
 is never the realism judge.
 
-``guard="auto"`` (our choice, the default of :class:`~atgan_plugin.attack.ATGANAttack`) is:
+``guard="auto"`` (our choice, the default of :class:`~atgan_plugin.attack.atgan.ATGANAttack`) is:
 
 1. the generator's own guards, ``generator.default_guards``: a checkpoint of ``atgan train-gan`` carries
    AC-WGAN_GP's auxiliary classifier, the shipped Fashion-MNIST generator also its distilled guard;

@@ -30,7 +30,7 @@ import foolbox as fb
 import torch
 from torch import nn
 
-from atgan_plugin._advertorch_compat import advertorch, ctx_noparamgrad
+from atgan_plugin.attack._advertorch_compat import advertorch, ctx_noparamgrad
 from atgan_plugin.utils import eval_mode, model_device
 
 __all__ = ["BASELINES", "SETTINGS", "TOOLKITS", "BaselineSettings", "fgsm", "pgd", "rfgsm", "run_baseline"]

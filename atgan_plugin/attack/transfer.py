@@ -2,10 +2,10 @@
 
 G_attack starts as an exact copy of G_orig and is fine-tuned on fresh batches of ``(z, y_s)``
 to minimise ``α · L_adv + β · L_dist``, plus ``γ · L_guard`` for each guard classifier given
-(see :mod:`atgan_plugin.losses`). The classifier is only read: gradients are taken with
+(see :mod:`atgan_plugin.attack.losses`). The classifier is only read: gradients are taken with
 ``torch.autograd.grad`` with respect to G_attack's parameters alone, so the classifier's
 ``.grad`` fields, ``requires_grad`` flags and parameters are never touched. The caller sets its
-eval mode (:class:`atgan_plugin.attack.ATGANAttack` does).
+eval mode (:class:`atgan_plugin.attack.atgan.ATGANAttack` does).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from atgan_plugin.adapters.protocol import check_generator
-from atgan_plugin.guards import as_guards
-from atgan_plugin.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss, total_variation
-from atgan_plugin.precision import autocast, check_precision
+from atgan_plugin.attack.guards import as_guards
+from atgan_plugin.attack.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss, total_variation
+from atgan_plugin.attack.precision import autocast, check_precision
 
 __all__ = [
     "ROBUST_GUARD_TRANSFER",
@@ -207,8 +207,8 @@ def fit_attack_generator(
             them; each one's L_guard is weighed by ``config.gamma``. They are copied to ``device``
             and only read, like ``g_orig``.
         precision: ``"fp32"`` or ``"bf16"``: the forward passes under bf16 autocast
-            (:mod:`atgan_plugin.precision`); parameters, Adam and the losses stay float32.
-        sync: data-parallel fits (:mod:`atgan_plugin.distributed`): called as ``sync(loss, grads)``
+            (:mod:`atgan_plugin.attack.precision`); parameters, Adam and the losses stay float32.
+        sync: data-parallel fits (:mod:`atgan_plugin.attack.distributed`): called as ``sync(loss, grads)``
             after each backward pass, it averages ``grads`` in place over the processes and returns
             the mean loss. ``None``: one process.
     """

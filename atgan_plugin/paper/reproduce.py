@@ -1,8 +1,8 @@
 """``atgan reproduce``: the paper's evaluation on one dataset, as Markdown and JSON.
 
 What is measured (issue 4), each against every target checkpoint that exists:
-- Table 1 style: white-box success of FGSM, PGD, R+FGSM (:mod:`atgan_plugin.baselines`, Table 6
-  settings), Song et al.'s search (:mod:`atgan_plugin.song`) and AT-GAN against Models A–D under
+- Table 1 style: white-box success of FGSM, PGD, R+FGSM (:mod:`atgan_plugin.paper.baselines`, Table 6
+  settings), Song et al.'s search (:mod:`atgan_plugin.paper.song`) and AT-GAN against Models A–D under
   Nor./Adv./Ens./Iter. training;
 - Table 7 style: the examples made on Model A (Nor.) handed to Model C under each training;
 - Tables 8/9 style: AT-GAN's success against Model A (Nor.) for ‖ρ‖₀ ∈ {0, …, 400} and ‖ρ‖∞ ∈ {0, …, 0.5};
@@ -39,16 +39,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from atgan_plugin.attack import ATGANAttack
-from atgan_plugin.baselines import BASELINES, run_baseline, settings_for
+from atgan_plugin.attack.atgan import ATGANAttack
+from atgan_plugin.attack.guards import GuardSpec, as_guards
+from atgan_plugin.attack.transfer import TransferConfig
 from atgan_plugin.checkpoints import load_module
 from atgan_plugin.data import TensorDataset
-from atgan_plugin.evaluation import save_difference_grid, save_target_grid
-from atgan_plugin.guards import GuardSpec, as_guards
+from atgan_plugin.metrics.realism import RobustFrechetDistance, added_edges
 from atgan_plugin.models import CLASSIFIER_KINDS
-from atgan_plugin.realism import RobustFrechetDistance, added_edges
-from atgan_plugin.song import SongAttack, SongConfig
-from atgan_plugin.transfer import TransferConfig
+from atgan_plugin.paper.baselines import BASELINES, run_baseline, settings_for
+from atgan_plugin.paper.evaluation import save_difference_grid, save_target_grid
+from atgan_plugin.paper.song import SongAttack, SongConfig
 from atgan_plugin.utils import eval_mode, model_device
 
 __all__ = ["ATTACKS", "SLOTS", "ReproduceConfig", "find_checkpoints", "load_target", "merge_reports", "render_markdown", "reproduce"]
@@ -121,7 +121,7 @@ class Metrics:
     reference_error: float  # the model is already wrong on the reference images
     mean_l2: float
     mean_linf: float
-    added_edges: float  # total variation of adversarial − reference over that of the reference (atgan_plugin.realism)
+    added_edges: float  # total variation of adversarial − reference over that of the reference (atgan_plugin.metrics.realism)
     fd: float | None = None  # robust-feature Fréchet distance of the adversarial images to the real test set
     fd_reference: float | None = None  # ... of the reference images (real test images for the baselines)
     seconds_per_1000: float | None = None  # AT-GAN: generation only

@@ -12,7 +12,7 @@ term weighted by λ_tv:
     L_tv      = TV(G_attack(z, y_s) − G_orig(z, y_s))
 
 where f is a guard classifier (AC-WGAN_GP's auxiliary classifier, a guard distilled from G_orig;
-:mod:`atgan_plugin.guards`), never the target and never the realism oracle, and TV is the
+:mod:`atgan_plugin.attack.guards`), never the target and never the realism oracle, and TV is the
 anisotropic total variation (the ℓ1 norm of the finite differences).
 """
 

@@ -2,7 +2,7 @@
 
 Three ways to judge whether AT-GAN's images still look like their class (never one alone):
 
-1. **oracle agreement** (:mod:`atgan_plugin.evaluation`): an independent, adversarially trained
+1. **oracle agreement** (:mod:`atgan_plugin.paper.evaluation`): an independent, adversarially trained
    classifier still gives the source class;
 2. **robust-feature Fréchet distance** (:class:`RobustFrechetDistance`): the Fréchet distance between
    Gaussians fitted to the penultimate features of an *adversarially trained* classifier of the
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from atgan_plugin.losses import total_variation
+from atgan_plugin.attack.losses import total_variation
 
 __all__ = ["PenultimateFeatures", "RobustFrechetDistance", "added_edges"]
 

@@ -1,4 +1,4 @@
-"""Adapter for our AC-WGAN_GP generator (``atgan_plugin.acwgan_gp.Generator``)."""
+"""Adapter for our AC-WGAN_GP generator (``atgan_plugin.adapters.acwgan_gp.network.Generator``)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-from atgan_plugin.adapters.protocol import SharedGuards
-from atgan_plugin.adapters.registry import GeneratorFormat, register_generator_format
 from torch import nn
 
-from atgan_plugin.acwgan_gp import CONFIG_SCHEMA, Generator
+from atgan_plugin.adapters.acwgan_gp.network import CONFIG_SCHEMA, Generator
+from atgan_plugin.adapters.protocol import SharedGuards
+from atgan_plugin.adapters.registry import GeneratorFormat, register_generator_format
 from atgan_plugin.checkpoints import Architecture, Checkpoint, load_module, read_checkpoint_kind, save_checkpoint
 from atgan_plugin.models import CLASSIFIER_KINDS, guard_parts, guards_from_parts
 

@@ -31,18 +31,18 @@ Latent modes: ``"random"`` (the paper's semantics: the inputs only give count, s
 device; each output is ``G_attack(z, y_s)`` for a fresh ``z``) and ``"invert"`` (find ``z`` with
 ``G_orig(z, y_s) ≈ x`` first, so each output is the adversarial twin of the caller's image).
 
-Both faces, the checks and the latents come from :class:`atgan_plugin.faces.GeneratorAttackBase`
-(shared with :class:`atgan_plugin.song.SongAttack`); this class adds the fit and its cache.
+Both faces, the checks and the latents come from :class:`atgan_plugin.attack.faces.GeneratorAttackBase`
+(shared with :class:`atgan_plugin.paper.song.SongAttack`); this class adds the fit and its cache.
 
 Fitting ``G_attack`` is the expensive part: it happens on first use for each (model, target)
 and is cached; ``fit()``, ``save_fit()`` and ``load_fit()`` make it explicit. A call with several
 targets (or ``fit(model, targets=[...])``) fits every missing target in one run that shares the
-work (:mod:`atgan_plugin.joint_fit`).
+work (:mod:`atgan_plugin.attack.joint_fit`).
 
 Realism by default (our additions, each switchable): ``guard="auto"`` keeps the source class with
-the generator's own guard classifiers plus one distilled from G_orig (:mod:`atgan_plugin.guards`),
+the generator's own guard classifiers plus one distilled from G_orig (:mod:`atgan_plugin.attack.guards`),
 and ``search_steps`` shrinks each output towards G_orig's image as far as it still fools the model
-(:mod:`atgan_plugin.shrink`). ``guard=None, search_steps=0`` is the paper's attack.
+(:mod:`atgan_plugin.attack.shrink`). ``guard=None, search_steps=0`` is the paper's attack.
 
 Shape:
     - inputs: ``(N, C, H, W)`` within the model's bounds, ``(C, H, W)`` = ``generator.image_shape``.
@@ -64,6 +64,12 @@ import foolbox as fb
 import torch
 from torch import nn
 
+from atgan_plugin.attack.faces import GeneratorAttackBase, torch_module_of
+from atgan_plugin.attack.guards import AUTO, GuardSpec, check_guard_spec, resolve_guards
+from atgan_plugin.attack.joint_fit import fit_attack_generators
+from atgan_plugin.attack.precision import autocast, check_precision
+from atgan_plugin.attack.shrink import fooled_with_margin, shrink_towards_reference
+from atgan_plugin.attack.transfer import FitResult, GradientSync, TransferConfig, fit_attack_generator, to_bounds
 from atgan_plugin.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -72,12 +78,6 @@ from atgan_plugin.checkpoints import (
     read_header,
     save_checkpoint,
 )
-from atgan_plugin.faces import GeneratorAttackBase, torch_module_of
-from atgan_plugin.guards import AUTO, GuardSpec, check_guard_spec, resolve_guards
-from atgan_plugin.joint_fit import fit_attack_generators
-from atgan_plugin.precision import autocast, check_precision
-from atgan_plugin.shrink import fooled_with_margin, shrink_towards_reference
-from atgan_plugin.transfer import FitResult, GradientSync, TransferConfig, fit_attack_generator, to_bounds
 from atgan_plugin.utils import eval_mode
 
 __all__ = ["ATGANAttack"]
@@ -170,7 +170,7 @@ class ATGANAttack(GeneratorAttackBase):
         guard: classifiers of the generator's classes on images in [0, 1] that must keep recognising
             the source class during the fit (our addition). ``"auto"`` (default): the generator's own
             (``generator.default_guards``, e.g. AC-WGAN_GP's auxiliary classifier) plus a guard
-            distilled from G_orig, trained on first use and cached (:mod:`atgan_plugin.guards`);
+            distilled from G_orig, trained on first use and cached (:mod:`atgan_plugin.attack.guards`);
             ``None``: no guard, the paper's loss; or a classifier or a sequence of them, never the
             target model nor your realism judge. Copied, never modified.
         gamma: weight of each guard's loss (0 turns the guards off).
@@ -179,12 +179,12 @@ class ATGANAttack(GeneratorAttackBase):
         tv: weight of the total variation of ``G_attack − G_orig`` in the fit (our addition; 0, the
             default, leaves it out): smoother changes, less success against robust models.
         search_steps: bisection steps of the per-example shrink towards G_orig's image
-            (:mod:`atgan_plugin.shrink`, our addition); 0 returns G_attack's image as it is (paper).
+            (:mod:`atgan_plugin.attack.shrink`, our addition); 0 returns G_attack's image as it is (paper).
         joint_batch_size: examples per target and step when several targets are fitted together, at
-            most ``batch_size`` (:mod:`atgan_plugin.joint_fit`; our choice, 16: measured in
+            most ``batch_size`` (:mod:`atgan_plugin.attack.joint_fit`; our choice, 16: measured in
             ``docs/benchmarks.md``); ``None``: ``batch_size``, which gives the separate fits' results.
         precision: ``"fp32"`` (default) or ``"bf16"``: the fit's and the generation's forward passes
-            under bf16 autocast (:mod:`atgan_plugin.precision`), for GPUs with bf16 tensor cores.
+            under bf16 autocast (:mod:`atgan_plugin.attack.precision`), for GPUs with bf16 tensor cores.
         compile: generate with G_attack, G_orig and the model (when it is a torch module) compiled by
             ``torch.compile``, for GPU throughput; the first call compiles. The fit is not compiled.
         guard_cache_dir: where distilled guards are cached (default ``$ATGAN_CACHE_DIR`` or
@@ -293,7 +293,7 @@ class ATGANAttack(GeneratorAttackBase):
         """Fits (or returns the cached) G_attack for ``model`` (default: the AdverTorch model) and ``target``.
 
         With ``targets=[...]`` (class indices; ``None`` for untargeted) it returns each one's fit, keyed by
-        target, and fits the missing ones together in one run (:mod:`atgan_plugin.joint_fit`).
+        target, and fits the missing ones together in one run (:mod:`atgan_plugin.attack.joint_fit`).
         """
         model = self._model_or_default(model)
         if targets is None:
@@ -334,7 +334,7 @@ class ATGANAttack(GeneratorAttackBase):
         sync: GradientSync | None,
     ) -> dict[int | None, FitResult]:
         """The one place fits are made: one target alone (:func:`fit_attack_generator`), several together
-        (``batch_per_target`` examples each per step). :mod:`atgan_plugin.distributed` overrides it to give
+        (``batch_per_target`` examples each per step). :mod:`atgan_plugin.attack.distributed` overrides it to give
         each process its seed, its share of the batches and a gradient ``sync``."""
         if len(targets) == 1:
             fit = fit_attack_generator(self.generator, classify, target=targets[0], config=config, bounds=bounds,

@@ -37,10 +37,10 @@ from foolbox.attacks.base import MinimizationAttack, get_criterion, raise_if_kwa
 from foolbox.criteria import Misclassification, TargetedMisclassification
 from torch import nn
 
-from atgan_plugin._advertorch_compat import AdvertorchAttack, LabelMixin
 from atgan_plugin.adapters.protocol import check_generator
-from atgan_plugin.inversion import invert_latents
-from atgan_plugin.transfer import to_bounds
+from atgan_plugin.attack._advertorch_compat import AdvertorchAttack, LabelMixin
+from atgan_plugin.attack.inversion import invert_latents
+from atgan_plugin.attack.transfer import to_bounds
 from atgan_plugin.utils import check_device, eval_mode, model_device
 
 __all__ = ["LATENT_MODES", "GeneratorAttackBase", "torch_module_of"]

@@ -11,8 +11,8 @@ and each step makes
 - one call of the user's model and one of each guard on all ``K · b`` images,
 - one backward pass, and one fused Adam step over the stacked parameters.
 
-Each group's loss is exactly the one :func:`~atgan_plugin.transfer.fit_attack_generator` computes
-(:func:`~atgan_plugin.transfer.transfer_loss`), and the K losses only add, so each copy gets its own
+Each group's loss is exactly the one :func:`~atgan_plugin.attack.transfer.fit_attack_generator` computes
+(:func:`~atgan_plugin.attack.transfer.transfer_loss`), and the K losses only add, so each copy gets its own
 fit's gradient; Adam works element by element, so stepping the stack is stepping K optimisers. Group k
 draws its ``(z, y_s, ρ)`` from its own generator seeded like a separate fit: with ``batch_per_target``
 equal to ``config.batch_size`` the K results equal K separate fits up to floating-point rounding.
@@ -35,10 +35,10 @@ from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
 from atgan_plugin.adapters.protocol import check_generator
-from atgan_plugin.guards import as_guards
-from atgan_plugin.losses import sample_rho
-from atgan_plugin.precision import autocast, check_precision
-from atgan_plugin.transfer import (
+from atgan_plugin.attack.guards import as_guards
+from atgan_plugin.attack.losses import sample_rho
+from atgan_plugin.attack.precision import autocast, check_precision
+from atgan_plugin.attack.transfer import (
     Classifier,
     FitDivergedError,
     FitResult,
@@ -162,10 +162,10 @@ def fit_attack_generators(
 ) -> dict[Target, FitResult]:
     """Fits one G_attack per entry of ``targets`` (``None``: untargeted) in one run; see the module docstring.
 
-    Arguments as :func:`~atgan_plugin.transfer.fit_attack_generator`, plus ``batch_per_target``:
+    Arguments as :func:`~atgan_plugin.attack.transfer.fit_attack_generator`, plus ``batch_per_target``:
     examples ``(z, y_s)`` per target and step (default ``config.batch_size``, which gives the separate
     fits' results). ``callback(step, success)`` gets each target's batch success every 10th step.
-    Returns each target's :class:`~atgan_plugin.transfer.FitResult`, whose ``config`` records the batch
+    Returns each target's :class:`~atgan_plugin.attack.transfer.FitResult`, whose ``config`` records the batch
     it was fitted with.
     """
     check_generator(g_orig)

@@ -4,7 +4,7 @@
 the N examples into shards of ``shard_size``; shard ``i`` holds examples ``[i · shard_size, …)`` and
 draws its ``(y_s, z)`` from its own seed (:meth:`GenerationPlan.shard_seed`), so its content depends
 only on the plan, never on which process made it or when. Each shard is made by
-:meth:`ATGANAttack.generate <atgan_plugin.attack.ATGANAttack.generate>` (the attack's own path,
+:meth:`ATGANAttack.generate <atgan_plugin.attack.atgan.ATGANAttack.generate>` (the attack's own path,
 shrink included) and written atomically; under torchrun rank r makes the shards ``i ≡ r (mod N)``.
 
 A run that was killed resumes: a shard file exists only complete (written to a temporary file,
@@ -38,9 +38,9 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from atgan_plugin.attack import ATGANAttack
+from atgan_plugin.attack.atgan import ATGANAttack
+from atgan_plugin.attack.transfer import sample_sources
 from atgan_plugin.checkpoints import atomic_write, remove_stale_temporaries
-from atgan_plugin.transfer import sample_sources
 
 __all__ = ["MANIFEST", "PLAN", "GenerationError", "GenerationPlan", "ModelNotNeeded", "file_sha256", "generate_shards", "read_shard"]
 

@@ -10,7 +10,7 @@ Metrics per setting (untargeted, and each target):
 - ``realistic_success_rate``: success *and* the oracle still gives the source class;
 - ``oracle_agreement_orig`` / ``oracle_agreement_attack`` and their ratio ``agreement_ratio``;
 - ``fd_orig`` / ``fd_attack`` and their ratio ``fd_ratio``: Fréchet distance to the real test images
-  in a robust classifier's features (:mod:`atgan_plugin.realism`), when one is given;
+  in a robust classifier's features (:mod:`atgan_plugin.metrics.realism`), when one is given;
 - ``added_edges``: the artefact measure, total variation of ``G_attack − G_orig`` over that of G_orig;
 - ``mean_l2`` / ``mean_linf``: distance between G_attack's and G_orig's images (in [0, 1] units).
 """
@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from torchvision.utils import make_grid, save_image
 
-from atgan_plugin.attack import ATGANAttack
-from atgan_plugin.realism import RobustFrechetDistance, added_edges
-from atgan_plugin.transfer import sample_sources, to_bounds
+from atgan_plugin.attack.atgan import ATGANAttack
+from atgan_plugin.attack.transfer import sample_sources, to_bounds
+from atgan_plugin.metrics.realism import RobustFrechetDistance, added_edges
 from atgan_plugin.utils import eval_mode
 
 __all__ = ["EvaluationReport", "SettingMetrics", "evaluate_attack", "save_class_grid", "save_difference_grid", "save_target_grid"]

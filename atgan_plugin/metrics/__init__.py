@@ -1,0 +1,1 @@
+"""Measures of an attack's results: success, agreement with an oracle, realism in robust features."""
