@@ -73,9 +73,18 @@ _PART_PREFIX = "parts/"
 _PART_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_PARTS = 8
 _FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
-_DTYPE_NAMES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64",
-                torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-                torch.bool: "BOOL"}  # fmt: skip
+_DTYPE_NAMES = {
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float32: "F32",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
 # atomic_write's temporary files: "." + target name + "." + mkstemp's 8 random characters + ".tmp".
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
@@ -178,7 +187,9 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint, *, half: bool = Fa
     named = [("", checkpoint.tensors)]
     for part_name, part in checkpoint.parts.items():
         if not _PART_NAME.fullmatch(part_name) or part.parts:
-            raise ValueError(f"part names are 1-64 letters, digits, '_', '.' or '-', and parts carry no parts; got {part_name!r}")
+            raise ValueError(
+                f"part names are 1-64 letters, digits, '_', '.' or '-', and parts carry no parts; got {part_name!r}"
+            )
         named.append((f"{_PART_PREFIX}{part_name}/", part.tensors))
     tensors = {}
     for prefix, part_tensors in named:
@@ -195,7 +206,9 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint, *, half: bool = Fa
         _DIGEST_KEY: tensor_digest(tensors),
     }
     if checkpoint.parts:
-        meta["parts"] = {name: {"kind": p.kind, "config": p.config, "training": p.training} for name, p in checkpoint.parts.items()}
+        meta["parts"] = {
+            name: {"kind": p.kind, "config": p.config, "training": p.training} for name, p in checkpoint.parts.items()
+        }
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
 
@@ -274,7 +287,9 @@ def read_header(path: str | Path, *, expected_kind: str | None = None) -> Header
     digest = meta.get(_DIGEST_KEY)
     for name, value, expected in (("kind", kind, str), ("config", config, dict), ("training", training, dict)):
         if not isinstance(value, expected):
-            raise CheckpointError(f"{path}: corrupt metadata: {name} is a {type(value).__name__}, expected a {expected.__name__}")
+            raise CheckpointError(
+                f"{path}: corrupt metadata: {name} is a {type(value).__name__}, expected a {expected.__name__}"
+            )
     if digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
         raise CheckpointError(f"{path}: corrupt metadata: {_DIGEST_KEY} is not a SHA-256 hex digest")
     if expected_kind is not None and kind != expected_kind:
@@ -296,7 +311,7 @@ def _part_headers(path: Path, described: Any, declared: dict[str, tuple[str, tup
             raise CheckpointError(f"{path}: corrupt metadata: part {name!r} lacks a kind, config or training record")
         parts[name] = Header(path, kind, config, training, {}, None)
     for key in [k for k in declared if k.startswith(_PART_PREFIX)]:
-        name, _, sub = key[len(_PART_PREFIX):].partition("/")
+        name, _, sub = key[len(_PART_PREFIX) :].partition("/")
         if name not in parts or not sub:
             raise CheckpointError(f"{path}: tensor {key[:80]!r} belongs to no described part")
         parts[name].tensors[sub] = declared.pop(key)
@@ -320,7 +335,9 @@ def _vouched_by_sums(path: Path) -> bool:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     actual.update(block)
             if actual.hexdigest() != digest.lower():
-                raise CheckpointError(f"{path} does not match its SHA256SUMS entry: the file is corrupt or was replaced")
+                raise CheckpointError(
+                    f"{path} does not match its SHA256SUMS entry: the file is corrupt or was replaced"
+                )
             return True
     return False
 
@@ -329,7 +346,9 @@ def _read_tensors(header: Header) -> dict[str, torch.Tensor]:
     """The tensors of a checked header (its parts' under ``parts/<name>/``), their digest and finiteness
     verified; floating ones as float32."""
     path = header.path
-    names = list(header.tensors) + [f"{_PART_PREFIX}{part}/{key}" for part, h in header.parts.items() for key in h.tensors]
+    names = list(header.tensors) + [
+        f"{_PART_PREFIX}{part}/{key}" for part, h in header.parts.items() for key in h.tensors
+    ]
     try:
         with safe_open(str(path), framework="pt") as f:
             tensors = {name: f.get_tensor(name) for name in names}
@@ -337,10 +356,16 @@ def _read_tensors(header: Header) -> dict[str, torch.Tensor]:
         raise _unreadable(path, error) from error
     if header.digest is not None:
         if tensor_digest(tensors) != header.digest:
-            raise CheckpointError(f"{path}: the tensors do not match the digest recorded with them: the file is corrupt")
+            raise CheckpointError(
+                f"{path}: the tensors do not match the digest recorded with them: the file is corrupt"
+            )
     elif not _vouched_by_sums(path):
-        warnings.warn(f"{path} records no digest of its tensors (written by an older atgan-plugin), so corruption "
-                      "cannot be detected; save it again to add one", UnverifiedCheckpointWarning, stacklevel=3)  # fmt: skip
+        warnings.warn(
+            f"{path} records no digest of its tensors (written by an older atgan-plugin), so corruption "
+            "cannot be detected; save it again to add one",
+            UnverifiedCheckpointWarning,
+            stacklevel=3,
+        )
     check_finite(tensors, str(path))
     return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
 
@@ -358,8 +383,15 @@ def load_checkpoint(path: str | Path, *, expected_kind: str | None = None) -> Ch
 
 def _checkpoint(header: Header, tensors: dict[str, torch.Tensor]) -> Checkpoint:
     """Splits what :func:`_read_tensors` read into the checkpoint and its parts."""
-    parts = {name: Checkpoint(h.kind, {key: tensors.pop(f"{_PART_PREFIX}{name}/{key}") for key in h.tensors},
-                              dict(h.config), dict(h.training)) for name, h in header.parts.items()}  # fmt: skip
+    parts = {
+        name: Checkpoint(
+            h.kind,
+            {key: tensors.pop(f"{_PART_PREFIX}{name}/{key}") for key in h.tensors},
+            dict(h.config),
+            dict(h.training),
+        )
+        for name, h in header.parts.items()
+    }
     return Checkpoint(header.kind, tensors, dict(header.config), dict(header.training), parts)
 
 
@@ -407,23 +439,31 @@ def check_declared_tensors(declared: Mapping[str, tuple[str, tuple[int, ...]]], 
     expected = {name: tensor for name, tensor in network.state_dict().items()}
     missing, unexpected = sorted(set(expected) - set(declared)), sorted(set(declared) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"{where}: the file does not match its recorded architecture: "
-                              f"missing {missing[:5]}, unexpected {[name[:80] for name in unexpected[:5]]}")  # fmt: skip
+        raise CheckpointError(
+            f"{where}: the file does not match its recorded architecture: "
+            f"missing {missing[:5]}, unexpected {[name[:80] for name in unexpected[:5]]}"
+        )
     for name, tensor in expected.items():
         dtype, shape = declared[name]
         if shape != tuple(tensor.shape):
-            raise CheckpointError(f"{where}: the file does not match its recorded architecture: tensor {name!r} has "
-                                  f"shape {shape[:8]} in the file, the architecture needs {tuple(tensor.shape)}")  # fmt: skip
+            raise CheckpointError(
+                f"{where}: the file does not match its recorded architecture: tensor {name!r} has "
+                f"shape {shape[:8]} in the file, the architecture needs {tuple(tensor.shape)}"
+            )
         wanted = _DTYPE_NAMES.get(tensor.dtype, str(tensor.dtype))
         if not (dtype == wanted or (tensor.is_floating_point() and dtype in _FLOAT_DTYPES)):
-            raise CheckpointError(f"{where}: the file does not match its recorded architecture: tensor {name!r} is "
-                                  f"stored as {dtype[:20]}, the architecture needs {wanted}")  # fmt: skip
+            raise CheckpointError(
+                f"{where}: the file does not match its recorded architecture: tensor {name!r} is "
+                f"stored as {dtype[:20]}, the architecture needs {wanted}"
+            )
 
 
 def module_from_checkpoint(checkpoint: Checkpoint, architecture: Architecture, where: str = "checkpoint") -> nn.Module:
     """Rebuilds a module with ``architecture.build(**checkpoint.config)`` (bounds checked first) and
     loads its tensors strictly."""
-    check_declared_tensors(describe_tensors(checkpoint.tensors), _skeleton(architecture, checkpoint.config, where), where)
+    check_declared_tensors(
+        describe_tensors(checkpoint.tensors), _skeleton(architecture, checkpoint.config, where), where
+    )
     module = architecture.build(**checkpoint.config)
     try:
         module.load_state_dict(checkpoint.tensors, strict=True)
@@ -437,8 +477,10 @@ def _architecture_of(header: Header, architectures: Mapping[str, Architecture], 
     if architecture is None and not architectures:
         raise CheckpointError(f"{where} is a {header.kind[:80]!r} network this loader does not read")
     if architecture is None:
-        raise CheckpointError(f"{where} holds a {header.kind[:80]!r} checkpoint, expected "
-                              f"{' or '.join(repr(kind) for kind in architectures)}")  # fmt: skip
+        raise CheckpointError(
+            f"{where} holds a {header.kind[:80]!r} checkpoint, expected "
+            f"{' or '.join(repr(kind) for kind in architectures)}"
+        )
     return architecture
 
 
@@ -485,4 +527,3 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a training-state dictionary")
     return state
-

@@ -39,34 +39,49 @@ AUX_CLASSIFIER_KIND = "acwgan_gp.aux_classifier"  # written by atgan_plugin.pape
 def model_a(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
     # 28 -> 24 -> 20 (valid 5x5 convolutions); 64*20*20 features.
     return nn.Sequential(
-        nn.Conv2d(in_channels, 64, 5), nn.ReLU(),
-        nn.Conv2d(64, 64, 5), nn.ReLU(),
-        nn.Dropout(0.25), nn.Flatten(),
-        nn.Linear(64 * 20 * 20, 128), nn.ReLU(),
-        nn.Dropout(0.5), nn.Linear(128, num_classes),
-    )  # fmt: skip
+        nn.Conv2d(in_channels, 64, 5),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 5),
+        nn.ReLU(),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(64 * 20 * 20, 128),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(128, num_classes),
+    )
 
 
 def model_b(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
     # 28 -> 14 ("same", stride 2) -> 5 (6x6, stride 2) -> 1 (5x5); 128 features.
     return nn.Sequential(
         nn.Dropout(0.2),
-        nn.Conv2d(in_channels, 64, 8, stride=2, padding=3), nn.ReLU(),
-        nn.Conv2d(64, 128, 6, stride=2), nn.ReLU(),
-        nn.Conv2d(128, 128, 5), nn.ReLU(),
-        nn.Dropout(0.5), nn.Flatten(), nn.Linear(128, num_classes),
-    )  # fmt: skip
+        nn.Conv2d(in_channels, 64, 8, stride=2, padding=3),
+        nn.ReLU(),
+        nn.Conv2d(64, 128, 6, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(128, 128, 5),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Flatten(),
+        nn.Linear(128, num_classes),
+    )
 
 
 def model_c(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
     # 28 -> 26 -> 24 (valid 3x3 convolutions); 64*24*24 features.
     return nn.Sequential(
-        nn.Conv2d(in_channels, 128, 3), nn.ReLU(),
-        nn.Conv2d(128, 64, 3), nn.ReLU(),
-        nn.Dropout(0.25), nn.Flatten(),
-        nn.Linear(64 * 24 * 24, 128), nn.ReLU(),
-        nn.Dropout(0.5), nn.Linear(128, num_classes),
-    )  # fmt: skip
+        nn.Conv2d(in_channels, 128, 3),
+        nn.ReLU(),
+        nn.Conv2d(128, 64, 3),
+        nn.ReLU(),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(64 * 24 * 24, 128),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(128, num_classes),
+    )
 
 
 def model_d(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
@@ -86,34 +101,51 @@ def oracle_net(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
         return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
     return nn.Sequential(
-        *block(in_channels, 32), *block(32, 32), nn.MaxPool2d(2),  # 28 -> 14
-        *block(32, 64), *block(64, 64), nn.MaxPool2d(2),  # 14 -> 7
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(), nn.Dropout(0.3),
+        *block(in_channels, 32),
+        *block(32, 32),
+        nn.MaxPool2d(2),  # 28 -> 14
+        *block(32, 64),
+        *block(64, 64),
+        nn.MaxPool2d(2),  # 14 -> 7
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 256),
+        nn.ReLU(),
+        nn.Dropout(0.3),
         nn.Linear(256, num_classes),
-    )  # fmt: skip
+    )
 
 
 def guard_net(num_classes: int = 10, in_channels: int = 1, width: int = 32) -> nn.Sequential:
-    """Our choice: the small guard distilled from a generator (:mod:`atgan_plugin.attack.guards`), kind :data:`GUARD_KIND`.
+    """Our choice: the small guard distilled from a generator (:mod:`atgan_plugin.attack.guards`).
+
+    Stored under :data:`GUARD_KIND`.
 
     Any image size: two stride-2 convolutions, then a 2×2 average pool, so 28×28 and 32×32 (or
     larger) images share one architecture; ``width`` channels first, 4·``width`` last.
     """
     w = width
     return nn.Sequential(
-        nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),  # H -> H/2
-        nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.ReLU(),  # H/2 -> H/4
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16 * w, num_classes),
-    )  # fmt: skip
+        nn.Conv2d(in_channels, w, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),  # H -> H/2
+        nn.ReLU(),
+        nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1),  # H/2 -> H/4
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * w, num_classes),
+    )
 
 
 ARCHITECTURES = {"A": model_a, "B": model_b, "C": model_c, "D": model_d, "oracle": oracle_net}
 
 # Bounds on a "classifier" checkpoint's config, checked before the network is built from it.
-CLASSIFIER_SCHEMA = Fields({"architecture": OneOf(tuple(ARCHITECTURES)), "num_classes": Int(1, 1000),
-                            "in_channels": Int(1, 16)}, required=frozenset({"architecture"}))  # fmt: skip
+CLASSIFIER_SCHEMA = Fields(
+    {"architecture": OneOf(tuple(ARCHITECTURES)), "num_classes": Int(1, 1000), "in_channels": Int(1, 16)},
+    required=frozenset({"architecture"}),
+)
 
 GUARD_KIND = "atgan.distilled_guard"  # guard_net, distilled from a generator
 GUARD_SCHEMA = Fields({"num_classes": Int(1, 1000), "in_channels": Int(1, 16), "width": Int(1, 256)})
@@ -132,7 +164,10 @@ def build_classifier(architecture: str, num_classes: int = 10, in_channels: int 
 def build_guard(num_classes: int = 10, in_channels: int = 1, width: int = 32) -> nn.Sequential:
     """A freshly initialised :func:`guard_net`, stored under :data:`GUARD_KIND`."""
     model = guard_net(num_classes=num_classes, in_channels=in_channels, width=width)
-    model.checkpoint_meta = {"kind": GUARD_KIND, "config": {"num_classes": num_classes, "in_channels": in_channels, "width": width}}
+    model.checkpoint_meta = {
+        "kind": GUARD_KIND,
+        "config": {"num_classes": num_classes, "in_channels": in_channels, "width": width},
+    }
     return model
 
 
@@ -173,8 +208,10 @@ def guard_parts(guards: Sequence[nn.Module]) -> dict[str, Checkpoint]:
     for i, guard in enumerate(guards):
         meta = getattr(guard, "checkpoint_meta", None)
         if not isinstance(meta, dict):
-            raise TypeError(f"guard {i} ({type(guard).__name__}) cannot be stored in a checkpoint: only classifiers "
-                            "built by atgan_plugin.models or loaded from its checkpoints can")  # fmt: skip
+            raise TypeError(
+                f"guard {i} ({type(guard).__name__}) cannot be stored in a checkpoint: only classifiers "
+                "built by atgan_plugin.models or loaded from its checkpoints can"
+            )
         parts[f"guard{i}"] = Checkpoint(meta["kind"], dict(guard.state_dict()), dict(meta["config"]))
     return parts
 

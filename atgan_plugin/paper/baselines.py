@@ -94,9 +94,14 @@ def _foolbox_model(model: nn.Module, bounds: tuple[float, float], device: torch.
 
 
 def fgsm(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, toolkit: str = "advertorch",
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    toolkit: str = "advertorch",
     bounds: tuple[float, float] = (0.0, 1.0),
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """FGSM (Goodfellow et al.): ``clip(x + ε·sign(∇x CE(model(x), y)))`` through ``toolkit``."""
     _check(toolkit, x, y, bounds)
     device = model_device(model, default=x.device)
@@ -109,9 +114,18 @@ def fgsm(
 
 
 def pgd(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, step_size: float, steps: int,
-    random_start: bool = True, toolkit: str = "advertorch", seed: int = 0, bounds: tuple[float, float] = (0.0, 1.0),
-) -> torch.Tensor:  # fmt: skip
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    step_size: float,
+    steps: int,
+    random_start: bool = True,
+    toolkit: str = "advertorch",
+    seed: int = 0,
+    bounds: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
     """ℓ∞ PGD (Madry et al.) with ``steps`` steps of ``step_size`` in the ε-ball, through ``toolkit``."""
     _check(toolkit, x, y, bounds)
     if steps < 1:
@@ -122,22 +136,41 @@ def pgd(
             attack = fb.attacks.LinfPGD(abs_stepsize=step_size, steps=steps, random_start=random_start)
             _, clipped, _ = attack(_foolbox_model(model, bounds, device), x, y, epsilons=epsilon)
             return clipped.detach()  # type: ignore[no-any-return]
-        adversary = advertorch.attacks.LinfPGDAttack(model, eps=epsilon, nb_iter=steps, eps_iter=step_size,
-                                                     rand_init=random_start, clip_min=bounds[0], clip_max=bounds[1])  # fmt: skip
+        adversary = advertorch.attacks.LinfPGDAttack(
+            model,
+            eps=epsilon,
+            nb_iter=steps,
+            eps_iter=step_size,
+            rand_init=random_start,
+            clip_min=bounds[0],
+            clip_max=bounds[1],
+        )
         return adversary.perturb(x, y).detach()  # type: ignore[no-any-return]
 
 
-def random_sign_step(x: torch.Tensor, alpha: float, *, seed: int, bounds: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+def random_sign_step(
+    x: torch.Tensor, alpha: float, *, seed: int, bounds: tuple[float, float] = (0.0, 1.0)
+) -> torch.Tensor:
     """R+FGSM's first half: ``clip(x + α·sign(N(0, I)))``, the noise drawn on CPU from ``seed``."""
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device, x.dtype)
     return (x + alpha * noise.sign()).clamp(*bounds)
 
 
 def rfgsm(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, alpha: float, toolkit: str = "advertorch",
-    seed: int = 0, bounds: tuple[float, float] = (0.0, 1.0),
-) -> torch.Tensor:  # fmt: skip
-    """R+FGSM (Tramèr et al.): a random sign step of α, then the toolkit's FGSM with ε − α; ℓ∞ ≤ ε from ``x``."""
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    alpha: float,
+    toolkit: str = "advertorch",
+    seed: int = 0,
+    bounds: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
+    """R+FGSM (Tramèr et al.): a random sign step of α, then the toolkit's FGSM with ε − α.
+
+    The result stays within ℓ∞ ≤ ε of ``x``.
+    """
     if not 0 <= alpha < epsilon:
         raise ValueError(f"R+FGSM needs 0 <= alpha < epsilon, got alpha={alpha}, epsilon={epsilon}")
     start = random_sign_step(x, alpha, seed=seed, bounds=bounds)
@@ -145,18 +178,36 @@ def rfgsm(
 
 
 def run_baseline(
-    name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, dataset: str = "fashion-mnist",
-    toolkit: str = "advertorch", seed: int = 0, bounds: tuple[float, float] = (0.0, 1.0),
-) -> torch.Tensor:  # fmt: skip
+    name: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    dataset: str = "fashion-mnist",
+    toolkit: str = "advertorch",
+    seed: int = 0,
+    bounds: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
     """Baseline ``name`` ("fgsm", "pgd" or "rfgsm") with ``dataset``'s Table 6 settings."""
     s = settings_for(dataset)
     if name == "fgsm":
         return fgsm(model, x, y, epsilon=s.fgsm_epsilon, toolkit=toolkit, bounds=bounds)
     if name == "pgd":
-        return pgd(model, x, y, epsilon=s.pgd_epsilon, step_size=s.pgd_step_size, steps=s.pgd_steps, toolkit=toolkit,
-                   seed=seed, bounds=bounds)  # fmt: skip
+        return pgd(
+            model,
+            x,
+            y,
+            epsilon=s.pgd_epsilon,
+            step_size=s.pgd_step_size,
+            steps=s.pgd_steps,
+            toolkit=toolkit,
+            seed=seed,
+            bounds=bounds,
+        )
     if name == "rfgsm":
         if s.rfgsm_epsilon is None or s.rfgsm_alpha is None:
             raise ValueError(f"the paper gives no R+FGSM setting for {dataset!r}")
-        return rfgsm(model, x, y, epsilon=s.rfgsm_epsilon, alpha=s.rfgsm_alpha, toolkit=toolkit, seed=seed, bounds=bounds)
+        return rfgsm(
+            model, x, y, epsilon=s.rfgsm_epsilon, alpha=s.rfgsm_alpha, toolkit=toolkit, seed=seed, bounds=bounds
+        )
     raise ValueError(f"unknown baseline {name!r}; known: {BASELINES}")

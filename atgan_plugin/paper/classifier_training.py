@@ -78,8 +78,9 @@ def _loss(
     if config.regime == "fgsm-rs":
         return F.cross_entropy(model(fgsm_random_start(model, x, y, config.epsilon)), y)
     if config.regime == "pgd":
-        x_adv = pgd(model, x, y, epsilon=config.epsilon, step_size=config.pgd_step_size, steps=config.pgd_steps,
-                    generator=rng)  # fmt: skip
+        x_adv = pgd(
+            model, x, y, epsilon=config.epsilon, step_size=config.pgd_step_size, steps=config.pgd_steps, generator=rng
+        )
         return F.cross_entropy(model(x_adv), y)
     # "adv" and "ens": half clean, half FGSM; one forward pass over both halves (2B images).
     source = model

@@ -128,7 +128,9 @@ def latent_search(
     ``generator_rng`` (CPU) draws the gradient noise; default: seeded from ``config.seed``.
     """
     if config.lambda2 > 0 and aux is None:
-        raise ValueError(f"lambda2 = {config.lambda2} needs an auxiliary classifier (aux=...); use lambda2=0 without one")
+        raise ValueError(
+            f"lambda2 = {config.lambda2} needs an auxiliary classifier (aux=...); use lambda2=0 without one"
+        )
     rng = generator_rng if generator_rng is not None else torch.Generator().manual_seed(config.seed)
     z0 = z0.detach()
     z = z0.clone()
@@ -205,13 +207,34 @@ class SongAttack(GeneratorAttackBase):
         progress: bool = True,
         distance: fb.distances.Distance | None = None,
     ):
-        super().__init__(model, generator=generator, targeted=targeted, clip_min=clip_min, clip_max=clip_max,
-                         latent=latent, invert_steps=invert_steps, invert_lr=invert_lr, device=device, seed=seed,
-                         progress=progress, distance=distance)  # fmt: skip
+        super().__init__(
+            model,
+            generator=generator,
+            targeted=targeted,
+            clip_min=clip_min,
+            clip_max=clip_max,
+            latent=latent,
+            invert_steps=invert_steps,
+            invert_lr=invert_lr,
+            device=device,
+            seed=seed,
+            progress=progress,
+            distance=distance,
+        )
         if aux is not None and not isinstance(aux, nn.Module):
-            raise TypeError(f"aux must be a torch.nn.Module classifier (images in [0, 1] -> logits), got {type(aux).__name__}")
-        self.config = SongConfig(steps=steps, lr=lr, lambda1=lambda1, lambda2=lambda2, z_epsilon=z_epsilon,
-                                 noise_variance=noise_variance, noise_decay=noise_decay, seed=seed)  # fmt: skip
+            raise TypeError(
+                f"aux must be a torch.nn.Module classifier (images in [0, 1] -> logits), got {type(aux).__name__}"
+            )
+        self.config = SongConfig(
+            steps=steps,
+            lr=lr,
+            lambda1=lambda1,
+            lambda2=lambda2,
+            z_epsilon=z_epsilon,
+            noise_variance=noise_variance,
+            noise_decay=noise_decay,
+            seed=seed,
+        )
         if self.config.lambda2 > 0 and aux is None:
             raise ValueError(f"lambda2 = {lambda2} needs an auxiliary classifier (aux=...); use lambda2=0 without one")
         if batch_size < 1:
@@ -222,8 +245,11 @@ class SongAttack(GeneratorAttackBase):
         self._aux_copies: dict[str, nn.Module] = {}
 
     def _repr_fields(self) -> dict[str, Any]:
-        return {**asdict(self.config), "aux": type(self.aux).__name__ if self.aux is not None else None,
-                "batch_size": self.batch_size}  # fmt: skip
+        return {
+            **asdict(self.config),
+            "aux": type(self.aux).__name__ if self.aux is not None else None,
+            "batch_size": self.batch_size,
+        }
 
     def search(
         self,
@@ -247,7 +273,9 @@ class SongAttack(GeneratorAttackBase):
         if z is None:
             z = self.generator.sample_z(n, generator=self._latent_rng, device=device)
         z = z.to(device)
-        bounds = tuple(model.bounds) if isinstance(model, fb.models.Model) else (float(self.clip_min), float(self.clip_max))
+        bounds = (
+            tuple(model.bounds) if isinstance(model, fb.models.Model) else (float(self.clip_min), float(self.clip_max))
+        )
         with eval_mode(torch_module_of(model)):
             images = self._images(model, self._classifier_fn(model), z, sources, targets, bounds)  # type: ignore[arg-type]
         if not with_reference:
@@ -269,9 +297,18 @@ class SongAttack(GeneratorAttackBase):
         out = torch.empty((len(z), *self.generator.image_shape), device=z.device)
         for start in range(0, len(z), self.batch_size):
             part = slice(start, start + self.batch_size)
-            result = latent_search(generator, classify, z[part], sources[part],
-                                   targets=targets[part] if targets is not None else None, config=self.config,
-                                   bounds=bounds, aux=aux, progress=self.progress, generator_rng=self._noise_rng)  # fmt: skip
+            result = latent_search(
+                generator,
+                classify,
+                z[part],
+                sources[part],
+                targets=targets[part] if targets is not None else None,
+                config=self.config,
+                bounds=bounds,
+                aux=aux,
+                progress=self.progress,
+                generator_rng=self._noise_rng,
+            )
             out[part] = result.images
         return out
 
