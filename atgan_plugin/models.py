@@ -1,13 +1,14 @@
 """Target classifiers (Tramèr et al. 2018, Models A–D) and the realism oracle.
 
 Every model takes images ``(N, 1, 28, 28)`` in [0, 1] and returns logits ``(N, num_classes)``.
-Architectures follow ``method.md`` §4; the oracle's architecture (batch-normalised VGG-style)
+Models A–D are Tramèr et al.'s (their official code), the targets of the AT-GAN paper's appendix D;
+the oracle's architecture (batch-normalised VGG-style)
 is used nowhere else, so it shares no weights and no inductive quirks with the targets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,23 +152,29 @@ GUARD_KIND = "atgan.distilled_guard"  # guard_net, distilled from a generator
 GUARD_SCHEMA = Fields({"num_classes": Int(1, 1000), "in_channels": Int(1, 16), "width": Int(1, 256)})
 
 
+def _remember_checkpoint_meta(module: nn.Module, kind: str, config: Mapping[str, Any]) -> None:
+    """Records on ``module`` what a checkpoint needs to rebuild it (read by :func:`guard_parts` and the guards)."""
+    # nn.Module's __getattr__ is annotated Tensor | Module, so mypy takes that as the attribute's type;
+    # its __setattr__ stores any other value as a plain attribute.
+    module.checkpoint_meta = {"kind": kind, "config": dict(config)}  # type: ignore[assignment]
+
+
 def build_classifier(architecture: str, num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
     """A freshly initialised classifier of ``architecture`` ("A", "B", "C", "D" or "oracle")."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
     model = ARCHITECTURES[architecture](num_classes=num_classes, in_channels=in_channels)
     config = {"architecture": architecture, "num_classes": num_classes, "in_channels": in_channels}
-    model.checkpoint_meta = {"kind": "classifier", "config": config}  # so a generator checkpoint can carry it
+    _remember_checkpoint_meta(model, "classifier", config)  # so a generator checkpoint can carry it
     return model
 
 
 def build_guard(num_classes: int = 10, in_channels: int = 1, width: int = 32) -> nn.Sequential:
     """A freshly initialised :func:`guard_net`, stored under :data:`GUARD_KIND`."""
     model = guard_net(num_classes=num_classes, in_channels=in_channels, width=width)
-    model.checkpoint_meta = {
-        "kind": GUARD_KIND,
-        "config": {"num_classes": num_classes, "in_channels": in_channels, "width": width},
-    }
+    _remember_checkpoint_meta(
+        model, GUARD_KIND, {"num_classes": num_classes, "in_channels": in_channels, "width": width}
+    )
     return model
 
 
@@ -186,7 +193,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.
     config and tensor shapes are checked before anything is allocated.
     """
     module, checkpoint = load_module(path, CLASSIFIER_KINDS)
-    module.checkpoint_meta = {"kind": checkpoint.kind, "config": dict(checkpoint.config)}
+    _remember_checkpoint_meta(module, checkpoint.kind, checkpoint.config)
     return module.to(device).eval()
 
 
@@ -224,6 +231,6 @@ def guards_from_parts(checkpoint: Checkpoint, where: str | Path) -> tuple[nn.Mod
     for name in names:
         part = checkpoint.parts[name]
         module = module_from_checkpoint(part, CLASSIFIER_KINDS[part.kind], f"{where} (part {name})")
-        module.checkpoint_meta = {"kind": part.kind, "config": dict(part.config)}
+        _remember_checkpoint_meta(module, part.kind, part.config)
         guards.append(module.eval().requires_grad_(False))
     return tuple(guards)

@@ -28,6 +28,7 @@ from typing import Any
 
 import foolbox as fb
 import torch
+from foolbox.models.pytorch import PyTorchModel  # the defining module: foolbox re-exports it implicitly
 from torch import nn
 
 from atgan_plugin.attack._advertorch_compat import advertorch, ctx_noparamgrad
@@ -54,7 +55,7 @@ class BaselineSettings:
         return asdict(self)
 
 
-# paper: appendix Table 6 (method.md §3). Fashion-MNIST's R+FGSM ε (0.2) is larger than its FGSM ε
+# paper: AT-GAN paper, appendix D.1, Table 6. Fashion-MNIST's R+FGSM ε (0.2) is larger than its FGSM ε
 # (0.1) in the table; we keep the table's values.
 SETTINGS: dict[str, BaselineSettings] = {
     "mnist": BaselineSettings(0.3, 0.3, 0.075, 20, 0.3, 0.15),
@@ -89,8 +90,8 @@ def _check(toolkit: str, x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, 
         raise ValueError(f"images must lie within bounds {bounds}, found [{x.min().item():.4g}, {x.max().item():.4g}]")
 
 
-def _foolbox_model(model: nn.Module, bounds: tuple[float, float], device: torch.device) -> fb.PyTorchModel:
-    return fb.PyTorchModel(model, bounds=bounds, device=device)
+def _foolbox_model(model: nn.Module, bounds: tuple[float, float], device: torch.device) -> PyTorchModel:
+    return PyTorchModel(model, bounds=bounds, device=device)
 
 
 def fgsm(
@@ -108,7 +109,7 @@ def fgsm(
     with _read_only(model, device, None):
         if toolkit == "foolbox":
             _, clipped, _ = fb.attacks.FGSM()(_foolbox_model(model, bounds, device), x, y, epsilons=epsilon)
-            return clipped.detach()  # type: ignore[no-any-return]
+            return clipped.detach()
         attack = advertorch.attacks.GradientSignAttack(model, eps=epsilon, clip_min=bounds[0], clip_max=bounds[1])
         return attack.perturb(x, y).detach()  # type: ignore[no-any-return]
 
@@ -135,7 +136,7 @@ def pgd(
         if toolkit == "foolbox":
             attack = fb.attacks.LinfPGD(abs_stepsize=step_size, steps=steps, random_start=random_start)
             _, clipped, _ = attack(_foolbox_model(model, bounds, device), x, y, epsilons=epsilon)
-            return clipped.detach()  # type: ignore[no-any-return]
+            return clipped.detach()
         adversary = advertorch.attacks.LinfPGDAttack(
             model,
             eps=epsilon,

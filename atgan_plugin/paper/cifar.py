@@ -2,7 +2,7 @@
 
 paper (appendix D.5, Table 11): the CIFAR-10 target is "wide ResNet w32-10" (normal and
 PGD-adversarial training); AT-GAN uses α = 3, β = 2 ("epochs" = 1000), the baselines FGSM
-ε = 0.03 and PGD ε = 0.03, step 0.0075, 20 steps (method.md §2-3).
+ε = 0.03 and PGD ε = 0.03, step 0.0075, 20 steps (appendix D.1).
 
 Every model takes images ``(N, 3, 32, 32)`` in [0, 1] (it normalises them itself with the
 CIFAR-10 channel statistics) and returns logits ``(N, 10)``. Nothing is ever downloaded.
@@ -68,6 +68,9 @@ CIFAR10_TRANSFER_DEFAULTS: dict[str, float] = {
 class _Normalize(nn.Module):
     """[0, 1] images -> per-channel standardised, so callers and attacks work in [0, 1]."""
 
+    mean: torch.Tensor  # (1, 3, 1, 1) buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1))
@@ -105,7 +108,8 @@ class _WideBlock(nn.Module):
         out = F.relu(self.bn2(out))
         if self.dropout:
             out = F.dropout(out, p=self.dropout, training=self.training)
-        return self.conv2(out) + shortcut
+        residual: torch.Tensor = self.conv2(out)
+        return residual + shortcut
 
 
 def blocks_per_stage(depth: int) -> int:
@@ -162,7 +166,8 @@ class WideResNet(nn.Module):
         _check_input(x, self.in_channels)
         out = self.stages(self.conv(self.normalize(x)))
         out = F.relu(self.bn(out))
-        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        logits: torch.Tensor = self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        return logits
 
 
 class SmallCifarCNN(nn.Module):
@@ -197,10 +202,11 @@ class SmallCifarCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.in_channels)
-        return self.classifier(self.features(self.normalize(x)))
+        logits: torch.Tensor = self.classifier(self.features(self.normalize(x)))
+        return logits
 
 
-CIFAR_ARCHITECTURES = {"wrn": WideResNet, "cnn": SmallCifarCNN}
+CIFAR_ARCHITECTURES: dict[str, type[nn.Module]] = {"wrn": WideResNet, "cnn": SmallCifarCNN}
 
 
 def build_cifar_classifier(architecture: str = "wrn", **kwargs: Any) -> nn.Module:

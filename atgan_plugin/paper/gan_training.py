@@ -1,6 +1,6 @@
 """Training AC-WGAN_GP, the original generator G_orig (stage 1 of AT-GAN).
 
-Losses (appendix B, ``method.md`` §1), with x real, y its label, y_s a random source class:
+Losses (AT-GAN paper, appendix B), with x real, y its label, y_s a random source class:
     L_D = -E[D(x)] + E[D(G(z, y_s))] + λ·E[(‖∇D(x̂)‖₂ - 1)²],  x̂ on segments real–fake
     L_f =  CE(f(x), y) + CE(f(G(z, y_s)), y_s)
     L_G =  CE(f(G(z, y_s)), y_s) - E[D(G(z, y_s))]
@@ -111,7 +111,8 @@ def gradient_penalty(
     eps = torch.rand(real.shape[0], 1, 1, 1, generator=generator).to(real.device)
     mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    norms: torch.Tensor = grad.flatten(1).norm(dim=1)  # (N,)
+    return ((norms - 1) ** 2).mean()
 
 
 def _check_finite(step: int, **losses: float) -> None:
@@ -141,7 +142,8 @@ def check_resume(out_dir: str | Path, config: GANTrainingConfig, net_args: dict[
         return None
     state = load_training_state(state_path)
     where = f"{out_dir} holds a run"
-    recorded = state.get("config") if isinstance(state.get("config"), dict) else {}
+    recorded_config = state.get("config")
+    recorded: dict[str, Any] = recorded_config if isinstance(recorded_config, dict) else {}
     changed = {
         name: (recorded[name], getattr(config, name))
         for name in FIXED_ON_RESUME
@@ -333,7 +335,7 @@ def train_acwgan_gp(
             # Auxiliary classifier update, on the last critic batch.
             loss_f = F.cross_entropy(f(x), y) + F.cross_entropy(f(fake), y_s)
             opt_f.zero_grad(set_to_none=True)
-            loss_f.backward()
+            loss_f.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             opt_f.step()
             # Generator update.
             z, y_s = fake_inputs()

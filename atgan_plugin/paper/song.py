@@ -7,7 +7,7 @@ latent ``z`` near a random ``z0`` is searched for such that ``G(z, y_s)`` fools 
 
     min_z  L_adv(f_t(G(z, y_s))) + λ1 · mean_i max((z_i − z0_i)² − z_ε², 0) + λ2 · CE(f_aux(G(z, y_s)), y_s)
 
-paper (official code, ermongroup/generative_adversary ``main.py``; method.md §3): targeted
+paper (official code, ermongroup/generative_adversary ``main.py``; AT-GAN paper, appendix A.1): targeted
 ``L_adv = CE(·, t)``; untargeted, the smallest CE over the classes other than ``y_s``; plain
 gradient descent on ``z`` with lr 1 and Gaussian noise of variance ``0.01 / (1 + step)^0.55`` added
 to the gradient; ``z_ε = 0.1``; 200 steps (appendix Table 6); λ1 = 100 and λ2 = 0 for MNIST and
@@ -42,14 +42,16 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import foolbox as fb
 import torch
 import torch.nn.functional as F
+from foolbox.models.base import Model as FoolboxModel  # the defining module: foolbox re-exports it implicitly
 from torch import nn
 from tqdm.auto import tqdm
 
+from atgan_plugin.adapters.protocol import ConditionalGenerator
 from atgan_plugin.attack.faces import GeneratorAttackBase, torch_module_of
 from atgan_plugin.attack.transfer import to_bounds
 from atgan_plugin.utils import eval_mode
@@ -244,6 +246,11 @@ class SongAttack(GeneratorAttackBase):
         self._noise_rng = torch.Generator().manual_seed(seed + 1)
         self._aux_copies: dict[str, nn.Module] = {}
 
+    @property
+    def _generator_protocol(self) -> ConditionalGenerator:
+        # The base class stores the generator as an nn.Module after check_generator; this is its typed view.
+        return cast(ConditionalGenerator, self.generator)
+
     def _repr_fields(self) -> dict[str, Any]:
         return {
             **asdict(self.config),
@@ -271,10 +278,10 @@ class SongAttack(GeneratorAttackBase):
         if targets is not None:
             targets = self._check_labels(torch.as_tensor(targets), "target labels", n).to(device)
         if z is None:
-            z = self.generator.sample_z(n, generator=self._latent_rng, device=device)
+            z = self._generator_protocol.sample_z(n, generator=self._latent_rng, device=device)
         z = z.to(device)
         bounds = (
-            tuple(model.bounds) if isinstance(model, fb.models.Model) else (float(self.clip_min), float(self.clip_max))
+            tuple(model.bounds) if isinstance(model, FoolboxModel) else (float(self.clip_min), float(self.clip_max))
         )
         with eval_mode(torch_module_of(model)):
             images = self._images(model, self._classifier_fn(model), z, sources, targets, bounds)  # type: ignore[arg-type]
@@ -294,7 +301,7 @@ class SongAttack(GeneratorAttackBase):
     ) -> torch.Tensor:
         generator = self._reference_generator(z.device)  # frozen eval-mode copy: gradients reach z only
         aux = self._aux_on(z.device)
-        out = torch.empty((len(z), *self.generator.image_shape), device=z.device)
+        out = torch.empty((len(z), *self._generator_protocol.image_shape), device=z.device)
         for start in range(0, len(z), self.batch_size):
             part = slice(start, start + self.batch_size)
             result = latent_search(
