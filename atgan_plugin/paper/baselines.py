@@ -9,8 +9,8 @@ the result stays within ε of ``x`` in ℓ∞.
 paper (appendix A.1, Table 6): the settings per dataset in :data:`SETTINGS`; all ℓ∞, untargeted.
 our choice: PGD starts at a uniform random point of the ε-ball (Madry et al.; both toolkits'
 default); the random draws come from ``seed`` (torch's generator is forked, so the caller's
-random state is left as it was); the toolkit is AdverTorch unless asked (plain torch, the faster
-of the two here, see ``docs/benchmarks.md``).
+random state is left as it was); the toolkit is AdverTorch unless asked (plain torch; both
+toolkits' PGD speeds side by side: ``docs/benchmarks.md``, "Generation throughput versus 20-step PGD").
 
 The model is only read: it runs in eval mode, its parameters' ``requires_grad`` is switched off
 while the toolkit back-propagates (so no ``.grad`` accumulates), and every flag is restored.

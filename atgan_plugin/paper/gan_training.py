@@ -87,9 +87,8 @@ class GANTrainingConfig:
     z_dim: int = 100
     seed: int = 0
     sample_every: int = 500
-    checkpoint_every: int = (
-        250  # steps between writes of state.pt (and the networks): at most this many are lost to a kill
-    )
+    # Steps between writes of state.pt (and the networks): at most this many are lost to a kill.
+    checkpoint_every: int = 250
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "critic_steps", "z_dim", "sample_every", "checkpoint_every"):
