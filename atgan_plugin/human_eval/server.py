@@ -86,6 +86,7 @@ class HumanEvalApp:
                     "error": f"item {item} is already answered; the first answer counts",
                     "answered": len(answers),
                 }
+            # The body's values are untyped JSON; append_answer checks them (parse_answer) before writing.
             append_answer(self.items, rater, item, body.get("realistic"), body.get("class"))  # type: ignore[arg-type]
         return HTTPStatus.OK, {"saved": item, "answered": len(answers) + 1, "total": len(self.items.items)}
 

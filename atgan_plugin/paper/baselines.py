@@ -111,6 +111,7 @@ def fgsm(
             _, clipped, _ = fb.attacks.FGSM()(_foolbox_model(model, bounds, device), x, y, epsilons=epsilon)
             return clipped.detach()
         attack = advertorch.attacks.GradientSignAttack(model, eps=epsilon, clip_min=bounds[0], clip_max=bounds[1])
+        # advertorch is untyped: perturb returns Any.
         return attack.perturb(x, y).detach()  # type: ignore[no-any-return]
 
 
@@ -146,6 +147,7 @@ def pgd(
             clip_min=bounds[0],
             clip_max=bounds[1],
         )
+        # advertorch is untyped: perturb returns Any.
         return adversary.perturb(x, y).detach()  # type: ignore[no-any-return]
 
 

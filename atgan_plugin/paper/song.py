@@ -145,8 +145,8 @@ def latent_search(
         l_adv = _adversarial_ce(logits, sources, targets)
         l_z = ((z - z0) ** 2 - config.z_epsilon**2).clamp(min=0).mean(dim=1)
         loss = l_adv + config.lambda1 * l_z
-        if config.lambda2 > 0:
-            loss = loss + config.lambda2 * F.cross_entropy(aux(images), sources, reduction="none")  # type: ignore[misc]
+        if config.lambda2 > 0 and aux is not None:  # aux is not None whenever lambda2 > 0 (checked above)
+            loss = loss + config.lambda2 * F.cross_entropy(aux(images), sources, reduction="none")
         # Sum / reference_batch: the official batch mean, with each example's gradient independent of N.
         (grad,) = torch.autograd.grad(loss.sum() / config.reference_batch, z)
         std = math.sqrt(config.noise_variance / (1 + step) ** config.noise_decay)
@@ -280,11 +280,12 @@ class SongAttack(GeneratorAttackBase):
         if z is None:
             z = self._generator_protocol.sample_z(n, generator=self._latent_rng, device=device)
         z = z.to(device)
-        bounds = (
-            tuple(model.bounds) if isinstance(model, FoolboxModel) else (float(self.clip_min), float(self.clip_max))
-        )
+        bounds: tuple[float, float] = (float(self.clip_min), float(self.clip_max))
+        if isinstance(model, FoolboxModel):
+            lower, upper = model.bounds  # Foolbox's (lower, upper)
+            bounds = (lower, upper)
         with eval_mode(torch_module_of(model)):
-            images = self._images(model, self._classifier_fn(model), z, sources, targets, bounds)  # type: ignore[arg-type]
+            images = self._images(model, self._classifier_fn(model), z, sources, targets, bounds)
         if not with_reference:
             return images
         with torch.no_grad():
