@@ -5,7 +5,7 @@ This is training code, not the evaluation's baselines (those go through Foolbox 
 toolkit overhead. Gradients are taken with ``torch.autograd.grad`` with respect to the images
 only, so no model parameter's ``.grad`` is touched.
 
-paper (method.md §4, Tramèr et al. 2018; Madry et al. 2018):
+paper (AT-GAN paper, appendix A.2; Tramèr et al. 2018; Madry et al. 2018):
 - ``adv`` (Goodfellow et al.): FGSM ``x + ε·sign(∇x CE)`` from the current model;
 - ``ens`` (Tramèr et al.): the same FGSM, from a model drawn per batch among the current one
   and fixed pre-trained ones;

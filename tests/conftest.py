@@ -264,7 +264,20 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("generator", "model_a", "oracle", "aux_classifier"):
         _pretrained_or_skip(name)
     runs = tmp_path_factory.mktemp("demo-runs")
-    args = ["demo", "--n", "16", "--steps", "20", "--batch-size", "8", "--device", "cpu", "--no-progress", "--runs-dir", str(runs)]
+    args = [
+        "demo",
+        "--n",
+        "16",
+        "--steps",
+        "20",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--runs-dir",
+        str(runs),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     (run_dir,) = runs.iterdir()

@@ -136,7 +136,11 @@ def _wrong_shapes(tmp_path: Path, generator: ACWGANGPGenerator) -> Path:
 
 
 BAD_FILES: list[tuple[str, Callable[[Path, ACWGANGPGenerator], Path], str]] = [
-    ("truncated", _truncated, r"g\.safetensors is a truncated safetensors file \(its tensors need \d+ bytes of data, only \d+ follow\)"),
+    (
+        "truncated",
+        _truncated,
+        r"g\.safetensors is a truncated safetensors file \(its tensors need \d+ bytes of data, only \d+ follow\)",
+    ),
     ("foreign safetensors", _foreign, r"not a generator checkpoint of a known format"),
     ("classifier checkpoint", _classifier, r"not a generator checkpoint of a known format"),
     ("torch pickle", _pickle, r"not a generator checkpoint of a known format"),

@@ -48,7 +48,6 @@ def ctx(
     )
 
 
-
 def adversary(c: SimpleNamespace, **kwargs: Any) -> ATGANAttack:
     return ATGANAttack(kwargs.pop("model", c.model), generator=kwargs.pop("generator", c.G), **{**FAST, **kwargs})
 
@@ -93,6 +92,7 @@ IN_RANGE = r"must lie in \[0, 10\) \(the generator's classes\)"
 # ------------------------------------------------------------------------------------------------
 # Labels.
 
+# A table, one case per line: formatted, each case would spread over six or more lines.
 # fmt: off
 LABELS: list[Case] = [
     ("label 10", lambda c: adversary(c).perturb(c.x, with_value(c.y, 3, 10)), ValueError, r"source labels " + IN_RANGE + r", got \d\.\.10", True),
@@ -117,6 +117,7 @@ LABELS: list[Case] = [
 # ------------------------------------------------------------------------------------------------
 # Images.
 
+# A table, one case per line: formatted, each case would spread over six or more lines.
 # fmt: off
 IMAGES: list[Case] = [
     ("images (N, H, W)", lambda c: adversary(c).perturb(c.x[:, 0], c.y), ValueError, r"inputs must have shape \(N, 1, 28, 28\) to match the generator, got \(12, 28, 28\)", True),
@@ -144,6 +145,7 @@ IMAGES: list[Case] = [
 # ------------------------------------------------------------------------------------------------
 # Models, generators and configuration.
 
+# A table, one case per line: formatted, each case would spread over six or more lines.
 # fmt: off
 SETUP: list[Case] = [
     ("model has 7 classes", lambda c: adversary(c, model=c.model7).perturb(c.x, c.y), ValueError, r"the generator has 10 classes but the model returns logits of shape \(8, 7\); they must agree", False),
@@ -209,18 +211,23 @@ def _load_fit_of_a_generator_checkpoint(c: SimpleNamespace) -> None:
 def _load_fit_with_a_nan_weight(c: SimpleNamespace) -> None:
     tensors = {k: v.clone() for k, v in c.G.state_dict().items()}
     next(t for t in tensors.values() if t.is_floating_point()).view(-1)[0] = float("nan")
-    save_checkpoint(c.tmp / "fit.safetensors", Checkpoint("atgan.fitted_generator", tensors, {}, {"target": None, "config": {}}))
+    save_checkpoint(
+        c.tmp / "fit.safetensors", Checkpoint("atgan.fitted_generator", tensors, {}, {"target": None, "config": {}})
+    )
     adversary(c).load_fit(c.tmp / "fit.safetensors")
 
 
 def _load_fit_with_target(target: Any) -> Callable[[SimpleNamespace], None]:
     def load(c: SimpleNamespace) -> None:
-        save_checkpoint(c.tmp / "fit.safetensors", Checkpoint("atgan.fitted_generator", c.G.state_dict(), {}, {"target": target}))
+        save_checkpoint(
+            c.tmp / "fit.safetensors", Checkpoint("atgan.fitted_generator", c.G.state_dict(), {}, {"target": target})
+        )
         adversary(c).load_fit(c.tmp / "fit.safetensors")
 
     return load
 
 
+# A table, one case per line: formatted, each case would spread over six or more lines.
 # fmt: off
 FITS: list[Case] = [
     ("load_fit of another generator", _load_fit_of_another_generator, ValueError, r"fit\.safetensors was fitted from a different generator than this attack's", False),

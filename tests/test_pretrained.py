@@ -92,8 +92,10 @@ def test_shipped_robust_guards_are_adversarially_trained(
     assert accuracy(guard, fashion_test, device=CPU) > 0.75
     # What makes it a guard worth having: FGSM at the Table 6 ε hurts it far less than normally trained Model A.
     x, y = fashion_test.images[:500], fashion_test.labels[:500]
-    robust = {name: (model(fgsm(model, x, y, 0.1)).argmax(1) == y).float().mean().item()
-              for name, model in (("guard", guard), ("model_a", pretrained_model_a))}  # fmt: skip
+    robust = {
+        name: (model(fgsm(model, x, y, 0.1)).argmax(1) == y).float().mean().item()
+        for name, model in (("guard", guard), ("model_a", pretrained_model_a))
+    }
     assert robust["guard"] > robust["model_a"] + 0.3, robust
 
 

@@ -21,7 +21,9 @@ FAST = ["--steps", "2", "--batch-size", "8", "--device", "cpu", "--no-progress",
 @pytest.fixture
 def checkpoints(tmp_path: Path, random_generator: ACWGANGPGenerator, tiny_target: nn.Module) -> list[str]:
     random_generator.save(tmp_path / "generator.safetensors")
-    save_classifier(tmp_path / "model.safetensors", tiny_target, {"architecture": "D", "num_classes": 10, "in_channels": 1}, {})
+    save_classifier(
+        tmp_path / "model.safetensors", tiny_target, {"architecture": "D", "num_classes": 10, "in_channels": 1}, {}
+    )
     return ["--generator", str(tmp_path / "generator.safetensors"), "--model", str(tmp_path / "model.safetensors")]
 
 

@@ -45,8 +45,11 @@ def train_gan(out: Path, *args: str) -> Result:
 
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes | None]]:
     """Every file under ``folder`` with its modification time and, for small files, its bytes."""
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes() if p.stat().st_size < 100_000 else None)
-            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes() if p.stat().st_size < 100_000 else None)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def assert_finished(out: Path, steps: int) -> None:
@@ -80,7 +83,8 @@ def test_a_finished_folder_is_marked_and_left_alone(finished: Path, monkeypatch:
     assert "already trained for 2 steps" in result.output and steps == []
     after = snapshot(finished)
     assert {k: v for k, v in after.items() if k not in ("options.json", "complete.json")} == {
-        k: v for k, v in before.items() if k not in ("options.json", "complete.json")}  # fmt: skip
+        k: v for k, v in before.items() if k not in ("options.json", "complete.json")
+    }
 
 
 # (id, changed arguments, message)
@@ -141,8 +145,13 @@ def test_killed_after_the_last_state_the_rerun_completes_the_networks(tmp_path: 
     out = tmp_path / "gan"
     arguments = ["train-gan", *FAST, "--out", str(out), "--steps", "3", "--checkpoint-every", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_THE_LAST_GENERATOR, *arguments], env=env,
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AT_THE_LAST_GENERATOR, *arguments],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert load_training_state(out / "state.pt")["step"] == 3
     assert load_checkpoint(out / "generator.safetensors").training["step"] == 2  # the previous checkpoint's

@@ -9,8 +9,8 @@ the result stays within ε of ``x`` in ℓ∞.
 paper (appendix A.1, Table 6): the settings per dataset in :data:`SETTINGS`; all ℓ∞, untargeted.
 our choice: PGD starts at a uniform random point of the ε-ball (Madry et al.; both toolkits'
 default); the random draws come from ``seed`` (torch's generator is forked, so the caller's
-random state is left as it was); the toolkit is AdverTorch unless asked (plain torch, the faster
-of the two here, see ``docs/benchmarks.md``).
+random state is left as it was); the toolkit is AdverTorch unless asked (plain torch; both
+toolkits' PGD speeds side by side: ``docs/benchmarks.md``, "Generation throughput versus 20-step PGD").
 
 The model is only read: it runs in eval mode, its parameters' ``requires_grad`` is switched off
 while the toolkit back-propagates (so no ``.grad`` accumulates), and every flag is restored.
@@ -28,6 +28,7 @@ from typing import Any
 
 import foolbox as fb
 import torch
+from foolbox.models.pytorch import PyTorchModel  # the defining module: foolbox re-exports it implicitly
 from torch import nn
 
 from atgan_plugin.attack._advertorch_compat import advertorch, ctx_noparamgrad
@@ -54,7 +55,7 @@ class BaselineSettings:
         return asdict(self)
 
 
-# paper: appendix Table 6 (method.md §3). Fashion-MNIST's R+FGSM ε (0.2) is larger than its FGSM ε
+# paper: AT-GAN paper, appendix D.1, Table 6. Fashion-MNIST's R+FGSM ε (0.2) is larger than its FGSM ε
 # (0.1) in the table; we keep the table's values.
 SETTINGS: dict[str, BaselineSettings] = {
     "mnist": BaselineSettings(0.3, 0.3, 0.075, 20, 0.3, 0.15),
@@ -89,29 +90,44 @@ def _check(toolkit: str, x: torch.Tensor, y: torch.Tensor, bounds: tuple[float, 
         raise ValueError(f"images must lie within bounds {bounds}, found [{x.min().item():.4g}, {x.max().item():.4g}]")
 
 
-def _foolbox_model(model: nn.Module, bounds: tuple[float, float], device: torch.device) -> fb.PyTorchModel:
-    return fb.PyTorchModel(model, bounds=bounds, device=device)
+def _foolbox_model(model: nn.Module, bounds: tuple[float, float], device: torch.device) -> PyTorchModel:
+    return PyTorchModel(model, bounds=bounds, device=device)
 
 
 def fgsm(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, toolkit: str = "advertorch",
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    toolkit: str = "advertorch",
     bounds: tuple[float, float] = (0.0, 1.0),
-) -> torch.Tensor:  # fmt: skip
+) -> torch.Tensor:
     """FGSM (Goodfellow et al.): ``clip(x + ε·sign(∇x CE(model(x), y)))`` through ``toolkit``."""
     _check(toolkit, x, y, bounds)
     device = model_device(model, default=x.device)
     with _read_only(model, device, None):
         if toolkit == "foolbox":
             _, clipped, _ = fb.attacks.FGSM()(_foolbox_model(model, bounds, device), x, y, epsilons=epsilon)
-            return clipped.detach()  # type: ignore[no-any-return]
+            return clipped.detach()
         attack = advertorch.attacks.GradientSignAttack(model, eps=epsilon, clip_min=bounds[0], clip_max=bounds[1])
+        # advertorch is untyped: perturb returns Any.
         return attack.perturb(x, y).detach()  # type: ignore[no-any-return]
 
 
 def pgd(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, step_size: float, steps: int,
-    random_start: bool = True, toolkit: str = "advertorch", seed: int = 0, bounds: tuple[float, float] = (0.0, 1.0),
-) -> torch.Tensor:  # fmt: skip
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    step_size: float,
+    steps: int,
+    random_start: bool = True,
+    toolkit: str = "advertorch",
+    seed: int = 0,
+    bounds: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
     """ℓ∞ PGD (Madry et al.) with ``steps`` steps of ``step_size`` in the ε-ball, through ``toolkit``."""
     _check(toolkit, x, y, bounds)
     if steps < 1:
@@ -121,23 +137,43 @@ def pgd(
         if toolkit == "foolbox":
             attack = fb.attacks.LinfPGD(abs_stepsize=step_size, steps=steps, random_start=random_start)
             _, clipped, _ = attack(_foolbox_model(model, bounds, device), x, y, epsilons=epsilon)
-            return clipped.detach()  # type: ignore[no-any-return]
-        adversary = advertorch.attacks.LinfPGDAttack(model, eps=epsilon, nb_iter=steps, eps_iter=step_size,
-                                                     rand_init=random_start, clip_min=bounds[0], clip_max=bounds[1])  # fmt: skip
+            return clipped.detach()
+        adversary = advertorch.attacks.LinfPGDAttack(
+            model,
+            eps=epsilon,
+            nb_iter=steps,
+            eps_iter=step_size,
+            rand_init=random_start,
+            clip_min=bounds[0],
+            clip_max=bounds[1],
+        )
+        # advertorch is untyped: perturb returns Any.
         return adversary.perturb(x, y).detach()  # type: ignore[no-any-return]
 
 
-def random_sign_step(x: torch.Tensor, alpha: float, *, seed: int, bounds: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+def random_sign_step(
+    x: torch.Tensor, alpha: float, *, seed: int, bounds: tuple[float, float] = (0.0, 1.0)
+) -> torch.Tensor:
     """R+FGSM's first half: ``clip(x + α·sign(N(0, I)))``, the noise drawn on CPU from ``seed``."""
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x.device, x.dtype)
     return (x + alpha * noise.sign()).clamp(*bounds)
 
 
 def rfgsm(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epsilon: float, alpha: float, toolkit: str = "advertorch",
-    seed: int = 0, bounds: tuple[float, float] = (0.0, 1.0),
-) -> torch.Tensor:  # fmt: skip
-    """R+FGSM (Tramèr et al.): a random sign step of α, then the toolkit's FGSM with ε − α; ℓ∞ ≤ ε from ``x``."""
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    alpha: float,
+    toolkit: str = "advertorch",
+    seed: int = 0,
+    bounds: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
+    """R+FGSM (Tramèr et al.): a random sign step of α, then the toolkit's FGSM with ε − α.
+
+    The result stays within ℓ∞ ≤ ε of ``x``.
+    """
     if not 0 <= alpha < epsilon:
         raise ValueError(f"R+FGSM needs 0 <= alpha < epsilon, got alpha={alpha}, epsilon={epsilon}")
     start = random_sign_step(x, alpha, seed=seed, bounds=bounds)
@@ -145,18 +181,36 @@ def rfgsm(
 
 
 def run_baseline(
-    name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, dataset: str = "fashion-mnist",
-    toolkit: str = "advertorch", seed: int = 0, bounds: tuple[float, float] = (0.0, 1.0),
-) -> torch.Tensor:  # fmt: skip
+    name: str,
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    dataset: str = "fashion-mnist",
+    toolkit: str = "advertorch",
+    seed: int = 0,
+    bounds: tuple[float, float] = (0.0, 1.0),
+) -> torch.Tensor:
     """Baseline ``name`` ("fgsm", "pgd" or "rfgsm") with ``dataset``'s Table 6 settings."""
     s = settings_for(dataset)
     if name == "fgsm":
         return fgsm(model, x, y, epsilon=s.fgsm_epsilon, toolkit=toolkit, bounds=bounds)
     if name == "pgd":
-        return pgd(model, x, y, epsilon=s.pgd_epsilon, step_size=s.pgd_step_size, steps=s.pgd_steps, toolkit=toolkit,
-                   seed=seed, bounds=bounds)  # fmt: skip
+        return pgd(
+            model,
+            x,
+            y,
+            epsilon=s.pgd_epsilon,
+            step_size=s.pgd_step_size,
+            steps=s.pgd_steps,
+            toolkit=toolkit,
+            seed=seed,
+            bounds=bounds,
+        )
     if name == "rfgsm":
         if s.rfgsm_epsilon is None or s.rfgsm_alpha is None:
             raise ValueError(f"the paper gives no R+FGSM setting for {dataset!r}")
-        return rfgsm(model, x, y, epsilon=s.rfgsm_epsilon, alpha=s.rfgsm_alpha, toolkit=toolkit, seed=seed, bounds=bounds)
+        return rfgsm(
+            model, x, y, epsilon=s.rfgsm_epsilon, alpha=s.rfgsm_alpha, toolkit=toolkit, seed=seed, bounds=bounds
+        )
     raise ValueError(f"unknown baseline {name!r}; known: {BASELINES}")

@@ -2,7 +2,7 @@
 
 paper (appendix D.5, Table 11): the CIFAR-10 target is "wide ResNet w32-10" (normal and
 PGD-adversarial training); AT-GAN uses α = 3, β = 2 ("epochs" = 1000), the baselines FGSM
-ε = 0.03 and PGD ε = 0.03, step 0.0075, 20 steps (method.md §2-3).
+ε = 0.03 and PGD ε = 0.03, step 0.0075, 20 steps (appendix D.1).
 
 Every model takes images ``(N, 3, 32, 32)`` in [0, 1] (it normalises them itself with the
 CIFAR-10 channel statistics) and returns logits ``(N, 10)``. Nothing is ever downloaded.
@@ -59,11 +59,17 @@ class CifarAttackDefaults:
 CIFAR10_ATTACK_DEFAULTS = CifarAttackDefaults()
 # Keyword arguments for ``TransferConfig(**...)`` / ``ATGANAttack(..., **...)``: α = 3, β = 2.
 # our choice: the number of fit steps is left at TransferConfig's default (an "epoch" is undefined).
-CIFAR10_TRANSFER_DEFAULTS: dict[str, float] = {"alpha": CIFAR10_ATTACK_DEFAULTS.alpha, "beta": CIFAR10_ATTACK_DEFAULTS.beta}
+CIFAR10_TRANSFER_DEFAULTS: dict[str, float] = {
+    "alpha": CIFAR10_ATTACK_DEFAULTS.alpha,
+    "beta": CIFAR10_ATTACK_DEFAULTS.beta,
+}
 
 
 class _Normalize(nn.Module):
     """[0, 1] images -> per-channel standardised, so callers and attacks work in [0, 1]."""
+
+    mean: torch.Tensor  # (1, 3, 1, 1) buffers, registered in __init__
+    std: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,8 +95,11 @@ class _WideBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_planes)
         self.conv2 = nn.Conv2d(out_planes, out_planes, 3, padding=1, bias=False)
         self.dropout = dropout
-        self.shortcut = (nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
-                         if stride != 1 or in_planes != out_planes else None)  # fmt: skip
+        self.shortcut = (
+            nn.Conv2d(in_planes, out_planes, 1, stride=stride, bias=False)
+            if stride != 1 or in_planes != out_planes
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
@@ -99,7 +108,8 @@ class _WideBlock(nn.Module):
         out = F.relu(self.bn2(out))
         if self.dropout:
             out = F.dropout(out, p=self.dropout, training=self.training)
-        return self.conv2(out) + shortcut
+        residual: torch.Tensor = self.conv2(out)
+        return residual + shortcut
 
 
 def blocks_per_stage(depth: int) -> int:
@@ -126,8 +136,9 @@ class WideResNet(nn.Module):
     Shape: ``(N, 3, 32, 32)`` in [0, 1] -> logits ``(N, num_classes)``.
     """
 
-    def __init__(self, depth: int = 32, widen_factor: int = 10, num_classes: int = 10, dropout: float = 0.0,
-                 in_channels: int = 3):  # fmt: skip
+    def __init__(
+        self, depth: int = 32, widen_factor: int = 10, num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3
+    ):
         super().__init__()
         if widen_factor < 1:
             raise ValueError(f"widen_factor must be >= 1, got {widen_factor}")
@@ -139,7 +150,9 @@ class WideResNet(nn.Module):
         stages: list[nn.Module] = []
         in_planes = widths[0]
         for width, stride in zip(widths[1:], (1, 2, 2), strict=True):  # 32, 16, 8 pixels
-            blocks = [_WideBlock(in_planes if i == 0 else width, width, stride if i == 0 else 1, dropout) for i in range(n)]
+            blocks = [
+                _WideBlock(in_planes if i == 0 else width, width, stride if i == 0 else 1, dropout) for i in range(n)
+            ]
             stages.append(nn.Sequential(*blocks))
             in_planes = width
         self.stages = nn.Sequential(*stages)
@@ -153,7 +166,8 @@ class WideResNet(nn.Module):
         _check_input(x, self.in_channels)
         out = self.stages(self.conv(self.normalize(x)))
         out = F.relu(self.bn(out))
-        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        logits: torch.Tensor = self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        return logits
 
 
 class SmallCifarCNN(nn.Module):
@@ -171,21 +185,28 @@ class SmallCifarCNN(nn.Module):
         self.in_channels = in_channels
         self.normalize = _Normalize() if in_channels == 3 else nn.Identity()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        )  # fmt: skip
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(2 * width * (image_size // 4) ** 2, 256), nn.ReLU(), nn.Linear(256, num_classes)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.in_channels)
-        return self.classifier(self.features(self.normalize(x)))
+        logits: torch.Tensor = self.classifier(self.features(self.normalize(x)))
+        return logits
 
 
-CIFAR_ARCHITECTURES = {"wrn": WideResNet, "cnn": SmallCifarCNN}
+CIFAR_ARCHITECTURES: dict[str, type[nn.Module]] = {"wrn": WideResNet, "cnn": SmallCifarCNN}
 
 
 def build_cifar_classifier(architecture: str = "wrn", **kwargs: Any) -> nn.Module:
@@ -197,20 +218,38 @@ def build_cifar_classifier(architecture: str = "wrn", **kwargs: Any) -> nn.Modul
 
 CHECKPOINT_KIND = "cifar.classifier"
 # Bounds on a checkpoint's config (the union of both architectures' arguments), checked before building.
-ARCHITECTURE = Architecture(build_cifar_classifier, Fields({
-    "architecture": OneOf(tuple(CIFAR_ARCHITECTURES)), "depth": Int(8, 200), "widen_factor": Int(1, 32),
-    "num_classes": Int(1, 1000), "dropout": Real(0, 1), "in_channels": Int(1, 16), "width": Int(1, 1024),
-    "image_size": Int(4, 1024),
-}))  # fmt: skip
+ARCHITECTURE = Architecture(
+    build_cifar_classifier,
+    Fields(
+        {
+            "architecture": OneOf(tuple(CIFAR_ARCHITECTURES)),
+            "depth": Int(8, 200),
+            "widen_factor": Int(1, 32),
+            "num_classes": Int(1, 1000),
+            "dropout": Real(0, 1),
+            "in_channels": Int(1, 16),
+            "width": Int(1, 1024),
+            "image_size": Int(4, 1024),
+        }
+    ),
+)
 
 
-def save_cifar_classifier(path: str | Path, model: nn.Module, config: dict[str, Any], training: dict[str, Any] | None = None) -> None:
-    """``config`` holds ``architecture`` and the constructor arguments, e.g. ``{"architecture": "wrn", "depth": 32}``."""
+def save_cifar_classifier(
+    path: str | Path, model: nn.Module, config: dict[str, Any], training: dict[str, Any] | None = None
+) -> None:
+    """Saves ``model`` under :data:`CHECKPOINT_KIND`.
+
+    ``config`` holds ``architecture`` and the constructor arguments, e.g. ``{"architecture": "wrn", "depth": 32}``.
+    """
     save_checkpoint(path, Checkpoint(CHECKPOINT_KIND, dict(model.state_dict()), dict(config), dict(training or {})))
 
 
 def load_cifar_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuilds a CIFAR classifier from its checkpoint (config and shapes checked first), in eval mode, on ``device``."""
+    """Rebuilds a CIFAR classifier from its checkpoint (config and shapes checked first).
+
+    Returned in eval mode, on ``device``.
+    """
     module, _ = load_module(path, {CHECKPOINT_KIND: ARCHITECTURE})
     return module.to(device).eval()
 

@@ -1,6 +1,6 @@
 """Training target classifiers and the oracle, normally or adversarially.
 
-Regimes (method.md §4; the adversarial examples come from :mod:`atgan_plugin.defenses`):
+Regimes (AT-GAN paper, appendix A.2; the adversarial examples come from :mod:`atgan_plugin.defenses`):
 - ``normal``: plain cross-entropy (Tramèr et al.'s "Nor.", Adam, batch 64);
 - ``adv``: ½·CE(x) + ½·CE(FGSM(x)) with the current model (Goodfellow et al.; "Adv.");
 - ``ens``: the same, with the FGSM examples made per batch by a model drawn uniformly among the
@@ -78,8 +78,9 @@ def _loss(
     if config.regime == "fgsm-rs":
         return F.cross_entropy(model(fgsm_random_start(model, x, y, config.epsilon)), y)
     if config.regime == "pgd":
-        x_adv = pgd(model, x, y, epsilon=config.epsilon, step_size=config.pgd_step_size, steps=config.pgd_steps,
-                    generator=rng)  # fmt: skip
+        x_adv = pgd(
+            model, x, y, epsilon=config.epsilon, step_size=config.pgd_step_size, steps=config.pgd_steps, generator=rng
+        )
         return F.cross_entropy(model(x_adv), y)
     # "adv" and "ens": half clean, half FGSM; one forward pass over both halves (2B images).
     source = model
@@ -127,7 +128,7 @@ def train_classifier(
             if not torch.isfinite(loss):
                 raise RuntimeError(f"classifier training diverged (loss {loss.item()}) in epoch {epoch + 1}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             optimizer.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if test is not None:

@@ -1,6 +1,6 @@
 """Training AC-WGAN_GP, the original generator G_orig (stage 1 of AT-GAN).
 
-Losses (appendix B, ``method.md`` §1), with x real, y its label, y_s a random source class:
+Losses (AT-GAN paper, appendix B), with x real, y its label, y_s a random source class:
     L_D = -E[D(x)] + E[D(G(z, y_s))] + λ·E[(‖∇D(x̂)‖₂ - 1)²],  x̂ on segments real–fake
     L_f =  CE(f(x), y) + CE(f(G(z, y_s)), y_s)
     L_G =  CE(f(G(z, y_s)), y_s) - E[D(G(z, y_s))]
@@ -87,7 +87,8 @@ class GANTrainingConfig:
     z_dim: int = 100
     seed: int = 0
     sample_every: int = 500
-    checkpoint_every: int = 250  # steps between writes of state.pt (and the networks): at most this many are lost to a kill
+    # Steps between writes of state.pt (and the networks): at most this many are lost to a kill.
+    checkpoint_every: int = 250
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "critic_steps", "z_dim", "sample_every", "checkpoint_every"):
@@ -102,12 +103,15 @@ class GANTrainingConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
-def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def gradient_penalty(
+    critic: Critic, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
     """E[(‖∇_x̂ D(x̂)‖₂ − 1)²] with x̂ uniformly on segments between real and fake samples."""
     eps = torch.rand(real.shape[0], 1, 1, 1, generator=generator).to(real.device)
     mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    norms: torch.Tensor = grad.flatten(1).norm(dim=1)  # (N,)
+    return ((norms - 1) ** 2).mean()
 
 
 def _check_finite(step: int, **losses: float) -> None:
@@ -137,25 +141,41 @@ def check_resume(out_dir: str | Path, config: GANTrainingConfig, net_args: dict[
         return None
     state = load_training_state(state_path)
     where = f"{out_dir} holds a run"
-    recorded = state.get("config") if isinstance(state.get("config"), dict) else {}
-    changed = {name: (recorded[name], getattr(config, name)) for name in FIXED_ON_RESUME
-               if name in recorded and recorded[name] != getattr(config, name)}  # fmt: skip
+    recorded_config = state.get("config")
+    recorded: dict[str, Any] = recorded_config if isinstance(recorded_config, dict) else {}
+    changed = {
+        name: (recorded[name], getattr(config, name))
+        for name in FIXED_ON_RESUME
+        if name in recorded and recorded[name] != getattr(config, name)
+    }
     if isinstance(state.get("net_args"), dict):
-        changed.update({name: (value, net_args.get(name)) for name, value in state["net_args"].items() if net_args.get(name) != value})
+        changed.update(
+            {
+                name: (value, net_args.get(name))
+                for name, value in state["net_args"].items()
+                if net_args.get(name) != value
+            }
+        )
     if changed:
         listed = ", ".join(f"{name} {old} (now {new})" for name, (old, new) in changed.items())
-        raise ResumeMismatchError(f"{where} trained with {listed}; it cannot be resumed with other values: "
-                                  f"use the same ones, or another output folder")  # fmt: skip
+        raise ResumeMismatchError(
+            f"{where} trained with {listed}; it cannot be resumed with other values: "
+            f"use the same ones, or another output folder"
+        )
     with torch.device("meta"):  # states written before the config was recorded: compare shapes
         expected = {k: tuple(v.shape) for k, v in Generator(**net_args).state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.get("G", {}).items()} if isinstance(state.get("G"), dict) else {}
     if found != expected:
-        raise ResumeMismatchError(f"{where} whose generator has another architecture (z_dim, or the data's classes or "
-                                  f"channels, differ); use the same settings, or another output folder")  # fmt: skip
+        raise ResumeMismatchError(
+            f"{where} whose generator has another architecture (z_dim, or the data's classes or "
+            f"channels, differ); use the same settings, or another output folder"
+        )
     step = int(state.get("step", 0))
     if step > config.steps:
-        raise ResumeMismatchError(f"{where} already trained for {step} steps, more than the {config.steps} asked for; "
-                                  f"pass --steps {step} or more")  # fmt: skip
+        raise ResumeMismatchError(
+            f"{where} already trained for {step} steps, more than the {config.steps} asked for; "
+            f"pass --steps {step} or more"
+        )
     return step
 
 
@@ -216,7 +236,11 @@ def train_acwgan_gp(
     (out / runs.COMPLETE_MARKER).unlink(missing_ok=True)  # written again once everything is
 
     torch.manual_seed(config.seed)
-    G, D, f = Generator(**net_args).to(device), Critic(**net_args).to(device), AuxiliaryClassifier(**net_args).to(device)
+    G, D, f = (
+        Generator(**net_args).to(device),
+        Critic(**net_args).to(device),
+        AuxiliaryClassifier(**net_args).to(device),
+    )
     betas = (config.beta1, config.beta2)
     opt_G = torch.optim.Adam(G.parameters(), lr=config.lr, betas=betas)
     opt_D = torch.optim.Adam(D.parameters(), lr=config.lr, betas=betas)
@@ -263,17 +287,31 @@ def train_acwgan_gp(
         training = {"config": asdict(config), "step": step, "metrics": metrics, **(extra_metadata or {})}
         aux = Checkpoint(AUX_CLASSIFIER_KIND, f.state_dict(), net_args, training)
         # The generator carries its auxiliary classifier: ATGANAttack(guard="auto") guards with it.
-        save_checkpoint(out / "generator.safetensors", Checkpoint("acwgan_gp.generator", G.state_dict(), net_args, training,
-                                                                  parts={"guard0": aux}))  # fmt: skip
+        save_checkpoint(
+            out / "generator.safetensors",
+            Checkpoint("acwgan_gp.generator", G.state_dict(), net_args, training, parts={"guard0": aux}),
+        )
         save_checkpoint(out / "aux_classifier.safetensors", aux)
 
     def save_all(step: int, metrics: dict[str, float]) -> None:
-        save_training_state(state_path, {
-            "G": G.state_dict(), "D": D.state_dict(), "f": f.state_dict(), "opt_G": opt_G.state_dict(),
-            "opt_D": opt_D.state_dict(), "opt_f": opt_f.state_dict(), "rng": rng.get_state(), "step": step,
-            "torch_rng": torch.get_rng_state(), "config": asdict(config), "net_args": net_args, "metrics": metrics,
-            **({"cuda_rng": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
-        })  # fmt: skip
+        save_training_state(
+            state_path,
+            {
+                "G": G.state_dict(),
+                "D": D.state_dict(),
+                "f": f.state_dict(),
+                "opt_G": opt_G.state_dict(),
+                "opt_D": opt_D.state_dict(),
+                "opt_f": opt_f.state_dict(),
+                "rng": rng.get_state(),
+                "step": step,
+                "torch_rng": torch.get_rng_state(),
+                "config": asdict(config),
+                "net_args": net_args,
+                "metrics": metrics,
+                **({"cuda_rng": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() else {}),
+            },
+        )
         save_networks(step, metrics)
 
     metrics: dict[str, float] = {}
@@ -296,7 +334,7 @@ def train_acwgan_gp(
             # Auxiliary classifier update, on the last critic batch.
             loss_f = F.cross_entropy(f(x), y) + F.cross_entropy(f(fake), y_s)
             opt_f.zero_grad(set_to_none=True)
-            loss_f.backward()
+            loss_f.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
             opt_f.step()
             # Generator update.
             z, y_s = fake_inputs()
@@ -306,8 +344,13 @@ def train_acwgan_gp(
             loss_G.backward()
             opt_G.step()
 
-            metrics = {"loss_D": loss_D.item(), "loss_G": loss_G.item(), "loss_f": loss_f.item(),
-                       "wasserstein": wasserstein.item(), "gp": gp.item()}  # fmt: skip
+            metrics = {
+                "loss_D": loss_D.item(),
+                "loss_G": loss_G.item(),
+                "loss_f": loss_f.item(),
+                "wasserstein": wasserstein.item(),
+                "gp": gp.item(),
+            }
             _check_finite(step + 1, **metrics)
             if (step + 1) % 50 == 0:
                 log.write(json.dumps({"step": step + 1, **metrics}) + "\n")

@@ -7,7 +7,7 @@ latent ``z`` near a random ``z0`` is searched for such that ``G(z, y_s)`` fools 
 
     min_z  L_adv(f_t(G(z, y_s))) + λ1 · mean_i max((z_i − z0_i)² − z_ε², 0) + λ2 · CE(f_aux(G(z, y_s)), y_s)
 
-paper (official code, ermongroup/generative_adversary ``main.py``; method.md §3): targeted
+paper (official code, ermongroup/generative_adversary ``main.py``; AT-GAN paper, appendix A.1): targeted
 ``L_adv = CE(·, t)``; untargeted, the smallest CE over the classes other than ``y_s``; plain
 gradient descent on ``z`` with lr 1 and Gaussian noise of variance ``0.01 / (1 + step)^0.55`` added
 to the gradient; ``z_ε = 0.1``; 200 steps (appendix Table 6); λ1 = 100 and λ2 = 0 for MNIST and
@@ -42,14 +42,16 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import foolbox as fb
 import torch
 import torch.nn.functional as F
+from foolbox.models.base import Model as FoolboxModel  # the defining module: foolbox re-exports it implicitly
 from torch import nn
 from tqdm.auto import tqdm
 
+from atgan_plugin.adapters.protocol import ConditionalGenerator
 from atgan_plugin.attack.faces import GeneratorAttackBase, torch_module_of
 from atgan_plugin.attack.transfer import to_bounds
 from atgan_plugin.utils import eval_mode
@@ -128,7 +130,9 @@ def latent_search(
     ``generator_rng`` (CPU) draws the gradient noise; default: seeded from ``config.seed``.
     """
     if config.lambda2 > 0 and aux is None:
-        raise ValueError(f"lambda2 = {config.lambda2} needs an auxiliary classifier (aux=...); use lambda2=0 without one")
+        raise ValueError(
+            f"lambda2 = {config.lambda2} needs an auxiliary classifier (aux=...); use lambda2=0 without one"
+        )
     rng = generator_rng if generator_rng is not None else torch.Generator().manual_seed(config.seed)
     z0 = z0.detach()
     z = z0.clone()
@@ -141,8 +145,8 @@ def latent_search(
         l_adv = _adversarial_ce(logits, sources, targets)
         l_z = ((z - z0) ** 2 - config.z_epsilon**2).clamp(min=0).mean(dim=1)
         loss = l_adv + config.lambda1 * l_z
-        if config.lambda2 > 0:
-            loss = loss + config.lambda2 * F.cross_entropy(aux(images), sources, reduction="none")  # type: ignore[misc]
+        if config.lambda2 > 0 and aux is not None:  # aux is not None whenever lambda2 > 0 (checked above)
+            loss = loss + config.lambda2 * F.cross_entropy(aux(images), sources, reduction="none")
         # Sum / reference_batch: the official batch mean, with each example's gradient independent of N.
         (grad,) = torch.autograd.grad(loss.sum() / config.reference_batch, z)
         std = math.sqrt(config.noise_variance / (1 + step) ** config.noise_decay)
@@ -205,13 +209,34 @@ class SongAttack(GeneratorAttackBase):
         progress: bool = True,
         distance: fb.distances.Distance | None = None,
     ):
-        super().__init__(model, generator=generator, targeted=targeted, clip_min=clip_min, clip_max=clip_max,
-                         latent=latent, invert_steps=invert_steps, invert_lr=invert_lr, device=device, seed=seed,
-                         progress=progress, distance=distance)  # fmt: skip
+        super().__init__(
+            model,
+            generator=generator,
+            targeted=targeted,
+            clip_min=clip_min,
+            clip_max=clip_max,
+            latent=latent,
+            invert_steps=invert_steps,
+            invert_lr=invert_lr,
+            device=device,
+            seed=seed,
+            progress=progress,
+            distance=distance,
+        )
         if aux is not None and not isinstance(aux, nn.Module):
-            raise TypeError(f"aux must be a torch.nn.Module classifier (images in [0, 1] -> logits), got {type(aux).__name__}")
-        self.config = SongConfig(steps=steps, lr=lr, lambda1=lambda1, lambda2=lambda2, z_epsilon=z_epsilon,
-                                 noise_variance=noise_variance, noise_decay=noise_decay, seed=seed)  # fmt: skip
+            raise TypeError(
+                f"aux must be a torch.nn.Module classifier (images in [0, 1] -> logits), got {type(aux).__name__}"
+            )
+        self.config = SongConfig(
+            steps=steps,
+            lr=lr,
+            lambda1=lambda1,
+            lambda2=lambda2,
+            z_epsilon=z_epsilon,
+            noise_variance=noise_variance,
+            noise_decay=noise_decay,
+            seed=seed,
+        )
         if self.config.lambda2 > 0 and aux is None:
             raise ValueError(f"lambda2 = {lambda2} needs an auxiliary classifier (aux=...); use lambda2=0 without one")
         if batch_size < 1:
@@ -221,9 +246,17 @@ class SongAttack(GeneratorAttackBase):
         self._noise_rng = torch.Generator().manual_seed(seed + 1)
         self._aux_copies: dict[str, nn.Module] = {}
 
+    @property
+    def _generator_protocol(self) -> ConditionalGenerator:
+        # The base class stores the generator as an nn.Module after check_generator; this is its typed view.
+        return cast(ConditionalGenerator, self.generator)
+
     def _repr_fields(self) -> dict[str, Any]:
-        return {**asdict(self.config), "aux": type(self.aux).__name__ if self.aux is not None else None,
-                "batch_size": self.batch_size}  # fmt: skip
+        return {
+            **asdict(self.config),
+            "aux": type(self.aux).__name__ if self.aux is not None else None,
+            "batch_size": self.batch_size,
+        }
 
     def search(
         self,
@@ -245,11 +278,14 @@ class SongAttack(GeneratorAttackBase):
         if targets is not None:
             targets = self._check_labels(torch.as_tensor(targets), "target labels", n).to(device)
         if z is None:
-            z = self.generator.sample_z(n, generator=self._latent_rng, device=device)
+            z = self._generator_protocol.sample_z(n, generator=self._latent_rng, device=device)
         z = z.to(device)
-        bounds = tuple(model.bounds) if isinstance(model, fb.models.Model) else (float(self.clip_min), float(self.clip_max))
+        bounds: tuple[float, float] = (float(self.clip_min), float(self.clip_max))
+        if isinstance(model, FoolboxModel):
+            lower, upper = model.bounds  # Foolbox's (lower, upper)
+            bounds = (lower, upper)
         with eval_mode(torch_module_of(model)):
-            images = self._images(model, self._classifier_fn(model), z, sources, targets, bounds)  # type: ignore[arg-type]
+            images = self._images(model, self._classifier_fn(model), z, sources, targets, bounds)
         if not with_reference:
             return images
         with torch.no_grad():
@@ -266,12 +302,21 @@ class SongAttack(GeneratorAttackBase):
     ) -> torch.Tensor:
         generator = self._reference_generator(z.device)  # frozen eval-mode copy: gradients reach z only
         aux = self._aux_on(z.device)
-        out = torch.empty((len(z), *self.generator.image_shape), device=z.device)
+        out = torch.empty((len(z), *self._generator_protocol.image_shape), device=z.device)
         for start in range(0, len(z), self.batch_size):
             part = slice(start, start + self.batch_size)
-            result = latent_search(generator, classify, z[part], sources[part],
-                                   targets=targets[part] if targets is not None else None, config=self.config,
-                                   bounds=bounds, aux=aux, progress=self.progress, generator_rng=self._noise_rng)  # fmt: skip
+            result = latent_search(
+                generator,
+                classify,
+                z[part],
+                sources[part],
+                targets=targets[part] if targets is not None else None,
+                config=self.config,
+                bounds=bounds,
+                aux=aux,
+                progress=self.progress,
+                generator_rng=self._noise_rng,
+            )
             out[part] = result.images
         return out
 
