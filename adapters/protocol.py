@@ -60,12 +60,16 @@ class ConditionalGenerator(Protocol):
 # generator's classes on images in [0, 1] that ``ATGANAttack(guard="auto")`` uses; AC-WGAN_GP
 # checkpoints carry their auxiliary classifier there. Absent or empty: a guard is distilled.
 
+
 def check_generator(generator: object) -> None:
     """Raises ``TypeError`` naming what is missing when ``generator`` does not fit the protocol."""
     if not isinstance(generator, nn.Module):
         raise TypeError(f"a generator adapter must be a torch.nn.Module, got {type(generator).__name__}")
-    missing = [name for name in ("z_dim", "num_classes", "image_shape", "sample_z", "attack_parameters")
-               if not hasattr(generator, name)]  # fmt: skip
+    missing = [
+        name
+        for name in ("z_dim", "num_classes", "image_shape", "sample_z", "attack_parameters")
+        if not hasattr(generator, name)
+    ]
     if missing:
         raise TypeError(
             f"{type(generator).__name__} is not a ConditionalGenerator: it lacks {', '.join(missing)} "

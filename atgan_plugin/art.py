@@ -58,7 +58,9 @@ __all__ = ["ATGAN"]
 def _one_value(bound: Any, name: str) -> float:
     values = np.unique(np.asarray(bound, dtype=np.float64))
     if values.size != 1:
-        raise ValueError(f"ATGAN maps its images onto one range; the estimator's clip_values {name} differs per feature")
+        raise ValueError(
+            f"ATGAN maps its images onto one range; the estimator's clip_values {name} differs per feature"
+        )
     return float(values[0])
 
 
@@ -71,10 +73,14 @@ class ATGAN(DelegatedFace, EvasionAttack):  # type: ignore[misc]
     def __init__(self, estimator: PyTorchClassifier, *, generator: nn.Module, targeted: bool = False, **hyper: Any):
         super().__init__(estimator=estimator)
         if estimator.clip_values is None:
-            raise ValueError("ATGAN needs the estimator's clip_values, the input range its images are mapped onto: "
-                             "PyTorchClassifier(..., clip_values=(0, 1))")  # fmt: skip
+            raise ValueError(
+                "ATGAN needs the estimator's clip_values, the input range its images are mapped onto: "
+                "PyTorchClassifier(..., clip_values=(0, 1))"
+            )
         if not estimator.channels_first:
-            raise ValueError("ATGAN needs a channels-first PyTorchClassifier (channels_first=True), like the generator's images")
+            raise ValueError(
+                "ATGAN needs a channels-first PyTorchClassifier (channels_first=True), like the generator's images"
+            )
         self.targeted = targeted
         self._check_params()
         low, high = (_one_value(bound, name) for bound, name in zip(estimator.clip_values, ("min", "max"), strict=True))
@@ -98,7 +104,9 @@ class ATGAN(DelegatedFace, EvasionAttack):  # type: ignore[misc]
         """Adversarial images for ``x`` (see the module docstring for ``y`` and ``source_labels``)."""
         source_labels = kwargs.pop("source_labels", None)
         if kwargs:
-            raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}; ATGAN.generate takes x, y and source_labels")
+            raise TypeError(
+                f"unexpected keyword arguments {sorted(kwargs)}; ATGAN.generate takes x, y and source_labels"
+            )
         x = np.asarray(x)
         if self.targeted and y is None:
             raise ValueError("a targeted attack needs the target labels: generate(x, y=targets)")

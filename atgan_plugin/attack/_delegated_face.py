@@ -78,7 +78,9 @@ class DelegatedFace:
         """Loads a G_attack saved by any face (or ``atgan attack``/``demo``) for this face's classifier."""
         return self.atgan.load_fit(path, model=self._view())
 
-    def _perturb(self, images: torch.Tensor, sources: torch.Tensor | None, targets: torch.Tensor | None) -> torch.Tensor:
+    def _perturb(
+        self, images: torch.Tensor, sources: torch.Tensor | None, targets: torch.Tensor | None
+    ) -> torch.Tensor:
         """AdverTorch's ``perturb`` on the view: ``sources`` ``None`` -> the classifier's predictions."""
         atgan = self.atgan
         atgan.predict = self._view()

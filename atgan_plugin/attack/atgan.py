@@ -126,8 +126,10 @@ class _FitCache:
         if not isinstance(owner, nn.Module):
             return (), []
         tensors = [*owner.parameters(), *owner.buffers()]
-        signature = tuple((id(t), t._version, t.data_ptr(), tuple(t.shape), t.stride(), t.storage_offset(), t.dtype, t.device)
-                          for t in tensors)  # fmt: skip
+        signature = tuple(
+            (id(t), t._version, t.data_ptr(), tuple(t.shape), t.stride(), t.storage_offset(), t.dtype, t.device)
+            for t in tensors
+        )
         return signature, [t.untyped_storage() for t in tensors]
 
     def get(self, model: Any, target: int | None, setting: tuple[Any, ...]) -> FitResult | None:
@@ -230,16 +232,39 @@ class ATGANAttack(GeneratorAttackBase):
         progress: bool = True,
         distance: fb.distances.Distance | None = None,
     ):
-        super().__init__(model, generator=generator, targeted=targeted, clip_min=clip_min, clip_max=clip_max,
-                         latent=latent, invert_steps=invert_steps, invert_lr=invert_lr, device=device, seed=seed,
-                         progress=progress, distance=distance)  # fmt: skip
-        self.config = TransferConfig(alpha=alpha, beta=beta, kappa=kappa, gamma=gamma, rho_l0=rho_l0, rho_linf=rho_linf,
-                                     steps=steps, lr=lr, batch_size=batch_size, tv=tv, seed=seed)  # fmt: skip
+        super().__init__(
+            model,
+            generator=generator,
+            targeted=targeted,
+            clip_min=clip_min,
+            clip_max=clip_max,
+            latent=latent,
+            invert_steps=invert_steps,
+            invert_lr=invert_lr,
+            device=device,
+            seed=seed,
+            progress=progress,
+            distance=distance,
+        )
+        self.config = TransferConfig(
+            alpha=alpha,
+            beta=beta,
+            kappa=kappa,
+            gamma=gamma,
+            rho_l0=rho_l0,
+            rho_linf=rho_linf,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            tv=tv,
+            seed=seed,
+        )
         check_guard_spec(guard)  # checked here, resolved (perhaps distilled) at the first fit
         if isinstance(search_steps, bool) or not isinstance(search_steps, int) or not 0 <= search_steps <= 30:
             raise ValueError(f"search_steps must be an integer in [0, 30], got {search_steps!r}")
-        if joint_batch_size is not None and (isinstance(joint_batch_size, bool) or not isinstance(joint_batch_size, int)
-                                             or joint_batch_size < 1):  # fmt: skip
+        if joint_batch_size is not None and (
+            isinstance(joint_batch_size, bool) or not isinstance(joint_batch_size, int) or joint_batch_size < 1
+        ):
             raise ValueError(f"joint_batch_size must be an integer >= 1 or None, got {joint_batch_size!r}")
         check_precision(precision)
         self.guard = guard
@@ -258,8 +283,14 @@ class ATGANAttack(GeneratorAttackBase):
         else:
             names = [type(g).__name__ for g in (self.guard if isinstance(self.guard, (list, tuple)) else [self.guard])]
             guard = names[0] if len(names) == 1 else names
-        return {**asdict(self.config), "guard": guard, "search_steps": self.search_steps,
-                "joint_batch_size": self.joint_batch_size, "precision": self.precision, "compile": self.compile}  # fmt: skip
+        return {
+            **asdict(self.config),
+            "guard": guard,
+            "search_steps": self.search_steps,
+            "joint_batch_size": self.joint_batch_size,
+            "precision": self.precision,
+            "compile": self.compile,
+        }
 
     # ----------------------------------------------------------------------------------------
     # Guards.
@@ -271,8 +302,9 @@ class ATGANAttack(GeneratorAttackBase):
         if self._guards is None:
             if device is None:
                 device = self.device if self.device is not None else next(self.generator.parameters()).device
-            self._guards = resolve_guards(self.guard, self.generator, cache_dir=self.guard_cache_dir, device=device,
-                                          progress=self.progress)  # fmt: skip
+            self._guards = resolve_guards(
+                self.guard, self.generator, cache_dir=self.guard_cache_dir, device=device, progress=self.progress
+            )
         return self._guards
 
     @property
@@ -287,7 +319,9 @@ class ATGANAttack(GeneratorAttackBase):
     def fit(self, model: Any = None, target: int | None = None) -> FitResult: ...
 
     @overload
-    def fit(self, model: Any = None, *, targets: list[int | None] | tuple[int | None, ...]) -> dict[int | None, FitResult]: ...
+    def fit(
+        self, model: Any = None, *, targets: list[int | None] | tuple[int | None, ...]
+    ) -> dict[int | None, FitResult]: ...
 
     def fit(self, model: Any = None, target: Any = None, *, targets: Any = None) -> Any:
         """Fits (or returns the cached) G_attack for ``model`` (default: the AdverTorch model) and ``target``.
@@ -312,10 +346,22 @@ class ATGANAttack(GeneratorAttackBase):
             classify = self._classifier_fn(model)
             device = self._device_for(model)
             guards = self.prepare_guard(device) if self.config.gamma > 0 else ()
-            per_target = self.config.batch_size if self.joint_batch_size is None else min(self.joint_batch_size, self.config.batch_size)
+            per_target = (
+                self.config.batch_size
+                if self.joint_batch_size is None
+                else min(self.joint_batch_size, self.config.batch_size)
+            )
             with eval_mode(torch_module_of(model)):
-                made = self._run_fits(classify, missing, config=self.config, batch_per_target=per_target, bounds=setting[0],
-                                      device=device, guards=guards, sync=None)  # fmt: skip
+                made = self._run_fits(
+                    classify,
+                    missing,
+                    config=self.config,
+                    batch_per_target=per_target,
+                    bounds=setting[0],
+                    device=device,
+                    guards=guards,
+                    sync=None,
+                )
             for t, fit in made.items():
                 self._cache.put(model, t, setting, fit)
                 fits[t] = fit
@@ -337,17 +383,38 @@ class ATGANAttack(GeneratorAttackBase):
         (``batch_per_target`` examples each per step). :mod:`atgan_plugin.attack.distributed` overrides it to give
         each process its seed, its share of the batches and a gradient ``sync``."""
         if len(targets) == 1:
-            fit = fit_attack_generator(self.generator, classify, target=targets[0], config=config, bounds=bounds,
-                                       device=device, progress=self.progress, guard=guards,
-                                       precision=self.precision, sync=sync)  # fmt: skip
+            fit = fit_attack_generator(
+                self.generator,
+                classify,
+                target=targets[0],
+                config=config,
+                bounds=bounds,
+                device=device,
+                progress=self.progress,
+                guard=guards,
+                precision=self.precision,
+                sync=sync,
+            )
             return {targets[0]: fit}
-        return fit_attack_generators(self.generator, classify, targets, config=config, batch_per_target=batch_per_target,
-                                     bounds=bounds, device=device, progress=self.progress, guard=guards,
-                                     precision=self.precision, sync=sync)  # fmt: skip
+        return fit_attack_generators(
+            self.generator,
+            classify,
+            targets,
+            config=config,
+            batch_per_target=batch_per_target,
+            bounds=bounds,
+            device=device,
+            progress=self.progress,
+            guard=guards,
+            precision=self.precision,
+            sync=sync,
+        )
 
     def _fit_setting(self, model: Any) -> tuple[Any, ...]:
         """What a fit depends on besides the module and the target: (bounds, Foolbox preprocessing, device)."""
-        bounds = tuple(model.bounds) if isinstance(model, fb.models.Model) else (float(self.clip_min), float(self.clip_max))
+        bounds = (
+            tuple(model.bounds) if isinstance(model, fb.models.Model) else (float(self.clip_min), float(self.clip_max))
+        )
         return bounds, _preprocessing(model), str(self._device_for(model))
 
     @torch.no_grad()
@@ -375,8 +442,9 @@ class ATGANAttack(GeneratorAttackBase):
         need_reference = with_reference or self.search_steps > 0
         reference = self._forward(self._reference_generator(device), z, sources) if need_reference else None
         with eval_mode(torch_module_of(model)):
-            adversarial = self._shrunk(fit, self._classifier_fn(model), z, sources, reference, target,
-                                       self._fit_setting(model)[0])  # fmt: skip
+            adversarial = self._shrunk(
+                fit, self._classifier_fn(model), z, sources, reference, target, self._fit_setting(model)[0]
+            )
         return (adversarial, reference) if with_reference else adversarial  # type: ignore[return-value]
 
     def _shrunk(
@@ -448,7 +516,9 @@ class ATGANAttack(GeneratorAttackBase):
         g_attack = copy.deepcopy(self.generator).requires_grad_(False).eval()
         g_attack.load_state_dict(load_checkpoint(path, expected_kind=_FIT_KIND).tensors, strict=True)
         history = header.training.get("history", [])
-        fit = FitResult(g_attack.to(self._device_for(model)), target, config, list(history) if isinstance(history, list) else [])
+        fit = FitResult(
+            g_attack.to(self._device_for(model)), target, config, list(history) if isinstance(history, list) else []
+        )
         self._cache.put(model, target, self._fit_setting(model), fit)
         return fit
 
@@ -468,6 +538,10 @@ class ATGANAttack(GeneratorAttackBase):
         for target in groups:
             mask = torch.ones(len(z), dtype=torch.bool, device=z.device) if target is None else (targets == target)
             with torch.no_grad():
-                reference = self._forward(self._reference_generator(z.device), z[mask], sources[mask]) if self.search_steps else None
+                reference = (
+                    self._forward(self._reference_generator(z.device), z[mask], sources[mask])
+                    if self.search_steps
+                    else None
+                )
                 out[mask] = self._shrunk(fits[target], classify, z[mask], sources[mask], reference, target, bounds)
         return out

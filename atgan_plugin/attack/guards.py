@@ -104,7 +104,9 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.width < 1:
-            raise ValueError(f"steps, batch_size and width must be >= 1, got {self.steps}, {self.batch_size}, {self.width}")
+            raise ValueError(
+                f"steps, batch_size and width must be >= 1, got {self.steps}, {self.batch_size}, {self.width}"
+            )
         if not self.lr > 0 or (self.epsilon is not None and not self.epsilon >= 0):
             raise ValueError(f"lr must be > 0 and epsilon >= 0, got {self.lr} and {self.epsilon}")
 
@@ -121,7 +123,9 @@ def generator_fingerprint(generator: nn.Module) -> str:
     """SHA-256 over what decides G_orig's images: the adapter's class and options, and every tensor of
     its state (:func:`~atgan_plugin.checkpoints.tensor_digest`). Any change to a weight changes it."""
     state = {name: tensor.detach().cpu() for name, tensor in generator.state_dict().items()}
-    identity = f"{type(generator).__module__}.{type(generator).__qualname__}|{generator.extra_repr()}|{tensor_digest(state)}"
+    identity = (
+        f"{type(generator).__module__}.{type(generator).__qualname__}|{generator.extra_repr()}|{tensor_digest(state)}"
+    )
     return hashlib.sha256(identity.encode()).hexdigest()
 
 
@@ -206,7 +210,9 @@ def cached_distilled_guard(
             warnings.warn(f"ignoring the cached guard {path} ({error}); distilling it again", stacklevel=2)
     guard = distill_guard(generator, config, device=device, progress=progress)
     training = {"generator_sha256": fingerprint, "recipe": asdict(config), "image_shape": list(generator.image_shape)}  # type: ignore[attr-defined]
-    save_checkpoint(path, Checkpoint(GUARD_KIND, dict(guard.state_dict()), dict(guard.checkpoint_meta["config"]), training))
+    save_checkpoint(
+        path, Checkpoint(GUARD_KIND, dict(guard.state_dict()), dict(guard.checkpoint_meta["config"]), training)
+    )
     return guard
 
 

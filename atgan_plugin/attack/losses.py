@@ -69,7 +69,9 @@ def distance_loss(attack_images: torch.Tensor, original_images: torch.Tensor, rh
     return (original_images + rho - attack_images).flatten(1).norm(dim=1)
 
 
-def source_guard_loss(guard_logits: torch.Tensor, reference_guard_logits: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+def source_guard_loss(
+    guard_logits: torch.Tensor, reference_guard_logits: torch.Tensor, sources: torch.Tensor
+) -> torch.Tensor:
     """How much source-class evidence G_attack's image lost, for a guard classifier, per sample.
 
     Shape: logits ``(N, K)`` of the guard on G_attack's and on G_orig's images, sources ``(N,)``;

@@ -19,9 +19,7 @@ import torch
 __all__ = ["fooled_with_margin", "shrink_towards_reference"]
 
 
-def fooled_with_margin(
-    logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool, margin: float
-) -> torch.Tensor:
+def fooled_with_margin(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool, margin: float) -> torch.Tensor:
     """Whether each example is adversarial with a logit margin above ``margin``, ``(N,)`` bool.
 
     Untargeted: the best other class beats the source ``labels`` by more than ``margin``; targeted:

@@ -130,14 +130,17 @@ def check_logits(logits: torch.Tensor, num_classes: int) -> None:
         )
 
 
-def guard_logits(guard: nn.Module, images: torch.Tensor, reference: torch.Tensor,
-                 logits_shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def guard_logits(
+    guard: nn.Module, images: torch.Tensor, reference: torch.Tensor, logits_shape: torch.Size
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One guard's logits on G_attack's ``images`` and (without gradient) on G_orig's ``reference``."""
     with torch.no_grad():
         reference_logits = guard(reference).float()
     if reference_logits.shape != logits_shape:
-        raise ValueError(f"a guard returns logits of shape {tuple(reference_logits.shape)} but the model returns "
-                         f"{tuple(logits_shape)}; a guard must classify the generator's classes")  # fmt: skip
+        raise ValueError(
+            f"a guard returns logits of shape {tuple(reference_logits.shape)} but the model returns "
+            f"{tuple(logits_shape)}; a guard must classify the generator's classes"
+        )
     return guard(images).float(), reference_logits
 
 
@@ -157,8 +160,10 @@ def transfer_loss(
 
     ``guards`` holds each guard's logits on ``images`` and on ``reference`` (:func:`guard_logits`).
     """
-    terms = {"l_adv": adversarial_loss(logits, labels, targeted=targeted, kappa=config.kappa),
-             "l_dist": distance_loss(images, reference, rho)}  # fmt: skip
+    terms = {
+        "l_adv": adversarial_loss(logits, labels, targeted=targeted, kappa=config.kappa),
+        "l_dist": distance_loss(images, reference, rho),
+    }
     loss = config.alpha * terms["l_adv"].mean() + config.beta * terms["l_dist"].mean()
     if guards:
         terms["l_guard"] = torch.stack([source_guard_loss(own, ref, sources) for own, ref in guards]).sum(0)
@@ -170,13 +175,26 @@ def transfer_loss(
 
 
 @torch.no_grad()
-def fit_record(step: int, loss: torch.Tensor, terms: dict[str, torch.Tensor], logits: torch.Tensor, labels: torch.Tensor,
-               targeted: bool, images: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:  # fmt: skip
+def fit_record(
+    step: int,
+    loss: torch.Tensor,
+    terms: dict[str, torch.Tensor],
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    targeted: bool,
+    images: torch.Tensor,
+    reference: torch.Tensor,
+) -> dict[str, float]:
     """One history record: the loss, the mean of each term, the batch's success and mean ℓ2 to G_orig."""
     predicted = logits.argmax(1)
     fooled = (predicted == labels) if targeted else (predicted != labels)
-    return {"step": step, "loss": loss.item(), **{name: term.mean().item() for name, term in terms.items()},
-            "success": fooled.float().mean().item(), "l2": (images - reference).flatten(1).norm(dim=1).mean().item()}  # fmt: skip
+    return {
+        "step": step,
+        "loss": loss.item(),
+        **{name: term.mean().item() for name, term in terms.items()},
+        "success": fooled.float().mean().item(),
+        "l2": (images - reference).flatten(1).norm(dim=1).mean().item(),
+    }
 
 
 @torch.enable_grad()  # callers may sit inside torch.no_grad(), e.g. a generate() that fits on first use
@@ -225,7 +243,9 @@ def fit_attack_generator(
     # Frozen batch-norm statistics and no dropout: G(z, y) is a fixed function of (z, y).
     g_orig.eval()
     g_attack.eval()
-    guards = [copy.deepcopy(g).to(device).requires_grad_(False).eval() for g in as_guards(guard)] if config.gamma > 0 else []
+    guards = (
+        [copy.deepcopy(g).to(device).requires_grad_(False).eval() for g in as_guards(guard)] if config.gamma > 0 else []
+    )
     for p in g_attack.parameters():
         p.requires_grad_(False)
     params = list(g_attack.attack_parameters())  # type: ignore[operator]
@@ -249,8 +269,9 @@ def fit_attack_generator(
             guard_pairs = [guard_logits(g, images, reference, logits.shape) for g in guards]
         labels = torch.full_like(y_s, target) if targeted else y_s
         rho = sample_rho(images.shape, l0=config.rho_l0, linf=config.rho_linf, generator=rng, device=device)
-        loss, terms = transfer_loss(images, reference, logits, y_s, labels, rho, targeted=targeted, config=config,
-                                    guards=guard_pairs)  # fmt: skip
+        loss, terms = transfer_loss(
+            images, reference, logits, y_s, labels, rho, targeted=targeted, config=config, guards=guard_pairs
+        )
         grads = torch.autograd.grad(loss, params)
         if sync is not None:  # data-parallel: every rank ends with the mean over all ranks
             loss = sync(loss.detach(), grads)

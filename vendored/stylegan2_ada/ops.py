@@ -161,8 +161,7 @@ def modulated_conv2d(
     # One grouped convolution: the batch becomes N groups of I channels.
     x = x.reshape(1, n * in_channels, h, w)
     if up == 1:
-        y = F.conv2d(x, w_n.reshape(n * out_channels, in_channels, kh, kw).to(x.dtype),
-                     padding=kh // 2, groups=n)  # fmt: skip
+        y = F.conv2d(x, w_n.reshape(n * out_channels, in_channels, kh, kw).to(x.dtype), padding=kh // 2, groups=n)
     else:
         if resample_filter is None:
             raise ValueError("up=2 needs the resample filter")

@@ -85,23 +85,30 @@ def _easy(value: Any) -> Any:
     return value
 
 
-def _record(module: nn.Module, module_src: str, class_name: str | None = None,
-            init_kwargs: dict[str, Any] | None = None) -> _Persistent:  # fmt: skip
+def _record(
+    module: nn.Module, module_src: str, class_name: str | None = None, init_kwargs: dict[str, Any] | None = None
+) -> _Persistent:
     """The persistent record of ``module`` and, recursively, of its children."""
     class_name = class_name or type(module).__name__
     state: dict[str, Any] = {
         "training": False,
-        "_parameters": OrderedDict((name, nn.Parameter(p.detach().cpu().clone(), requires_grad=False))
-                                   for name, p in module._parameters.items() if p is not None),  # fmt: skip
-        "_buffers": OrderedDict((name, b.detach().cpu().clone()) for name, b in module._buffers.items() if b is not None),
+        "_parameters": OrderedDict(
+            (name, nn.Parameter(p.detach().cpu().clone(), requires_grad=False))
+            for name, p in module._parameters.items()
+            if p is not None
+        ),
+        "_buffers": OrderedDict(
+            (name, b.detach().cpu().clone()) for name, b in module._buffers.items() if b is not None
+        ),
         "_non_persistent_buffers_set": set(),
         "_backward_hooks": OrderedDict(),
         "_forward_hooks": OrderedDict(),
         "_forward_pre_hooks": OrderedDict(),
         "_state_dict_hooks": OrderedDict(),
         "_load_state_dict_pre_hooks": OrderedDict(),
-        "_modules": OrderedDict((name, _record(child, module_src)) for name, child in module._modules.items()
-                                if child is not None),  # fmt: skip
+        "_modules": OrderedDict(
+            (name, _record(child, module_src)) for name, child in module._modules.items() if child is not None
+        ),
         "_init_args": (),
         "_init_kwargs": _easy(init_kwargs or {}),
     }
