@@ -24,21 +24,22 @@ Shape:
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 from collections.abc import Callable
 from numbers import Integral
 from typing import Any
 
-import eagerpy as ep
 import foolbox as fb
 import torch
+from eagerpy.astensor import astensor, astensor_
 from foolbox.attacks.base import MinimizationAttack, get_criterion, raise_if_kwargs
 from foolbox.criteria import Misclassification, TargetedMisclassification
+from foolbox.models.base import Model as FoolboxModel
 from torch import nn
 
-from atgan_plugin.adapters.protocol import check_generator
+from atgan_plugin.adapters.protocol import as_generator_module, check_generator
 from atgan_plugin.attack._advertorch_compat import AdvertorchAttack, LabelMixin
+from atgan_plugin.attack.attacked_model import InputsInModelDtype, parameter_dtype, torch_module_of
 from atgan_plugin.attack.inversion import invert_latents
 from atgan_plugin.attack.transfer import to_bounds
 from atgan_plugin.utils import check_device, eval_mode, model_device
@@ -46,52 +47,6 @@ from atgan_plugin.utils import check_device, eval_mode, model_device
 __all__ = ["LATENT_MODES", "GeneratorAttackBase", "torch_module_of"]
 
 LATENT_MODES = ("random", "invert")
-
-
-def torch_module_of(model: Any) -> nn.Module | None:
-    """The ``nn.Module`` behind a model: itself, or the one a ``foolbox.PyTorchModel`` wraps.
-
-    ``PyTorchModel`` keeps the module only in the closure of its forward function, so we look
-    there; anything else (a plain function) has no module and no train/eval mode to manage.
-    """
-    if isinstance(model, nn.Module):
-        return model
-    forward = getattr(model, "_model", None)
-    if forward is not None and callable(forward):
-        try:
-            module = inspect.getclosurevars(forward).nonlocals.get("model")
-        except (TypeError, ValueError):
-            return None
-        return module if isinstance(module, nn.Module) else None
-    return None
-
-
-def _parameter_dtype(module: nn.Module | None) -> torch.dtype | None:
-    """The dtype of the first floating-point parameter of ``module`` (None: no module or none)."""
-    for p in module.parameters() if module is not None else ():
-        if p.is_floating_point():
-            return p.dtype
-    return None
-
-
-class _InputsInModelDtype(fb.models.Model):
-    """A Foolbox model fed in its parameters' dtype.
-
-    Foolbox judges success by calling the model on the attack's output, which keeps the inputs'
-    dtype: float64 images and a float32 model would fail there. Our ``__call__`` hands Foolbox
-    this wrapper; ``run`` unwraps it.
-    """
-
-    def __init__(self, model: fb.models.Model, dtype: torch.dtype):
-        self.model, self.dtype = model, dtype
-
-    @property
-    def bounds(self) -> Any:
-        return self.model.bounds
-
-    def __call__(self, inputs: Any) -> Any:
-        x, restore_type = ep.astensor_(inputs)
-        return restore_type(ep.astensor(self.model(x.raw.to(self.dtype))))
 
 
 class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ignore[misc]
@@ -132,7 +87,7 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
                 f"invert_steps must be an int >= 1 and invert_lr positive, got {invert_steps} and {invert_lr}"
             )
         AdvertorchAttack.__init__(self, model, nn.CrossEntropyLoss(reduction="sum"), clip_min, clip_max)
-        self.generator = generator
+        self.generator = as_generator_module(generator)
         self.targeted = targeted
         self.latent = latent
         self.invert_steps = invert_steps
@@ -181,20 +136,21 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         }
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    # Foolbox marks __call__ final; ours only picks the face, then calls Foolbox's (or perturb).
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
         """Foolbox call when the first argument is a ``foolbox.Model``, else AdverTorch's ``perturb``."""
-        if args and isinstance(args[0], fb.models.Model):
+        if args and isinstance(args[0], FoolboxModel):
             fmodel = args[0]
             if len(args) > 1:
                 self._check_values(args[1], fmodel.bounds)
-                if len(ep.astensor(args[1]).raw) == 0:
+                if len(astensor(args[1]).raw) == 0:
                     raise ValueError(
                         "inputs hold no images (a batch of 0): Foolbox's attack call cannot judge an "
                         "empty batch; skip it"
                     )
-                dtype = _parameter_dtype(torch_module_of(fmodel))
-                if dtype is not None and ep.astensor(args[1]).raw.dtype != dtype:
-                    args = (_InputsInModelDtype(fmodel, dtype), *args[1:])
+                dtype = parameter_dtype(torch_module_of(fmodel))
+                if dtype is not None and astensor(args[1]).raw.dtype != dtype:
+                    args = (InputsInModelDtype(fmodel, dtype), *args[1:])
             # Foolbox's own success check runs the model too: keep it in eval mode throughout.
             with eval_mode(torch_module_of(fmodel)):
                 return MinimizationAttack.__call__(self, *args, **kwargs)
@@ -205,7 +161,7 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
 
     def run(
         self,
-        model: fb.models.Model,
+        model: FoolboxModel,
         inputs: Any,
         criterion: Any,
         *,
@@ -214,9 +170,9 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         **kwargs: Any,
     ) -> Any:
         raise_if_kwargs(kwargs)
-        if isinstance(model, _InputsInModelDtype):  # our __call__'s wrapper: the fit wants the user's model
+        if isinstance(model, InputsInModelDtype):  # our __call__'s wrapper: the fit wants the user's model
             model = model.model
-        x, restore_type = ep.astensor_(inputs)
+        x, restore_type = astensor_(inputs)
         criterion_ = get_criterion(criterion)
         images = x.raw
         self._check_values(images, model.bounds)
@@ -226,17 +182,18 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
                     "source_labels= is for targeted calls (TargetedMisclassification); untargeted, "
                     "the labels are the source classes"
                 )
-            sources, targets = ep.astensor(criterion_.labels).raw, None
+            sources, targets = astensor(criterion_.labels).raw, None
         elif isinstance(criterion_, TargetedMisclassification):
-            targets = ep.astensor(criterion_.target_classes).raw
-            sources = ep.astensor(source_labels).raw if source_labels is not None else None
+            targets = astensor(criterion_.target_classes).raw
+            sources = astensor(source_labels).raw if source_labels is not None else None
         else:
             raise ValueError(
                 f"unsupported criterion {type(criterion_).__name__}: use Misclassification or TargetedMisclassification"
             )
 
-        adv = self._attack(model, self._classifier_fn(model), images, sources, targets, tuple(model.bounds))
-        return restore_type(ep.astensor(adv))
+        bounds = (model.bounds.lower, model.bounds.upper)
+        adv = self._attack(model, self._classifier_fn(model), images, sources, targets, bounds)
+        return restore_type(astensor(adv))
 
     # ----------------------------------------------------------------------------------------
     # AdverTorch face.
@@ -289,7 +246,7 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
 
     def _latents(self, x: torch.Tensor, sources: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
         if self.latent == "random":
-            return self.generator.sample_z(len(x), generator=self._latent_rng, device=x.device)  # type: ignore[operator, no-any-return]
+            return self.generator.sample_z(len(x), generator=self._latent_rng, device=x.device)
         low, high = bounds
         images01 = (x.float() - low) / (high - low)
         return invert_latents(
@@ -322,14 +279,14 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
 
     @staticmethod
     def _classifier_fn(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-        if isinstance(model, fb.models.Model):
-            return lambda batch: model(batch)  # type: ignore[no-any-return]
+        if isinstance(model, FoolboxModel):
+            return lambda batch: model(batch)
         return model  # type: ignore[no-any-return]
 
     def _device_for(self, model: Any) -> torch.device:
         if self.device is not None:
             return self.device
-        if isinstance(model, fb.models.Model) and hasattr(model, "device"):
+        if isinstance(model, FoolboxModel) and hasattr(model, "device"):
             return torch.device(model.device)
         module = torch_module_of(model)
         return model_device(module) if module is not None else model_device(self.generator)
@@ -351,7 +308,7 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
     @staticmethod
     def _check_values(x: Any, bounds: tuple[float, float]) -> None:
         """Floating-point images, all finite, within ``bounds``."""
-        raw = ep.astensor(x).raw if not isinstance(x, torch.Tensor) else x
+        raw = astensor(x).raw if not isinstance(x, torch.Tensor) else x
         if not isinstance(raw, torch.Tensor):
             return  # named by _check_images
         if not raw.dtype.is_floating_point:
@@ -372,7 +329,7 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         self, model: Any, classify: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     ) -> torch.Tensor:
         """The model's classes ``(N,)`` for ``x``, fed in the model's own dtype."""
-        dtype = _parameter_dtype(torch_module_of(model))
+        dtype = parameter_dtype(torch_module_of(model))
         with torch.no_grad():
             logits = classify(x.to(dtype) if dtype is not None else x)
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != len(x):

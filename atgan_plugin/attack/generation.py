@@ -38,6 +38,7 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from atgan_plugin.adapters.protocol import as_generator_module
 from atgan_plugin.attack.atgan import ATGANAttack
 from atgan_plugin.attack.transfer import sample_sources
 from atgan_plugin.checkpoints import atomic_write, remove_stale_temporaries
@@ -122,8 +123,9 @@ def shard_inputs(plan: GenerationPlan, shard: int, generator: nn.Module) -> tupl
     """Shard ``shard``'s source classes ``(n,)`` and latents ``(n, z_dim)``, on CPU, from its seed."""
     rng = torch.Generator().manual_seed(plan.shard_seed(shard))
     n = plan.count(shard)
-    sources = sample_sources(n, int(generator.num_classes), plan.target, rng)  # type: ignore[arg-type]
-    return sources, generator.sample_z(n, generator=rng, device="cpu")  # type: ignore[operator]
+    adapter = as_generator_module(generator)
+    sources = sample_sources(n, int(adapter.num_classes), plan.target, rng)
+    return sources, adapter.sample_z(n, generator=rng, device="cpu")
 
 
 def read_shard(path: str | Path) -> dict[str, torch.Tensor]:
@@ -171,7 +173,7 @@ def _make_shard(
     sources, z = shard_inputs(plan, shard, attack.generator)
     if device.type == "cuda":
         sources, z = sources.pin_memory(), z.pin_memory()
-    images = _host_buffer((len(z), *attack.generator.image_shape), device)  # type: ignore[misc]
+    images = _host_buffer((len(z), *attack.generator.image_shape), device)
     for start in range(0, len(z), batch_size):
         rows = slice(start, start + batch_size)
         y = sources[rows].to(device, non_blocking=True)

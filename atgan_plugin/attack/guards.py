@@ -29,13 +29,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from atgan_plugin.adapters.protocol import check_generator
+from atgan_plugin.adapters.protocol import as_generator_module, check_generator
 from atgan_plugin.checkpoints import Checkpoint, CheckpointError, read_header, save_checkpoint, tensor_digest
 from atgan_plugin.defenses import fgsm_random_start
 from atgan_plugin.models import GUARD_KIND, build_guard, load_classifier
@@ -49,6 +50,7 @@ __all__ = [
     "as_guards",
     "cached_distilled_guard",
     "default_cache_dir",
+    "describe_guard",
     "distill_guard",
     "generator_fingerprint",
     "is_distilled_guard",
@@ -79,6 +81,14 @@ def check_guard_spec(guard: GuardSpec) -> None:
             raise ValueError(f"guard must be 'auto', None, a classifier or a list of classifiers, got {guard!r}")
         return
     as_guards(guard)
+
+
+def describe_guard(guard: GuardSpec) -> Any:
+    """``guard`` for a ``repr``: ``"auto"`` or None as they are, classifiers by their class names."""
+    if isinstance(guard, str) or guard is None:
+        return guard
+    names = [type(g).__name__ for g in (guard if isinstance(guard, (list, tuple)) else [guard])]
+    return names[0] if len(names) == 1 else names
 
 
 # ------------------------------------------------------------------------------------------------
@@ -145,8 +155,8 @@ def distill_guard(
 
     check_generator(generator)
     device = torch.device(device) if device is not None else model_device(generator)
-    g = copy.deepcopy(generator).to(device).requires_grad_(False).eval()
-    channels, num_classes = int(g.image_shape[0]), int(g.num_classes)  # type: ignore[index]
+    g = as_generator_module(copy.deepcopy(generator).to(device).requires_grad_(False).eval())
+    channels, num_classes = int(g.image_shape[0]), int(g.num_classes)
     epsilon = config.epsilon_for(channels)
     rng = torch.Generator().manual_seed(config.seed)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -159,11 +169,11 @@ def distill_guard(
         for _ in bar:
             y = torch.randint(num_classes, (config.batch_size,), generator=rng).to(device)
             with torch.no_grad():
-                x = g(g.sample_z(config.batch_size, generator=rng, device=device), y)  # type: ignore[operator]
+                x = g(g.sample_z(config.batch_size, generator=rng, device=device), y)
             x_adv = fgsm_random_start(guard, x, y, epsilon) if epsilon > 0 else x
             loss = F.cross_entropy(guard(x_adv), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward has no annotations
             optimizer.step()
             schedule.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -209,10 +219,10 @@ def cached_distilled_guard(
         except (CheckpointError, OSError, TypeError, ValueError) as error:
             warnings.warn(f"ignoring the cached guard {path} ({error}); distilling it again", stacklevel=2)
     guard = distill_guard(generator, config, device=device, progress=progress)
-    training = {"generator_sha256": fingerprint, "recipe": asdict(config), "image_shape": list(generator.image_shape)}  # type: ignore[attr-defined]
-    save_checkpoint(
-        path, Checkpoint(GUARD_KIND, dict(guard.state_dict()), dict(guard.checkpoint_meta["config"]), training)
-    )
+    image_shape = list(as_generator_module(generator).image_shape)
+    training = {"generator_sha256": fingerprint, "recipe": asdict(config), "image_shape": image_shape}
+    meta = cast("dict[str, Any]", guard.checkpoint_meta)  # set by atgan_plugin.models.build_guard
+    save_checkpoint(path, Checkpoint(GUARD_KIND, dict(guard.state_dict()), dict(meta["config"]), training))
     return guard
 
 

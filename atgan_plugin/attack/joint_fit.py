@@ -34,7 +34,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from atgan_plugin.adapters.protocol import check_generator
+from atgan_plugin.adapters.protocol import as_generator_module, check_generator
 from atgan_plugin.attack.guards import as_guards
 from atgan_plugin.attack.losses import sample_rho
 from atgan_plugin.attack.precision import autocast, check_precision
@@ -52,10 +52,18 @@ from atgan_plugin.attack.transfer import (
     transfer_loss,
 )
 
-__all__ = ["StackedGenerator", "fit_attack_generators"]
+__all__ = ["StackedGenerator", "check_joint_batch_size", "fit_attack_generators"]
 
 Target = int | None
 _DEFAULT_CONFIG = TransferConfig()
+
+
+def check_joint_batch_size(joint_batch_size: int | None) -> None:
+    """A ``ValueError`` unless ``joint_batch_size`` (examples per target and step) is an integer >= 1 or None."""
+    if joint_batch_size is not None and (
+        isinstance(joint_batch_size, bool) or not isinstance(joint_batch_size, int) or joint_batch_size < 1
+    ):
+        raise ValueError(f"joint_batch_size must be an integer >= 1 or None, got {joint_batch_size!r}")
 
 
 class StackedGenerator:
@@ -179,7 +187,7 @@ def fit_attack_generators(
     check_generator(g_orig)
     check_precision(precision)
     targets = list(targets)
-    num_classes = int(g_orig.num_classes)  # type: ignore[arg-type]
+    num_classes = int(as_generator_module(g_orig).num_classes)
     if not targets:
         raise ValueError("no targets to fit: give at least one class index (or None for untargeted)")
     if len(set(targets)) != len(targets):
@@ -196,8 +204,8 @@ def fit_attack_generators(
     k = len(targets)
 
     # Work on copies: the caller's generator keeps its device, mode and flags; batch norm frozen.
-    g_orig = copy.deepcopy(g_orig).to(device).requires_grad_(False).eval()
-    stack = StackedGenerator(g_orig, list(g_orig.attack_parameters()), k)  # type: ignore[operator]
+    g_orig = as_generator_module(copy.deepcopy(g_orig).to(device).requires_grad_(False).eval())
+    stack = StackedGenerator(g_orig, list(g_orig.attack_parameters()), k)
     guards = (
         [copy.deepcopy(g).to(device).requires_grad_(False).eval() for g in as_guards(guard)] if config.gamma > 0 else []
     )
@@ -210,7 +218,7 @@ def fit_attack_generators(
     bar = tqdm(range(config.steps), desc=f"AT-GAN fit ({k} targets together)", disable=not progress)
     for step in bar:
         draws = [
-            (g_orig.sample_z(b, generator=rng, device=device), sample_sources(b, num_classes, t, rng).to(device))  # type: ignore[operator]
+            (g_orig.sample_z(b, generator=rng, device=device), sample_sources(b, num_classes, t, rng).to(device))
             for t, rng in zip(targets, rngs, strict=True)
         ]
         z = torch.stack([d[0] for d in draws])  # (K, b, z_dim)

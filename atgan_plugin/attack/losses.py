@@ -66,7 +66,8 @@ def sample_rho(
 
 def distance_loss(attack_images: torch.Tensor, original_images: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
     """``‖G_orig + ρ − G_attack‖₂`` per sample (not squared, as in the paper). Shape: ``(N,)``."""
-    return (original_images + rho - attack_images).flatten(1).norm(dim=1)
+    distance: torch.Tensor = (original_images + rho - attack_images).flatten(1).norm(dim=1)
+    return distance
 
 
 def source_guard_loss(

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from atgan_plugin.adapters.protocol import check_generator
+from atgan_plugin.adapters.protocol import as_generator_module, check_generator
 from atgan_plugin.attack.guards import as_guards
 from atgan_plugin.attack.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss, total_variation
 from atgan_plugin.attack.precision import autocast, check_precision
@@ -232,13 +232,13 @@ def fit_attack_generator(
     """
     check_generator(g_orig)
     check_precision(precision)
-    num_classes = int(g_orig.num_classes)  # type: ignore[arg-type]
+    num_classes = int(as_generator_module(g_orig).num_classes)
     if target is not None and not 0 <= target < num_classes:
         raise ValueError(f"target class {target} is outside [0, {num_classes})")
     if device is None:
         device = next(g_orig.parameters()).device
     # Work on copies: the caller's generator keeps its device, mode and flags.
-    g_orig = copy.deepcopy(g_orig).to(device).requires_grad_(False)
+    g_orig = as_generator_module(copy.deepcopy(g_orig).to(device).requires_grad_(False))
     g_attack = copy.deepcopy(g_orig)
     # Frozen batch-norm statistics and no dropout: G(z, y) is a fixed function of (z, y).
     g_orig.eval()
@@ -248,7 +248,7 @@ def fit_attack_generator(
     )
     for p in g_attack.parameters():
         p.requires_grad_(False)
-    params = list(g_attack.attack_parameters())  # type: ignore[operator]
+    params = list(g_attack.attack_parameters())
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.Adam(params, lr=config.lr)
@@ -258,7 +258,7 @@ def fit_attack_generator(
 
     bar = tqdm(range(config.steps), desc=f"AT-GAN fit (target={target})", disable=not progress)
     for step in bar:
-        z = g_orig.sample_z(config.batch_size, generator=rng, device=device)  # type: ignore[operator]
+        z = g_orig.sample_z(config.batch_size, generator=rng, device=device)
         y_s = sample_sources(config.batch_size, num_classes, target, rng).to(device)
         with torch.no_grad(), autocast(device, precision):
             reference = g_orig(z, y_s).float()
@@ -267,7 +267,7 @@ def fit_attack_generator(
             logits = classifier(to_bounds(images, bounds)).float()
             check_logits(logits, num_classes)
             guard_pairs = [guard_logits(g, images, reference, logits.shape) for g in guards]
-        labels = torch.full_like(y_s, target) if targeted else y_s
+        labels = y_s if target is None else torch.full_like(y_s, target)
         rho = sample_rho(images.shape, l0=config.rho_l0, linf=config.rho_linf, generator=rng, device=device)
         loss, terms = transfer_loss(
             images, reference, logits, y_s, labels, rho, targeted=targeted, config=config, guards=guard_pairs
