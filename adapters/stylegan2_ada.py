@@ -94,6 +94,8 @@ class StyleGAN2ADAGenerator(nn.Module):
         adv = ATGANAttack(model, generator=G, alpha=3, beta=2).perturb(x, y)
     """
 
+    class_w_avg: torch.Tensor  # buffer: the mean w of each class, (num_classes, w_dim)
+
     def __init__(
         self,
         network: Generator,
@@ -155,7 +157,7 @@ class StyleGAN2ADAGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ws = self.ws(z, y)
-        img = self.network.synthesis(ws, noise_mode=self.noise_mode, precision=self.precision)
+        img: torch.Tensor = self.network.synthesis(ws, noise_mode=self.noise_mode, precision=self.precision)
         return ((img.float() + 1) / 2).clamp(0, 1)  # [-1, 1] -> [0, 1]
 
     def attack_parameters(self) -> Iterator[nn.Parameter]:
@@ -175,7 +177,7 @@ class StyleGAN2ADAGenerator(nn.Module):
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
             raise ValueError(f"class labels must lie in [0, {self.num_classes}), got [{int(y.min())}, {int(y.max())}]")
         c = F.one_hot(y.long(), self.num_classes).float()
-        ws = self.network.mapping(z, c)  # untruncated: (N, num_ws, w_dim)
+        ws: torch.Tensor = self.network.mapping(z, c)  # untruncated: (N, num_ws, w_dim)
         if self.truncation_psi == 1:
             return ws
         if self.truncation_center == "class":

@@ -47,7 +47,8 @@ class ACWGANGPGenerator(nn.Module):
         return z.to(device if device is not None else self._device())
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.network(z, y)
+        images: torch.Tensor = self.network(z, y)
+        return images
 
     def attack_parameters(self) -> Iterator[nn.Parameter]:
         return self.network.parameters()

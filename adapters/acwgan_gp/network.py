@@ -68,7 +68,8 @@ class Generator(nn.Module):
         # Condition by concatenating the one-hot label to z.
         onehot = F.one_hot(y, self.config.num_classes).to(z.dtype)
         h = self.fc(torch.cat([z, onehot], dim=1))
-        return self.deconv(h.view(-1, 128, 7, 7))
+        images: torch.Tensor = self.deconv(h.view(-1, 128, 7, 7))  # (N, C, 28, 28)
+        return images
 
 
 class Critic(nn.Module):
@@ -90,7 +91,8 @@ class Critic(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(1)
+        scores: torch.Tensor = self.net(x)  # (N, 1)
+        return scores.squeeze(1)
 
 
 class AuxiliaryClassifier(nn.Module):
@@ -115,4 +117,5 @@ class AuxiliaryClassifier(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        logits: torch.Tensor = self.net(x)
+        return logits

@@ -204,6 +204,8 @@ class Conv2dLayer(nn.Module):
     insertion followed by the FIR filter, as in :func:`~.ops.modulated_conv2d`.
     """
 
+    resample_filter: torch.Tensor  # buffer (ops.fir_filter)
+
     def __init__(
         self,
         in_channels: int,
@@ -252,6 +254,9 @@ class SynthesisLayer(nn.Module):
 
     Shape: x ``(N, in, r/up, r/up)``, w ``(N, w_dim)`` -> ``(N, out, r, r)``.
     """
+
+    resample_filter: torch.Tensor  # buffer (ops.fir_filter)
+    noise_const: torch.Tensor  # buffer, with use_noise: (resolution, resolution)
 
     def __init__(
         self,
@@ -346,6 +351,8 @@ class SynthesisBlock(nn.Module):
     Holds ``const`` (first block only), ``conv0`` (up=2, not in the first block), ``conv1``,
     ``torgb`` (last block, or every block for 'skip'), ``skip`` ('resnet' only).
     """
+
+    resample_filter: torch.Tensor  # buffer (ops.fir_filter)
 
     def __init__(
         self,
@@ -541,6 +548,8 @@ class MappingNetwork(nn.Module):
     choice: ``forward`` never updates it.
     """
 
+    w_avg: torch.Tensor  # buffer, only with num_ws and w_avg_beta: (w_dim,)
+
     def __init__(
         self,
         z_dim: int,
@@ -673,4 +682,5 @@ class Generator(nn.Module):
         precision: str = "auto",
     ) -> torch.Tensor:
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32, precision=precision)
+        images: torch.Tensor = self.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32, precision=precision)
+        return images

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import pickletools
+from typing import cast
 
 from atgan_plugin.checkpoints import CheckpointError
 
@@ -142,11 +143,11 @@ def scan_pickle(data: bytes | bytearray, start: int = 0) -> int:
             if name in _REFUSED:
                 raise CheckpointError(f"the pickle uses {name}, which a network snapshot never needs (at byte {at})")
             if name == "PROTO":
-                if not 0 <= arg <= 5:
+                if not 0 <= cast(int, arg) <= 5:  # pickletools decodes PROTO's and FRAME's arguments as ints
                     raise CheckpointError(f"unknown pickle protocol {arg} (at byte {at})")
                 continue
             if name == "FRAME":
-                if arg > len(data) - stream.tell():
+                if cast(int, arg) > len(data) - stream.tell():
                     raise CheckpointError(
                         f"the pickle is truncated: a frame of {arg} bytes at byte {at} runs past the end"
                     )
@@ -181,7 +182,7 @@ def scan_pickle(data: bytes | bytearray, start: int = 0) -> int:
                     raise CheckpointError(f"the pickle reads memo entry {arg}, which it never stored (at byte {at})")
                 stack.append(memo[arg])
             elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-                index = len(memo) if name == "MEMOIZE" else arg
+                index = len(memo) if name == "MEMOIZE" else cast(int, arg)  # PUT's argument: an int
                 if not 0 <= index <= len(memo):  # picklers number memo entries 0, 1, 2, ...
                     raise CheckpointError(
                         f"the pickle stores memo entry {index} with only {len(memo)} in use (at byte {at})"

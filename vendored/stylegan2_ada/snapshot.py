@@ -98,7 +98,8 @@ class PersistentRecord:
 
     @property
     def init_kwargs(self) -> dict[str, Any]:
-        return _plain(self.state.get("_init_kwargs") or {})
+        kwargs: dict[str, Any] = _plain(self.state.get("_init_kwargs") or {})
+        return kwargs
 
 
 def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
