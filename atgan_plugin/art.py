@@ -31,7 +31,8 @@ Shape:
     - output: same shape and dtype as ``x``, within ``clip_values``.
 
 Example::
-    attack = ATGAN(PyTorchClassifier(model, loss, input_shape=(1, 28, 28), nb_classes=10, clip_values=(0, 1)), generator=G)
+    classifier = PyTorchClassifier(model, loss, input_shape=(1, 28, 28), nb_classes=10, clip_values=(0, 1))
+    attack = ATGAN(classifier, generator=G)
     x_adv = attack.generate(x, y)
 """
 

@@ -96,7 +96,8 @@ class ATGAN(DelegatedFace, Attack):  # type: ignore[misc]
             return self._perturb(images, labels, None)
         if source_labels is not None and self.attack_mode != "targeted(label)":
             raise ValueError(
-                f"source_labels is for set_mode_targeted_by_label(); in {self.attack_mode} mode the labels are the sources"
+                f"source_labels is for set_mode_targeted_by_label(); in {self.attack_mode} mode "
+                "the labels are the sources"
             )
         targets = self.get_target_label(images, labels)
         if targets is None:

@@ -1,4 +1,5 @@
-"""AC-WGAN_GP networks for 28×28 images (appendix Table 5, our reading in ``method.md`` §1).
+"""AC-WGAN_GP networks for 28×28 images (AT-GAN paper, appendix Table 5; the table reaches us garbled,
+so the layers below are our reading of it).
 
 Three networks: the generator ``G(z, y)``, the critic ``D(x)`` (a WGAN critic, linear output,
 no batch norm because the gradient penalty is per sample) and the auxiliary classifier ``f(x)``.

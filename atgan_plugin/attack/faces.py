@@ -297,7 +297,8 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         expected = tuple(self.generator.image_shape)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(
-                f"inputs must have shape (N, {', '.join(map(str, expected))}) to match the generator, got {tuple(x.shape)}"
+                f"inputs must have shape (N, {', '.join(map(str, expected))}) to match the generator, "
+                f"got {tuple(x.shape)}"
             )
         module = torch_module_of(model)
         if module is not None and self.device is None:
@@ -362,6 +363,7 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         num_classes = int(self.generator.num_classes)
         if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
             raise ValueError(
-                f"{what} must lie in [0, {num_classes}) (the generator's classes), got {labels.min().item()}..{labels.max().item()}"
+                f"{what} must lie in [0, {num_classes}) (the generator's classes), "
+                f"got {labels.min().item()}..{labels.max().item()}"
             )
         return labels.long()

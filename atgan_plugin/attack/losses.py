@@ -1,4 +1,4 @@
-"""AT-GAN's transfer losses and the noise ρ (``method.md`` §2).
+"""AT-GAN's transfer losses and the noise ρ (AT-GAN paper, the transfer stage; ρ's bounds: appendix D.3).
 
     L(z, y_s) = α · L_adv + β · L_dist
     L_adv     = max(max_{i≠t} log p_i − log p_t, −κ)          targeted to t

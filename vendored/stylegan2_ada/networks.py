@@ -1,6 +1,7 @@
 """The StyleGAN2-ADA generator: mapping network, synthesis network and their layers.
 
-Our own implementation of the architecture described in ``shared/notes/stylegan2_spec.md`` §3.
+Our own implementation of the architecture of Karras et al. 2020 (StyleGAN2-ADA, arXiv:2006.06676,
+on StyleGAN2's generator, arXiv:1912.04958); ``vendored/stylegan2_ada/README.md`` says what it reads.
 Class names, parameter and buffer names, their shapes and registration order equal those of
 NVIDIA's PyTorch release, so a state dict read from one of their snapshots loads with
 ``load_state_dict(strict=True)``; ``SNAPSHOT_ATTRIBUTES`` names, per class, the plain attributes a
@@ -57,7 +58,7 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _ARCHITECTURES = ("orig", "skip", "resnet")
 _DEFAULT_FILTER = (1, 3, 3, 1)
 
-# Plain (non-tensor) attributes each class records in a snapshot (spec §1.3).
+# Plain (non-tensor) attributes each class records in a snapshot's module state; the loader compares them with ours.
 SNAPSHOT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "Generator": ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "num_ws"),
     "MappingNetwork": ("z_dim", "c_dim", "w_dim", "num_ws", "num_layers", "w_avg_beta"),
@@ -89,7 +90,7 @@ SNAPSHOT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
 
 
 # Bounds on the Generator's constructor arguments as a snapshot or checkpoint records them, checked
-# before anything is built (atgan_plugin.limits). NVIDIA's configurations (spec §5: 32 to 1024 px,
+# before anything is built (atgan_plugin.limits). NVIDIA's configurations (train.py's presets: 32 to 1024 px,
 # z = w = 512, channel_max 512, 2 or 8 mapping layers) lie well inside.
 _ACTIVATION = OneOf(tuple(ACTIVATIONS))
 GENERATOR_KWARGS_SCHEMA = Fields(
@@ -282,7 +283,7 @@ class SynthesisLayer(nn.Module):
         self.padding = kernel_size // 2
         self.act_gain = float(ACTIVATIONS[activation][1])
         self.channels_last = channels_last  # a speed hint of the original; no effect here
-        # Registration order gives the original's state-dict order (spec §4).
+        # Registration order gives the original's state-dict order (README.md, "Compatible with").
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.register_buffer("resample_filter", fir_filter(list(resample_filter)))
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
@@ -529,7 +530,7 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"ws must have shape (N, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}")
         lowp_dtype = resolve_precision(precision, ws.device, force_fp32)
         ws = ws.float()
-        # A block's ToRGB shares its w with the next block's conv0 (spec §3.2).
+        # A block's ToRGB shares its w with the next block's conv0, as in StyleGAN2's synthesis network.
         x: torch.Tensor | None = None
         img: torch.Tensor | None = None
         index = 0

@@ -1,8 +1,9 @@
 """Numerical primitives of the StyleGAN2-ADA generator, in plain torch ops.
 
-Written from the clean-room specification (``shared/notes/stylegan2_spec.md`` §2), not from
-NVIDIA's code. Every function works on CPU and CUDA, in float32 and under autocast; none needs
-a compiled extension. Shapes: images are NCHW throughout.
+Written from the published mathematics (Karras et al. 2020, StyleGAN2 and StyleGAN2-ADA; see
+``vendored/stylegan2_ada/README.md``), not from NVIDIA's code. Every function works on CPU and
+CUDA, in float32 and under autocast; none needs a compiled extension. Shapes: images are NCHW
+throughout.
 """
 
 from __future__ import annotations

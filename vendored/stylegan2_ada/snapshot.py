@@ -2,7 +2,7 @@
 
 Those files pickle each network together with the source code of its module and, when opened
 with ``pickle.load``, *execute* that source. This reader never does. It is a
-``pickle.Unpickler`` whose ``find_class`` answers only the globals such a file needs (spec §1.5),
+``pickle.Unpickler`` whose ``find_class`` answers only the globals such a file needs (``ALLOWED_GLOBALS``),
 each with a replacement of our own:
 
 - the persistence hook becomes :class:`PersistentRecord`, an inert record of the class name,
@@ -187,7 +187,7 @@ class _StorageUnpickler(pickle.Unpickler):
 
 
 def _load_storage_blob(blob: Any) -> torch.Tensor:
-    """A storage saved with legacy ``torch.save``, as a 1-D CPU tensor (spec §1.4)."""
+    """A storage saved with legacy ``torch.save``, as a 1-D CPU tensor."""
     if not isinstance(blob, bytes | bytearray):
         raise CheckpointError(f"a storage blob is {type(blob).__name__}, expected bytes")
     if blob[:4] == b"PK\x03\x04":  # zip-format torch.save: torch's own weights-only reader
@@ -255,7 +255,8 @@ def _rebuild_tensor_v2(
     last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) if all(size) else -1
     if last >= storage.numel():
         raise CheckpointError(
-            f"a tensor view (size {size}, stride {stride}, offset {offset}) overruns its storage of {storage.numel()} elements"
+            f"a tensor view (size {size}, stride {stride}, offset {offset}) overruns its storage of "
+            f"{storage.numel()} elements"
         )
     # Only overlapping views (e.g. stride 0) have more elements than their storage.
     if math.prod(size) > storage.numel():

@@ -1,4 +1,4 @@
-"""Writes our :class:`Generator` in the layout of NVIDIA's snapshot pickles (spec §1.6).
+"""Writes our :class:`Generator` in the layout of NVIDIA's snapshot pickles (``vendored/stylegan2_ada/README.md``).
 
 For tests and fixtures, where no NVIDIA code or file may be used: the file has the same
 top-level keys, the same persistent-object records (``_reconstruct_persistent_obj`` with a
@@ -64,7 +64,8 @@ def _stand_in_modules() -> Iterator[None]:
     names = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")
     saved = {name: sys.modules.get(name) for name in names}
     modules = {name: types.ModuleType(name) for name in names}
-    modules["torch_utils.persistence"]._reconstruct_persistent_obj = _reconstruct_persistent_obj  # type: ignore[attr-defined]
+    persistence: Any = modules["torch_utils.persistence"]  # a bare module: its attributes are ours to set
+    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
     modules["torch_utils"].persistence = modules["torch_utils.persistence"]  # type: ignore[attr-defined]
     modules["dnnlib.util"].EasyDict = EasyDict  # type: ignore[attr-defined]
     modules["dnnlib"].util = modules["dnnlib.util"]  # type: ignore[attr-defined]
