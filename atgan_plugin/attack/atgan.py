@@ -82,8 +82,8 @@ class ATGANAttack(GeneratorAttackBase):
         search_steps: bisection steps of the per-example shrink towards G_orig's image
             (:mod:`atgan_plugin.attack.shrink`, our addition); 0 returns G_attack's image as it is (paper).
         joint_batch_size: examples per target and step when several targets are fitted together, at
-            most ``batch_size`` (:mod:`atgan_plugin.attack.joint_fit`; our choice, 16: measured in
-            ``docs/benchmarks.md``); ``None``: ``batch_size``, which gives the separate fits' results.
+            most ``batch_size`` (:mod:`atgan_plugin.attack.joint_fit`; our choice, 16: ``docs/benchmarks.md``,
+            "Ten targets in one fit"); ``None``: ``batch_size``, which gives the separate fits' results.
         precision: ``"fp32"`` (default) or ``"bf16"``: the fit's and the generation's forward passes
             under bf16 autocast (:mod:`atgan_plugin.attack.precision`), for GPUs with bf16 tensor cores.
         compile: generate with G_attack, G_orig and the model (when it is a torch module) compiled by

@@ -18,7 +18,7 @@ is never the realism judge.
 
 Why both: the auxiliary classifier was trained on clean images only, so small changes can keep it on
 the source class while the class fades for a person; the distilled guard, trained on adversarial
-examples, cannot be held by small changes. Measured in ``docs/benchmarks.md``.
+examples, cannot be held by small changes. The study: ``docs/benchmarks.md``, "Realism by default".
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def describe_guard(guard: GuardSpec) -> Any:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """How a guard is distilled from G_orig (our choice; measurements in ``docs/benchmarks.md``).
+    """How a guard is distilled from G_orig (our choice; ``docs/benchmarks.md``, "Realism by default").
 
     Each step draws a fresh batch ``(z, y)``, renders ``G_orig(z, y)`` and trains the guard on an FGSM
     example from a random start (Wong et al. 2020) inside the ℓ∞ ball of radius ``epsilon`` around it.

@@ -19,8 +19,8 @@ equal to ``config.batch_size`` the K results equal K separate fits up to floatin
 
 our choice: on a CPU the cost of a step is the model's and the guards' passes per (target, example),
 which no sharing removes; ``batch_per_target`` (``ATGANAttack(joint_batch_size=...)``) draws fewer
-examples per target and step than a separate fit. Measured speed and per-target success and realism
-against separate fits: ``docs/benchmarks.md`` (``benchmarks/joint_fit.py``).
+examples per target and step than a separate fit. Speed and per-target success and realism against
+separate fits: ``docs/benchmarks.md``, "Ten targets in one fit against ten separate fits".
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ every image about as far as the hardest ones need. For each example we search th
 smallest ``t`` at which the model is still fooled, as Foolbox's minimization attacks shrink their
 perturbations. Success is unchanged (an example fooled at ``t = 1`` is fooled at the ``t`` returned),
 while the change from G_orig, and with it the stripes and blotches the fit paints, shrinks by the
-factor ``t``. It costs ``steps`` forward passes of the model, no gradient. Measurements:
-``docs/benchmarks.md``.
+factor ``t``. It costs ``steps`` forward passes of the model, no gradient. The study:
+``docs/benchmarks.md``, "Realism by default".
 """
 
 from __future__ import annotations

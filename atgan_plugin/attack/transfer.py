@@ -55,11 +55,12 @@ class TransferConfig:
     paper (appendix Table 6): α = 2, β = 1 for MNIST and Fashion-MNIST (α = 3, β = 2 for CelebA
     and CIFAR-10), ‖ρ‖₀ = 200 of 784 and ‖ρ‖∞ = 0.5 (appendix D.3).
     our choice: one step is one Adam update on a fresh batch of ``(z, y_s)`` (the paper's
-    "epochs = 100" is undefined); ``steps``, ``lr`` and ``kappa`` were chosen from measured
-    success/realism curves (``docs/benchmarks.md``); ``gamma`` weighs each source-class guard
-    (our addition; 0 turns them off), without which the fit fools the model partly by erasing the
-    source class; ``tv`` weighs the total variation of ``G_attack − G_orig`` (our addition, off by
-    default: it removes the stripes the fit paints, at a cost in success against robust models).
+    "epochs = 100" is undefined); ``steps``, ``lr`` and ``kappa`` were chosen from success/realism
+    curves (``docs/benchmarks.md``, "Without the guard" and "Realism by default"); ``gamma`` weighs
+    each source-class guard (our addition; 0 turns them off), without which the fit fools the model
+    partly by erasing the source class; ``tv`` weighs the total variation of ``G_attack − G_orig``
+    (our addition, off by default: it removes the stripes the fit paints, at a cost in success
+    against robust models).
     """
 
     alpha: float = 2.0
@@ -86,11 +87,10 @@ class TransferConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-# With a guard that is itself adversarially trained (the shipped ``robust_guard``), the guard keeps
-# the source class and L_dist can pull less than the paper's β = 1. our choice, measured against
-# the PGD-trained Model A (500 steps, 2,000 examples): realistic success 0.33 with β = 1 and 0.67
-# with β = 0.25, the oracle's agreement ratio 0.96 in both (docs/results/fashion-mnist.md).
-# `atgan reproduce` uses it; without a guard keep β = 1.
+# our choice, for `atgan reproduce`: with a guard that is itself adversarially trained (the shipped
+# ``robust_guard``) the guard keeps the source class, so L_dist can pull less than the paper's β = 1.
+# Without such a guard keep β = 1. Why and the numbers: docs/results/fashion-mnist.md, "Why `atgan
+# reproduce` uses a robust guard and β = 0.25".
 ROBUST_GUARD_TRANSFER = TransferConfig(beta=0.25, steps=500)
 
 
