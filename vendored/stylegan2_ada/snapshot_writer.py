@@ -63,12 +63,12 @@ class _Persistent:
 def _stand_in_modules() -> Iterator[None]:
     names = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")
     saved = {name: sys.modules.get(name) for name in names}
-    modules = {name: types.ModuleType(name) for name in names}
-    persistence: Any = modules["torch_utils.persistence"]  # a bare module: its attributes are ours to set
-    persistence._reconstruct_persistent_obj = _reconstruct_persistent_obj
-    modules["torch_utils"].persistence = modules["torch_utils.persistence"]  # type: ignore[attr-defined]
-    modules["dnnlib.util"].EasyDict = EasyDict  # type: ignore[attr-defined]
-    modules["dnnlib"].util = modules["dnnlib.util"]  # type: ignore[attr-defined]
+    # Bare modules, typed Any: the attributes set on them are the ones NVIDIA's pickles refer to.
+    modules: dict[str, Any] = {name: types.ModuleType(name) for name in names}
+    modules["torch_utils.persistence"]._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    modules["torch_utils"].persistence = modules["torch_utils.persistence"]
+    modules["dnnlib.util"].EasyDict = EasyDict
+    modules["dnnlib"].util = modules["dnnlib.util"]
     sys.modules.update(modules)
     try:
         yield
