@@ -15,7 +15,7 @@ from torch import nn
 __all__ = ["ConditionalGenerator", "SharedGuards", "as_generator_module", "check_generator"]
 
 
-class SharedGuards(tuple):  # type: ignore[type-arg]
+class SharedGuards(tuple[nn.Module, ...]):
     """A generator's ``default_guards``: a tuple of classifiers that ``copy.deepcopy`` shares.
 
     The fit deep-copies the generator (G_orig and G_attack); the guards ride along as a plain

@@ -65,7 +65,7 @@ def _one_value(bound: Any, name: str) -> float:
     return float(values[0])
 
 
-class ATGAN(DelegatedFace, EvasionAttack):  # type: ignore[misc]
+class ATGAN(DelegatedFace, EvasionAttack):  # type: ignore[misc]  # ART: untyped
     """AT-GAN for IBM ART (see the module docstring)."""
 
     attack_params = EvasionAttack.attack_params + ["targeted"]
@@ -90,8 +90,9 @@ class ATGAN(DelegatedFace, EvasionAttack):  # type: ignore[misc]
 
     def _preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """The estimator's preprocessing chain, differentiable (what ART's own PyTorch attacks use)."""
+        processed: torch.Tensor
         processed, _ = self.estimator._apply_preprocessing(images, None, fit=False, no_grad=False)
-        return processed  # type: ignore[no-any-return]
+        return processed
 
     def _view(self) -> ClassifierView:
         return self._classifier

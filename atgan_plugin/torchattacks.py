@@ -63,7 +63,7 @@ __all__ = ["ATGAN"]
 _RANGE_TOLERANCE = 1e-4  # inverse normalisation leaves rounding errors this small outside [0, 1]
 
 
-class ATGAN(DelegatedFace, Attack):  # type: ignore[misc]
+class ATGAN(DelegatedFace, Attack):  # type: ignore[misc]  # torchattacks: untyped
     """AT-GAN for torchattacks (see the module docstring)."""
 
     def __init__(self, model: nn.Module, *, generator: nn.Module, **hyper: Any):
@@ -111,4 +111,5 @@ class ATGAN(DelegatedFace, Attack):  # type: ignore[misc]
         # torchattacks' __call__ sets one train/eval flag for the whole model around the attack;
         # eval_mode restores each submodule's own flag after it.
         with eval_mode(self.model):
-            return Attack.__call__(self, inputs, labels, *args, **kwargs)  # type: ignore[no-any-return]
+            adversarial: torch.Tensor = Attack.__call__(self, inputs, labels, *args, **kwargs)
+            return adversarial

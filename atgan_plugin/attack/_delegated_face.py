@@ -45,7 +45,8 @@ class ClassifierView(nn.Module):
         self.transform = transform
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images if self.transform is None else self.transform(images))  # type: ignore[no-any-return]
+        logits: torch.Tensor = self.model(images if self.transform is None else self.transform(images))
+        return logits
 
 
 def make_atgan(

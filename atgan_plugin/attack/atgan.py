@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, cast, overload
 
 import foolbox as fb
 import torch
@@ -249,7 +249,7 @@ class ATGANAttack(GeneratorAttackBase):
             for t, fit in made.items():
                 self._cache.put(model, t, setting, fit)
                 fits[t] = fit
-        return fits  # type: ignore[return-value]
+        return cast("dict[int | None, FitResult]", fits)  # every missing entry was filled above
 
     def _run_fits(
         self,
@@ -325,7 +325,9 @@ class ATGANAttack(GeneratorAttackBase):
         bounds = self._fit_setting(model)[0]
         with eval_mode(torch_module_of(model)):
             adversarial = self._shrunk(fit, self._classifier_fn(model), z, sources, reference, target, bounds)
-        return (adversarial, reference) if with_reference else adversarial  # type: ignore[return-value]
+        if with_reference and reference is not None:  # with_reference made the reference above
+            return adversarial, reference
+        return adversarial
 
     def _shrunk(
         self,

@@ -49,7 +49,7 @@ __all__ = ["LATENT_MODES", "GeneratorAttackBase", "torch_module_of"]
 LATENT_MODES = ("random", "invert")
 
 
-class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ignore[misc]
+class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ignore[misc]  # untyped bases
     """Both faces of an attack on a conditional generator (see the module docstring).
 
     Subclasses call ``super().__init__`` with the common arguments and implement :meth:`_images`
@@ -281,7 +281,8 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
     def _classifier_fn(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
         if isinstance(model, FoolboxModel):
             return lambda batch: model(batch)
-        return model  # type: ignore[no-any-return]
+        classify: Callable[[torch.Tensor], torch.Tensor] = model  # a module or a function: images -> logits
+        return classify
 
     def _device_for(self, model: Any) -> torch.device:
         if self.device is not None:

@@ -178,7 +178,7 @@ def _make_shard(
         rows = slice(start, start + batch_size)
         y = sources[rows].to(device, non_blocking=True)
         adversarial = attack.generate(y, target=plan.target, z=z[rows].to(device, non_blocking=True), model=model)
-        images[rows].copy_(adversarial, non_blocking=True)  # type: ignore[arg-type]
+        images[rows].copy_(adversarial, non_blocking=True)  # type: ignore[arg-type]  # one tensor: no with_reference
         advance(len(y))
     if device.type == "cuda":
         torch.cuda.synchronize(device)

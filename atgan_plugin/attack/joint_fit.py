@@ -89,7 +89,8 @@ class StackedGenerator:
         self.vectorised: bool | None = None  # decided on the first call
 
     def _one(self, params: dict[str, torch.Tensor], z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.module, {**params, **self.shared}, (z, y))  # type: ignore[no-any-return]
+        images: torch.Tensor = functional_call(self.module, {**params, **self.shared}, (z, y))
+        return images
 
     def _loop(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.stack(

@@ -9,6 +9,7 @@ throughout.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 # name -> (function, default gain). The gains keep the activations' second moment near 1.
-ACTIVATIONS: dict[str, tuple[object, float]] = {
+ACTIVATIONS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], float]] = {
     "linear": (lambda t: t, 1.0),
     "relu": (F.relu, math.sqrt(2)),
     "lrelu": (lambda t: F.leaky_relu(t, 0.2), math.sqrt(2)),
@@ -61,7 +62,7 @@ def bias_act(
         if bias.ndim != 1 or bias.shape[0] != x.shape[1]:
             raise ValueError(f"bias has shape {tuple(bias.shape)}, expected ({x.shape[1]},) for input {tuple(x.shape)}")
         x = x + bias.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
-    x = function(x)  # type: ignore[operator]
+    x = function(x)
     gain = default_gain if gain is None else gain
     if gain != 1:
         x = x * gain

@@ -81,7 +81,7 @@ class ForbiddenGlobalError(CheckpointError):
         )
 
 
-class _EasyDict(dict):  # type: ignore[type-arg]
+class _EasyDict(dict[str, Any]):
     """Stands in for ``dnnlib.util.EasyDict`` (the stream builds it with NEWOBJ, then SETITEMS)."""
 
 

@@ -42,7 +42,7 @@ def _reconstruct_persistent_obj(meta: dict[str, Any]) -> Any:
 _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
 
 
-class EasyDict(dict):  # type: ignore[type-arg]
+class EasyDict(dict[str, Any]):
     """Stand-in for ``dnnlib.util.EasyDict`` while writing."""
 
 
