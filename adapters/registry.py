@@ -52,7 +52,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> nn.M
             return fmt.load(path).to(device).eval()
     truncation = safetensors_truncation(path)  # no format recognises a cut-off header: say so
     if truncation is not None:
-        raise CheckpointError(f"{path} is a truncated safetensors file ({truncation}), not a loadable generator checkpoint")
-    raise CheckpointError(
-        f"{path} is not a generator checkpoint of a known format (known: {', '.join(_FORMATS)})"
-    )
+        raise CheckpointError(
+            f"{path} is a truncated safetensors file ({truncation}), not a loadable generator checkpoint"
+        )
+    raise CheckpointError(f"{path} is not a generator checkpoint of a known format (known: {', '.join(_FORMATS)})")

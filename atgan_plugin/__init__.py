@@ -1,5 +1,7 @@
 """atgan-plugin: AT-GAN, the generative non-constrained adversarial attack, for Foolbox and AdverTorch.
 
+Usage::
+
     from atgan_plugin import ATGANAttack, load_generator
 
     G = load_generator("generator.safetensors")             # or NVIDIA's StyleGAN2-ADA "cifar10.pkl"

@@ -47,7 +47,8 @@ class ACWGANGPGenerator(nn.Module):
         return z.to(device if device is not None else self._device())
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.network(z, y)
+        images: torch.Tensor = self.network(z, y)
+        return images
 
     def attack_parameters(self) -> Iterator[nn.Parameter]:
         return self.network.parameters()
@@ -58,14 +59,21 @@ class ACWGANGPGenerator(nn.Module):
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> ACWGANGPGenerator:
         """Our safetensors checkpoint; its config and tensor shapes are checked before anything is allocated."""
-        network, checkpoint = load_module(path, {CHECKPOINT_KIND: Architecture(Generator, CONFIG_SCHEMA)}, CLASSIFIER_KINDS)
+        network, checkpoint = load_module(
+            path, {CHECKPOINT_KIND: Architecture(Generator, CONFIG_SCHEMA)}, CLASSIFIER_KINDS
+        )
         assert isinstance(network, Generator)
         return cls(network, default_guards=guards_from_parts(checkpoint, path)).eval()
 
     def save(self, path: str | Path, training: dict[str, object] | None = None, *, half: bool = False) -> None:
         """Our safetensors checkpoint: weights, constructor arguments, training facts and the default guards."""
-        checkpoint = Checkpoint(CHECKPOINT_KIND, dict(self.network.state_dict()), self.network.config.asdict(),
-                                dict(training or {}), guard_parts(self.default_guards))  # fmt: skip
+        checkpoint = Checkpoint(
+            CHECKPOINT_KIND,
+            dict(self.network.state_dict()),
+            self.network.config.asdict(),
+            dict(training or {}),
+            guard_parts(self.default_guards),
+        )
         save_checkpoint(path, checkpoint, half=half)
 
 

@@ -1,4 +1,5 @@
-"""AC-WGAN_GP networks for 28×28 images (appendix Table 5, our reading in ``method.md`` §1).
+"""AC-WGAN_GP networks for 28×28 images (AT-GAN paper, appendix Table 5; the table reaches us garbled,
+so the layers below are our reading of it).
 
 Three networks: the generator ``G(z, y)``, the critic ``D(x)`` (a WGAN critic, linear output,
 no batch norm because the gradient penalty is per sample) and the auxiliary classifier ``f(x)``.
@@ -35,8 +36,9 @@ class ACWGANGPConfig:
 
 
 # Bounds on a checkpoint's config (atgan_plugin.limits), checked before a network is built from it.
-CONFIG_SCHEMA = Fields({"z_dim": Int(1, 4096), "num_classes": Int(1, 1000), "img_channels": Int(1, 4),
-                        "img_resolution": Int(28, 28)})  # fmt: skip
+CONFIG_SCHEMA = Fields(
+    {"z_dim": Int(1, 4096), "num_classes": Int(1, 1000), "img_channels": Int(1, 4), "img_resolution": Int(28, 28)}
+)
 
 
 class Generator(nn.Module):
@@ -46,19 +48,29 @@ class Generator(nn.Module):
         super().__init__()
         self.config = ACWGANGPConfig(z_dim, num_classes, img_channels, img_resolution)
         self.fc = nn.Sequential(
-            nn.Linear(z_dim + num_classes, 1024), nn.BatchNorm1d(1024), nn.ReLU(),
-            nn.Linear(1024, 128 * 7 * 7), nn.BatchNorm1d(128 * 7 * 7), nn.ReLU(),
-        )  # fmt: skip
+            nn.Linear(z_dim + num_classes, 1024),
+            nn.BatchNorm1d(1024),
+            nn.ReLU(),
+            nn.Linear(1024, 128 * 7 * 7),
+            nn.BatchNorm1d(128 * 7 * 7),
+            nn.ReLU(),
+        )
         self.deconv = nn.Sequential(
-            nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1), nn.BatchNorm2d(64), nn.ReLU(),  # 7 -> 14
-            nn.ConvTranspose2d(64, img_channels, 4, stride=2, padding=1), nn.Sigmoid(),  # 14 -> 28
-        )  # fmt: skip
+            # 7 -> 14
+            nn.ConvTranspose2d(128, 64, 4, stride=2, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            # 14 -> 28
+            nn.ConvTranspose2d(64, img_channels, 4, stride=2, padding=1),
+            nn.Sigmoid(),
+        )
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # Condition by concatenating the one-hot label to z.
         onehot = F.one_hot(y, self.config.num_classes).to(z.dtype)
         h = self.fc(torch.cat([z, onehot], dim=1))
-        return self.deconv(h.view(-1, 128, 7, 7))
+        images: torch.Tensor = self.deconv(h.view(-1, 128, 7, 7))  # (N, C, 28, 28)
+        return images
 
 
 class Critic(nn.Module):
@@ -67,14 +79,21 @@ class Critic(nn.Module):
     def __init__(self, z_dim: int = 100, num_classes: int = 10, img_channels: int = 1, img_resolution: int = 28):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(img_channels, 64, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 28 -> 14
-            nn.Conv2d(64, 128, 4, stride=2, padding=1), nn.LeakyReLU(0.2),  # 14 -> 7
-            nn.Flatten(), nn.Linear(128 * 7 * 7, 1024), nn.LeakyReLU(0.2),
+            # 28 -> 14
+            nn.Conv2d(img_channels, 64, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            # 14 -> 7
+            nn.Conv2d(64, 128, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+            nn.Linear(128 * 7 * 7, 1024),
+            nn.LeakyReLU(0.2),
             nn.Linear(1024, 1),
-        )  # fmt: skip
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(1)
+        scores: torch.Tensor = self.net(x)  # (N, 1)
+        return scores.squeeze(1)
 
 
 class AuxiliaryClassifier(nn.Module):
@@ -83,11 +102,21 @@ class AuxiliaryClassifier(nn.Module):
     def __init__(self, z_dim: int = 100, num_classes: int = 10, img_channels: int = 1, img_resolution: int = 28):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(img_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 28 -> 14
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 14 -> 7
-            nn.Flatten(), nn.Linear(64 * 7 * 7, 1024), nn.ReLU(), nn.Dropout(0.4),
+            # 28 -> 14
+            nn.Conv2d(img_channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            # 14 -> 7
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, 1024),
+            nn.ReLU(),
+            nn.Dropout(0.4),
             nn.Linear(1024, num_classes),
-        )  # fmt: skip
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        logits: torch.Tensor = self.net(x)
+        return logits

@@ -33,7 +33,7 @@ def install_zero_gradients_shim() -> None:
     importlib.import_module("torch.autograd.gradcheck")
     gradcheck_module = sys.modules["torch.autograd.gradcheck"]
     if not hasattr(gradcheck_module, "zero_gradients"):
-        gradcheck_module.zero_gradients = _zero_gradients  # type: ignore[attr-defined]
+        gradcheck_module.zero_gradients = _zero_gradients  # type: ignore[attr-defined]  # torch removed it
 
 
 install_zero_gradients_shim()

@@ -45,7 +45,8 @@ class ClassifierView(nn.Module):
         self.transform = transform
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images if self.transform is None else self.transform(images))  # type: ignore[no-any-return]
+        logits: torch.Tensor = self.model(images if self.transform is None else self.transform(images))
+        return logits
 
 
 def make_atgan(
@@ -78,7 +79,9 @@ class DelegatedFace:
         """Loads a G_attack saved by any face (or ``atgan attack``/``demo``) for this face's classifier."""
         return self.atgan.load_fit(path, model=self._view())
 
-    def _perturb(self, images: torch.Tensor, sources: torch.Tensor | None, targets: torch.Tensor | None) -> torch.Tensor:
+    def _perturb(
+        self, images: torch.Tensor, sources: torch.Tensor | None, targets: torch.Tensor | None
+    ) -> torch.Tensor:
         """AdverTorch's ``perturb`` on the view: ``sources`` ``None`` -> the classifier's predictions."""
         atgan = self.atgan
         atgan.predict = self._view()

@@ -2,42 +2,24 @@
 
 Paper: Wang et al., "AT-GAN: An Adversarial Generator Model for Non-constrained Adversarial
 Examples" (arXiv:1904.07793). Threat model: non-constrained; the adversarial example is a new
-image ``G_attack(z, y_s)`` of source class ``y_s``, not an Lp-bounded change of an input.
+image ``G_attack(z, y_s)`` of source class ``y_s``, not an Lp-bounded change of an input::
 
-Two faces, chosen by how the object is called:
+    attack = ATGANAttack(generator=G)                                   # Foolbox 3
+    raw, clipped, success = attack(fmodel, images, labels, epsilons=None)
+    adversary = ATGANAttack(model, generator=G, targeted=False, clip_min=0.0, clip_max=1.0)
+    adv = adversary.perturb(x, y)                                       # AdverTorch, or adversary(x, y)
 
-- **Foolbox 3** (``foolbox.attacks.base.MinimizationAttack``)::
-
-      attack = ATGANAttack(generator=G)
-      raw, clipped, success = attack(fmodel, images, labels, epsilons=None)
-
-  ``labels``/``Misclassification(labels)`` give the source classes (untargeted);
-  ``TargetedMisclassification(targets)`` asks for targets, with source classes taken from
-  ``source_labels=`` when given, else from the model's predictions on ``images``.
-  ``epsilons=None`` is the natural setting (raw == clipped). A finite ε does what it does for
-  every Foolbox minimization attack: the output is projected onto the ε-ball (``distance``,
-  ℓ2 by default) around ``images``. That is meaningful with ``latent="invert"``, whose outputs
-  relate to the inputs; with ``latent="random"`` the projection blends two unrelated images.
-
-- **AdverTorch** (``advertorch.attacks.Attack``, ``LabelMixin``)::
-
-      adversary = ATGANAttack(model, generator=G, targeted=False, clip_min=0.0, clip_max=1.0)
-      adv = adversary.perturb(x, y)      # or adversary(x, y)
-
-  Untargeted: ``y`` are the source classes (the model's predictions when ``None``).
-  Targeted: ``y`` are the targets (required); sources as for Foolbox.
-
-Latent modes: ``"random"`` (the paper's semantics: the inputs only give count, shape, dtype and
-device; each output is ``G_attack(z, y_s)`` for a fresh ``z``) and ``"invert"`` (find ``z`` with
-``G_orig(z, y_s) ≈ x`` first, so each output is the adversarial twin of the caller's image).
-
-Both faces, the checks and the latents come from :class:`atgan_plugin.attack.faces.GeneratorAttackBase`
-(shared with :class:`atgan_plugin.paper.song.SongAttack`); this class adds the fit and its cache.
+Both faces (which labels are sources, which targets), the input checks and the latent modes
+(``"random"``, the paper's; ``"invert"``, the adversarial twin of each input) come from
+:class:`atgan_plugin.attack.faces.GeneratorAttackBase`, shared with
+:class:`atgan_plugin.paper.song.SongAttack`; this class adds the fit and its cache. A finite Foolbox
+ε projects the output onto the ε-ball (``distance``, ℓ2 by default) around ``images``, as for every
+minimization attack: meaningful with ``latent="invert"``; with ``"random"`` it blends two unrelated images.
 
 Fitting ``G_attack`` is the expensive part: it happens on first use for each (model, target)
-and is cached; ``fit()``, ``save_fit()`` and ``load_fit()`` make it explicit. A call with several
-targets (or ``fit(model, targets=[...])``) fits every missing target in one run that shares the
-work (:mod:`atgan_plugin.attack.joint_fit`).
+and is cached (:mod:`atgan_plugin.attack.fit_store`); ``fit()``, ``save_fit()`` and ``load_fit()``
+make it explicit. A call with several targets (or ``fit(model, targets=[...])``) fits every missing
+target in one run that shares the work (:mod:`atgan_plugin.attack.joint_fit`).
 
 Realism by default (our additions, each switchable): ``guard="auto"`` keeps the source class with
 the generator's own guard classifiers plus one distilled from G_orig (:mod:`atgan_plugin.attack.guards`),
@@ -52,108 +34,27 @@ Shape:
 
 from __future__ import annotations
 
-import copy
-import weakref
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, cast, overload
 
-import eagerpy as ep
 import foolbox as fb
 import torch
 from torch import nn
 
-from atgan_plugin.attack.faces import GeneratorAttackBase, torch_module_of
-from atgan_plugin.attack.guards import AUTO, GuardSpec, check_guard_spec, resolve_guards
-from atgan_plugin.attack.joint_fit import fit_attack_generators
+from atgan_plugin.attack.attacked_model import torch_module_of
+from atgan_plugin.attack.compiled import CompiledModules
+from atgan_plugin.attack.faces import GeneratorAttackBase
+from atgan_plugin.attack.fit_store import FitCache, fit_setting, read_fit, write_fit
+from atgan_plugin.attack.guards import AUTO, GuardSpec, check_guard_spec, describe_guard, resolve_guards
+from atgan_plugin.attack.joint_fit import check_joint_batch_size, fit_attack_generators
 from atgan_plugin.attack.precision import autocast, check_precision
-from atgan_plugin.attack.shrink import fooled_with_margin, shrink_towards_reference
-from atgan_plugin.attack.transfer import FitResult, GradientSync, TransferConfig, fit_attack_generator, to_bounds
-from atgan_plugin.checkpoints import (
-    Checkpoint,
-    CheckpointError,
-    check_declared_tensors,
-    load_checkpoint,
-    read_header,
-    save_checkpoint,
-)
+from atgan_plugin.attack.shrink import check_search_steps, shrink_while_fooled
+from atgan_plugin.attack.transfer import FitResult, GradientSync, TransferConfig, fit_attack_generator
 from atgan_plugin.utils import eval_mode
 
 __all__ = ["ATGANAttack"]
-
-_FIT_KIND = "atgan.fitted_generator"
-_SHRINK_MARGIN = 0.01  # logits: a shrunk example stays adversarial when the model is re-run in another batch
-
-
-def _preprocessing(model: Any) -> tuple[Any, ...]:
-    """A Foolbox model's preprocessing (mean, std, flip axis) as plain values: a fit made under one
-    preprocessing does not hold under another, even around the same module."""
-    args = getattr(model, "_preprocess_args", None) if isinstance(model, fb.models.Model) else None
-    if args is None or all(a is None for a in args):  # none: as for the plain module
-        return ()
-    return tuple(a if a is None or isinstance(a, int) else tuple(ep.astensor(a).raw.flatten().tolist()) for a in args)
-
-
-@dataclass
-class _Entry:
-    owner: Any  # a weakref to the module (or model) the fit is for; the model itself if it has no weakrefs
-    signature: tuple[Any, ...]  # identity, version, storage and layout of every parameter and buffer
-    storages: list[Any]  # kept alive so that a replaced tensor's memory cannot be reused by its successor
-    fit: FitResult
-
-
-class _FitCache:
-    """Fitted generators per (model, target, setting).
-
-    The key is the ``nn.Module`` behind the model (:func:`torch_module_of`), not the object passed:
-    a fresh ``foolbox.PyTorchModel`` around the same module reuses the fit. ``setting`` holds what
-    else the fit depends on (bounds, Foolbox preprocessing, device). An entry is stale once any
-    parameter or buffer is replaced (a new Parameter, ``p.data = ...``, another view) or changed in
-    place (its version counter: an optimiser step, ``load_state_dict``), and goes with its module.
-    """
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[int, int | None, tuple[Any, ...]], _Entry] = {}
-
-    @staticmethod
-    def _owner(model: Any) -> Any:
-        module = torch_module_of(model)
-        return module if module is not None else model
-
-    @staticmethod
-    def _state(owner: Any) -> tuple[tuple[Any, ...], list[Any]]:
-        if not isinstance(owner, nn.Module):
-            return (), []
-        tensors = [*owner.parameters(), *owner.buffers()]
-        signature = tuple((id(t), t._version, t.data_ptr(), tuple(t.shape), t.stride(), t.storage_offset(), t.dtype, t.device)
-                          for t in tensors)  # fmt: skip
-        return signature, [t.untyped_storage() for t in tensors]
-
-    def get(self, model: Any, target: int | None, setting: tuple[Any, ...]) -> FitResult | None:
-        owner = self._owner(model)
-        key = (id(owner), target, setting)
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        alive = entry.owner() if isinstance(entry.owner, weakref.ref) else entry.owner
-        if alive is not owner or entry.signature != self._state(owner)[0]:
-            del self._entries[key]  # stale: frees the old storages it kept
-            return None
-        return entry.fit
-
-    def put(self, model: Any, target: int | None, setting: tuple[Any, ...], fit: FitResult) -> None:
-        owner = self._owner(model)
-        key = (id(owner), target, setting)
-        try:
-            ref: Any = weakref.ref(owner, lambda _: self._entries.pop(key, None))
-        except TypeError:  # e.g. a bound method: hold it, so that its id cannot be reused
-            ref = owner
-        signature, storages = self._state(owner)
-        self._entries[key] = _Entry(ref, signature, storages, fit)
-
-    def fits(self) -> list[FitResult]:
-        return [entry.fit for entry in self._entries.values()]
 
 
 class ATGANAttack(GeneratorAttackBase):
@@ -181,8 +82,8 @@ class ATGANAttack(GeneratorAttackBase):
         search_steps: bisection steps of the per-example shrink towards G_orig's image
             (:mod:`atgan_plugin.attack.shrink`, our addition); 0 returns G_attack's image as it is (paper).
         joint_batch_size: examples per target and step when several targets are fitted together, at
-            most ``batch_size`` (:mod:`atgan_plugin.attack.joint_fit`; our choice, 16: measured in
-            ``docs/benchmarks.md``); ``None``: ``batch_size``, which gives the separate fits' results.
+            most ``batch_size`` (:mod:`atgan_plugin.attack.joint_fit`; our choice, 16: ``docs/benchmarks.md``,
+            "Ten targets in one fit"); ``None``: ``batch_size``, which gives the separate fits' results.
         precision: ``"fp32"`` (default) or ``"bf16"``: the fit's and the generation's forward passes
             under bf16 autocast (:mod:`atgan_plugin.attack.precision`), for GPUs with bf16 tensor cores.
         compile: generate with G_attack, G_orig and the model (when it is a torch module) compiled by
@@ -230,36 +131,56 @@ class ATGANAttack(GeneratorAttackBase):
         progress: bool = True,
         distance: fb.distances.Distance | None = None,
     ):
-        super().__init__(model, generator=generator, targeted=targeted, clip_min=clip_min, clip_max=clip_max,
-                         latent=latent, invert_steps=invert_steps, invert_lr=invert_lr, device=device, seed=seed,
-                         progress=progress, distance=distance)  # fmt: skip
-        self.config = TransferConfig(alpha=alpha, beta=beta, kappa=kappa, gamma=gamma, rho_l0=rho_l0, rho_linf=rho_linf,
-                                     steps=steps, lr=lr, batch_size=batch_size, tv=tv, seed=seed)  # fmt: skip
+        super().__init__(
+            model,
+            generator=generator,
+            targeted=targeted,
+            clip_min=clip_min,
+            clip_max=clip_max,
+            latent=latent,
+            invert_steps=invert_steps,
+            invert_lr=invert_lr,
+            device=device,
+            seed=seed,
+            progress=progress,
+            distance=distance,
+        )
+        self.config = TransferConfig(
+            alpha=alpha,
+            beta=beta,
+            kappa=kappa,
+            gamma=gamma,
+            rho_l0=rho_l0,
+            rho_linf=rho_linf,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            tv=tv,
+            seed=seed,
+        )
         check_guard_spec(guard)  # checked here, resolved (perhaps distilled) at the first fit
-        if isinstance(search_steps, bool) or not isinstance(search_steps, int) or not 0 <= search_steps <= 30:
-            raise ValueError(f"search_steps must be an integer in [0, 30], got {search_steps!r}")
-        if joint_batch_size is not None and (isinstance(joint_batch_size, bool) or not isinstance(joint_batch_size, int)
-                                             or joint_batch_size < 1):  # fmt: skip
-            raise ValueError(f"joint_batch_size must be an integer >= 1 or None, got {joint_batch_size!r}")
+        check_search_steps(search_steps)
+        check_joint_batch_size(joint_batch_size)
         check_precision(precision)
         self.guard = guard
         self.search_steps = search_steps
         self.joint_batch_size = joint_batch_size
         self.precision = precision
         self.compile = bool(compile)
-        self._compiled: dict[int, Any] = {}  # id(module) -> (module, its torch.compile wrapper)
+        self._compiled = CompiledModules(self.compile)
         self.guard_cache_dir = guard_cache_dir
         self._guards: tuple[nn.Module, ...] | None = None
-        self._cache = _FitCache()
+        self._cache = FitCache()
 
     def _repr_fields(self) -> dict[str, Any]:
-        if isinstance(self.guard, str) or self.guard is None:
-            guard: Any = self.guard
-        else:
-            names = [type(g).__name__ for g in (self.guard if isinstance(self.guard, (list, tuple)) else [self.guard])]
-            guard = names[0] if len(names) == 1 else names
-        return {**asdict(self.config), "guard": guard, "search_steps": self.search_steps,
-                "joint_batch_size": self.joint_batch_size, "precision": self.precision, "compile": self.compile}  # fmt: skip
+        return {
+            **asdict(self.config),
+            "guard": describe_guard(self.guard),
+            "search_steps": self.search_steps,
+            "joint_batch_size": self.joint_batch_size,
+            "precision": self.precision,
+            "compile": self.compile,
+        }
 
     # ----------------------------------------------------------------------------------------
     # Guards.
@@ -271,8 +192,9 @@ class ATGANAttack(GeneratorAttackBase):
         if self._guards is None:
             if device is None:
                 device = self.device if self.device is not None else next(self.generator.parameters()).device
-            self._guards = resolve_guards(self.guard, self.generator, cache_dir=self.guard_cache_dir, device=device,
-                                          progress=self.progress)  # fmt: skip
+            self._guards = resolve_guards(
+                self.guard, self.generator, cache_dir=self.guard_cache_dir, device=device, progress=self.progress
+            )
         return self._guards
 
     @property
@@ -287,7 +209,7 @@ class ATGANAttack(GeneratorAttackBase):
     def fit(self, model: Any = None, target: int | None = None) -> FitResult: ...
 
     @overload
-    def fit(self, model: Any = None, *, targets: list[int | None] | tuple[int | None, ...]) -> dict[int | None, FitResult]: ...
+    def fit(self, model: Any = None, *, targets: Sequence[int | None]) -> dict[int | None, FitResult]: ...
 
     def fit(self, model: Any = None, target: Any = None, *, targets: Any = None) -> Any:
         """Fits (or returns the cached) G_attack for ``model`` (default: the AdverTorch model) and ``target``.
@@ -312,14 +234,22 @@ class ATGANAttack(GeneratorAttackBase):
             classify = self._classifier_fn(model)
             device = self._device_for(model)
             guards = self.prepare_guard(device) if self.config.gamma > 0 else ()
-            per_target = self.config.batch_size if self.joint_batch_size is None else min(self.joint_batch_size, self.config.batch_size)
+            per_target = min(self.joint_batch_size or self.config.batch_size, self.config.batch_size)
             with eval_mode(torch_module_of(model)):
-                made = self._run_fits(classify, missing, config=self.config, batch_per_target=per_target, bounds=setting[0],
-                                      device=device, guards=guards, sync=None)  # fmt: skip
+                made = self._run_fits(
+                    classify,
+                    missing,
+                    config=self.config,
+                    batch_per_target=per_target,
+                    bounds=setting[0],
+                    device=device,
+                    guards=guards,
+                    sync=None,
+                )
             for t, fit in made.items():
                 self._cache.put(model, t, setting, fit)
                 fits[t] = fit
-        return fits  # type: ignore[return-value]
+        return cast("dict[int | None, FitResult]", fits)  # every missing entry was filled above
 
     def _run_fits(
         self,
@@ -337,18 +267,36 @@ class ATGANAttack(GeneratorAttackBase):
         (``batch_per_target`` examples each per step). :mod:`atgan_plugin.attack.distributed` overrides it to give
         each process its seed, its share of the batches and a gradient ``sync``."""
         if len(targets) == 1:
-            fit = fit_attack_generator(self.generator, classify, target=targets[0], config=config, bounds=bounds,
-                                       device=device, progress=self.progress, guard=guards,
-                                       precision=self.precision, sync=sync)  # fmt: skip
+            fit = fit_attack_generator(
+                self.generator,
+                classify,
+                target=targets[0],
+                config=config,
+                bounds=bounds,
+                device=device,
+                progress=self.progress,
+                guard=guards,
+                precision=self.precision,
+                sync=sync,
+            )
             return {targets[0]: fit}
-        return fit_attack_generators(self.generator, classify, targets, config=config, batch_per_target=batch_per_target,
-                                     bounds=bounds, device=device, progress=self.progress, guard=guards,
-                                     precision=self.precision, sync=sync)  # fmt: skip
+        return fit_attack_generators(
+            self.generator,
+            classify,
+            targets,
+            config=config,
+            batch_per_target=batch_per_target,
+            bounds=bounds,
+            device=device,
+            progress=self.progress,
+            guard=guards,
+            precision=self.precision,
+            sync=sync,
+        )
 
     def _fit_setting(self, model: Any) -> tuple[Any, ...]:
-        """What a fit depends on besides the module and the target: (bounds, Foolbox preprocessing, device)."""
-        bounds = tuple(model.bounds) if isinstance(model, fb.models.Model) else (float(self.clip_min), float(self.clip_max))
-        return bounds, _preprocessing(model), str(self._device_for(model))
+        """The cache's setting key for ``model``: (bounds, Foolbox preprocessing, device); see :func:`fit_setting`."""
+        return fit_setting(model, (float(self.clip_min), float(self.clip_max)), self._device_for(model))
 
     @torch.no_grad()
     def generate(
@@ -374,10 +322,12 @@ class ATGANAttack(GeneratorAttackBase):
         z = z.to(device, non_blocking=True)
         need_reference = with_reference or self.search_steps > 0
         reference = self._forward(self._reference_generator(device), z, sources) if need_reference else None
+        bounds = self._fit_setting(model)[0]
         with eval_mode(torch_module_of(model)):
-            adversarial = self._shrunk(fit, self._classifier_fn(model), z, sources, reference, target,
-                                       self._fit_setting(model)[0])  # fmt: skip
-        return (adversarial, reference) if with_reference else adversarial  # type: ignore[return-value]
+            adversarial = self._shrunk(fit, self._classifier_fn(model), z, sources, reference, target, bounds)
+        if with_reference and reference is not None:  # with_reference made the reference above
+            return adversarial, reference
+        return adversarial
 
     def _shrunk(
         self,
@@ -394,38 +344,25 @@ class ATGANAttack(GeneratorAttackBase):
         adversarial = self._forward(fit.generator, z, sources)
         if self.search_steps == 0 or reference is None:
             return adversarial
-        labels = sources if target is None else torch.full_like(sources, target)
-        classify = self._compiled_or(classify)
-
-        def is_adversarial(images: torch.Tensor) -> torch.Tensor:
-            with autocast(images.device, self.precision):
-                logits = classify(to_bounds(images, bounds)).float()
-            return fooled_with_margin(logits, labels, targeted=target is not None, margin=_SHRINK_MARGIN)
-
-        images, _ = shrink_towards_reference(reference, adversarial, is_adversarial, steps=self.search_steps)
-        return images
+        judge, precision = self._compiled_or(classify), self.precision
+        return shrink_while_fooled(
+            reference, adversarial, judge, sources, target, bounds=bounds, precision=precision, steps=self.search_steps
+        )
 
     def _forward(self, generator: nn.Module, z: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
         """``generator(z, sources)`` in float32, under the attack's precision (and compiled with ``compile=True``)."""
         with autocast(z.device, self.precision):
-            return self._compiled_or(generator)(z, sources).float()  # type: ignore[no-any-return]
+            images: torch.Tensor = self._compiled_or(generator)(z, sources)
+            return images.float()
 
     def _compiled_or(self, function: Any) -> Any:
-        """``function`` itself, or with ``compile=True`` and a torch module its ``torch.compile`` wrapper
-        (made once, kept); plain functions (a Foolbox model's forward) are not compiled."""
-        if not self.compile or not isinstance(function, nn.Module):
-            return function
-        compiled = self._compiled.get(id(function))
-        if compiled is None or compiled[0] is not function:
-            compiled = (function, torch.compile(function))
-            self._compiled[id(function)] = compiled
-        return compiled[1]
+        """``function`` itself, or with ``compile=True`` and a torch module its ``torch.compile`` wrapper."""
+        self._compiled.enabled = self.compile  # ``compile`` may be switched after construction
+        return self._compiled(function)
 
     def save_fit(self, path: str | Path, *, target: int | None = None, model: Any = None) -> None:
         """Writes the fitted G_attack for (model, target) as a safetensors file (atomically)."""
-        fit = self.fit(self._model_or_default(model), target)
-        training = {"target": target, "config": asdict(fit.config), "history": fit.history[-1:]}
-        save_checkpoint(path, Checkpoint(_FIT_KIND, dict(fit.generator.state_dict()), {}, training))
+        write_fit(path, self.fit(self._model_or_default(model), target), target)
 
     def load_fit(self, path: str | Path, *, model: Any = None) -> FitResult:
         """Loads a G_attack saved by :meth:`save_fit` and caches it for ``model`` and its target.
@@ -434,22 +371,10 @@ class ATGANAttack(GeneratorAttackBase):
         weight is read; a digest mismatch or a non-finite weight is a ``CheckpointError``.
         """
         model = self._model_or_default(model)
-        header = read_header(path, expected_kind=_FIT_KIND)
-        try:
-            check_declared_tensors(header.tensors, self.generator, str(path))
-        except CheckpointError as error:
-            raise CheckpointError(f"{path} was fitted from a different generator than this attack's: {error}") from None
-        target, recorded = header.training.get("target"), header.training.get("config", {})
-        try:
-            target = self._check_target(target)
-            config = replace(self.config, **recorded)
-        except (TypeError, ValueError) as error:
-            raise CheckpointError(f"{path} records an unusable target or fit configuration: {error}") from None
-        g_attack = copy.deepcopy(self.generator).requires_grad_(False).eval()
-        g_attack.load_state_dict(load_checkpoint(path, expected_kind=_FIT_KIND).tensors, strict=True)
-        history = header.training.get("history", [])
-        fit = FitResult(g_attack.to(self._device_for(model)), target, config, list(history) if isinstance(history, list) else [])
-        self._cache.put(model, target, self._fit_setting(model), fit)
+        fit = read_fit(
+            path, self.generator, config=self.config, check_target=self._check_target, device=self._device_for(model)
+        )
+        self._cache.put(model, fit.target, self._fit_setting(model), fit)
         return fit
 
     def _images(
@@ -463,11 +388,12 @@ class ATGANAttack(GeneratorAttackBase):
     ) -> torch.Tensor:
         # One G_attack per distinct target (one in all when untargeted); the missing ones fitted together.
         out = torch.empty((len(z), *self.generator.image_shape), device=z.device)
-        groups = [None] if targets is None else targets.unique().tolist()
+        groups = [None] if targets is None else torch.unique(targets).tolist()
         fits = self._fit_many(model, groups)
         for target in groups:
             mask = torch.ones(len(z), dtype=torch.bool, device=z.device) if target is None else (targets == target)
             with torch.no_grad():
-                reference = self._forward(self._reference_generator(z.device), z[mask], sources[mask]) if self.search_steps else None
+                g_orig = self._reference_generator(z.device) if self.search_steps else None
+                reference = self._forward(g_orig, z[mask], sources[mask]) if g_orig is not None else None
                 out[mask] = self._shrunk(fits[target], classify, z[mask], sources[mask], reference, target, bounds)
         return out

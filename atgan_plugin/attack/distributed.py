@@ -39,7 +39,15 @@ from atgan_plugin.attack.guards import AUTO
 from atgan_plugin.attack.transfer import FitResult, GradientSync, TransferConfig
 from atgan_plugin.utils import check_device
 
-__all__ = ["DataParallelATGANAttack", "Distributed", "gradient_sync", "init", "launched_by_torchrun", "rank_seed", "split_batch"]
+__all__ = [
+    "DataParallelATGANAttack",
+    "Distributed",
+    "gradient_sync",
+    "init",
+    "launched_by_torchrun",
+    "rank_seed",
+    "split_batch",
+]
 
 _TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -87,7 +95,9 @@ def init(device: str = "auto") -> Distributed | None:
         return None
     rank, world_size, local_rank = (int(os.environ[name]) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
     if device in ("auto", "cuda"):
-        resolved = torch.device("cuda", local_rank) if torch.cuda.is_available() and device != "cpu" else torch.device("cpu")
+        resolved = (
+            torch.device("cuda", local_rank) if torch.cuda.is_available() and device != "cpu" else torch.device("cpu")
+        )
         if device == "cuda" and resolved.type != "cuda":
             raise ValueError("device 'cuda' was asked for, but CUDA is not available on this machine")
     else:
@@ -111,7 +121,9 @@ def rank_seed(seed: int, rank: int) -> int:
 def split_batch(batch: int, world_size: int, what: str = "batch_size") -> int:
     """Each process's share of a batch of ``batch`` examples; a ``ValueError`` when it does not split evenly."""
     if batch % world_size:
-        raise ValueError(f"{what} {batch} does not split evenly over {world_size} processes; use a multiple of {world_size}")
+        raise ValueError(
+            f"{what} {batch} does not split evenly over {world_size} processes; use a multiple of {world_size}"
+        )
     return batch // world_size
 
 
@@ -146,7 +158,9 @@ class DataParallelATGANAttack(ATGANAttack):
         self.progress = self.progress and distributed.is_main
         split_batch(self.config.batch_size, distributed.world_size, "--batch-size")  # fail before any fit
         if self.joint_batch_size is not None:
-            split_batch(min(self.joint_batch_size, self.config.batch_size), distributed.world_size, "--joint-batch-size")
+            split_batch(
+                min(self.joint_batch_size, self.config.batch_size), distributed.world_size, "--joint-batch-size"
+            )
 
     def prepare_guard(self, device: str | torch.device | None = None) -> tuple[nn.Module, ...]:
         # Rank 0 distils (or reads) the guard first and caches it; the others then read its file.
@@ -172,8 +186,16 @@ class DataParallelATGANAttack(ATGANAttack):
     ) -> dict[int | None, FitResult]:
         world, rank = self.distributed.world_size, self.distributed.rank
         local = replace(config, batch_size=split_batch(config.batch_size, world), seed=rank_seed(config.seed, rank))
-        fits = super()._run_fits(classify, targets, config=local, batch_per_target=split_batch(batch_per_target, world),
-                                 bounds=bounds, device=device, guards=guards, sync=gradient_sync(world))  # fmt: skip
+        fits = super()._run_fits(
+            classify,
+            targets,
+            config=local,
+            batch_per_target=split_batch(batch_per_target, world),
+            bounds=bounds,
+            device=device,
+            guards=guards,
+            sync=gradient_sync(world),
+        )
         for fit in fits.values():  # record the fit as a whole: the batch over all processes, the run's seed
             fit.config = replace(fit.config, batch_size=fit.config.batch_size * world, seed=config.seed)
         return fits

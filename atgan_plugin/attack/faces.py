@@ -24,21 +24,22 @@ Shape:
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 from collections.abc import Callable
 from numbers import Integral
 from typing import Any
 
-import eagerpy as ep
 import foolbox as fb
 import torch
+from eagerpy.astensor import astensor, astensor_
 from foolbox.attacks.base import MinimizationAttack, get_criterion, raise_if_kwargs
 from foolbox.criteria import Misclassification, TargetedMisclassification
+from foolbox.models.base import Model as FoolboxModel
 from torch import nn
 
-from atgan_plugin.adapters.protocol import check_generator
+from atgan_plugin.adapters.protocol import as_generator_module, check_generator
 from atgan_plugin.attack._advertorch_compat import AdvertorchAttack, LabelMixin
+from atgan_plugin.attack.attacked_model import InputsInModelDtype, parameter_dtype, torch_module_of
 from atgan_plugin.attack.inversion import invert_latents
 from atgan_plugin.attack.transfer import to_bounds
 from atgan_plugin.utils import check_device, eval_mode, model_device
@@ -48,53 +49,7 @@ __all__ = ["LATENT_MODES", "GeneratorAttackBase", "torch_module_of"]
 LATENT_MODES = ("random", "invert")
 
 
-def torch_module_of(model: Any) -> nn.Module | None:
-    """The ``nn.Module`` behind a model: itself, or the one a ``foolbox.PyTorchModel`` wraps.
-
-    ``PyTorchModel`` keeps the module only in the closure of its forward function, so we look
-    there; anything else (a plain function) has no module and no train/eval mode to manage.
-    """
-    if isinstance(model, nn.Module):
-        return model
-    forward = getattr(model, "_model", None)
-    if forward is not None and callable(forward):
-        try:
-            module = inspect.getclosurevars(forward).nonlocals.get("model")
-        except (TypeError, ValueError):
-            return None
-        return module if isinstance(module, nn.Module) else None
-    return None
-
-
-def _parameter_dtype(module: nn.Module | None) -> torch.dtype | None:
-    """The dtype of the first floating-point parameter of ``module`` (None: no module or none)."""
-    for p in module.parameters() if module is not None else ():
-        if p.is_floating_point():
-            return p.dtype
-    return None
-
-
-class _InputsInModelDtype(fb.models.Model):
-    """A Foolbox model fed in its parameters' dtype.
-
-    Foolbox judges success by calling the model on the attack's output, which keeps the inputs'
-    dtype: float64 images and a float32 model would fail there. Our ``__call__`` hands Foolbox
-    this wrapper; ``run`` unwraps it.
-    """
-
-    def __init__(self, model: fb.models.Model, dtype: torch.dtype):
-        self.model, self.dtype = model, dtype
-
-    @property
-    def bounds(self) -> Any:
-        return self.model.bounds
-
-    def __call__(self, inputs: Any) -> Any:
-        x, restore_type = ep.astensor_(inputs)
-        return restore_type(ep.astensor(self.model(x.raw.to(self.dtype))))
-
-
-class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ignore[misc]
+class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # type: ignore[misc]  # untyped bases
     """Both faces of an attack on a conditional generator (see the module docstring).
 
     Subclasses call ``super().__init__`` with the common arguments and implement :meth:`_images`
@@ -128,9 +83,11 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         if not clip_min < clip_max:
             raise ValueError(f"clip_min ({clip_min}) must be below clip_max ({clip_max})")
         if invert_lr <= 0 or isinstance(invert_steps, bool) or not isinstance(invert_steps, int) or invert_steps < 1:
-            raise ValueError(f"invert_steps must be an int >= 1 and invert_lr positive, got {invert_steps} and {invert_lr}")
+            raise ValueError(
+                f"invert_steps must be an int >= 1 and invert_lr positive, got {invert_steps} and {invert_lr}"
+            )
         AdvertorchAttack.__init__(self, model, nn.CrossEntropyLoss(reduction="sum"), clip_min, clip_max)
-        self.generator = generator
+        self.generator = as_generator_module(generator)
         self.targeted = targeted
         self.latent = latent
         self.invert_steps = invert_steps
@@ -169,22 +126,31 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         return self._distance
 
     def __repr__(self) -> str:
-        fields = {"targeted": self.targeted, "latent": self.latent, **self._repr_fields(),
-                  "clip_min": self.clip_min, "clip_max": self.clip_max, "device": self.device}  # fmt: skip
+        fields = {
+            "targeted": self.targeted,
+            "latent": self.latent,
+            **self._repr_fields(),
+            "clip_min": self.clip_min,
+            "clip_max": self.clip_max,
+            "device": self.device,
+        }
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    # Foolbox marks __call__ final; ours only picks the face, then calls Foolbox's (or perturb).
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
         """Foolbox call when the first argument is a ``foolbox.Model``, else AdverTorch's ``perturb``."""
-        if args and isinstance(args[0], fb.models.Model):
+        if args and isinstance(args[0], FoolboxModel):
             fmodel = args[0]
             if len(args) > 1:
                 self._check_values(args[1], fmodel.bounds)
-                if len(ep.astensor(args[1]).raw) == 0:
-                    raise ValueError("inputs hold no images (a batch of 0): Foolbox's attack call cannot judge an "
-                                     "empty batch; skip it")  # fmt: skip
-                dtype = _parameter_dtype(torch_module_of(fmodel))
-                if dtype is not None and ep.astensor(args[1]).raw.dtype != dtype:
-                    args = (_InputsInModelDtype(fmodel, dtype), *args[1:])
+                if len(astensor(args[1]).raw) == 0:
+                    raise ValueError(
+                        "inputs hold no images (a batch of 0): Foolbox's attack call cannot judge an "
+                        "empty batch; skip it"
+                    )
+                dtype = parameter_dtype(torch_module_of(fmodel))
+                if dtype is not None and astensor(args[1]).raw.dtype != dtype:
+                    args = (InputsInModelDtype(fmodel, dtype), *args[1:])
             # Foolbox's own success check runs the model too: keep it in eval mode throughout.
             with eval_mode(torch_module_of(fmodel)):
                 return MinimizationAttack.__call__(self, *args, **kwargs)
@@ -195,7 +161,7 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
 
     def run(
         self,
-        model: fb.models.Model,
+        model: FoolboxModel,
         inputs: Any,
         criterion: Any,
         *,
@@ -204,37 +170,48 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         **kwargs: Any,
     ) -> Any:
         raise_if_kwargs(kwargs)
-        if isinstance(model, _InputsInModelDtype):  # our __call__'s wrapper: the fit wants the user's model
+        if isinstance(model, InputsInModelDtype):  # our __call__'s wrapper: the fit wants the user's model
             model = model.model
-        x, restore_type = ep.astensor_(inputs)
+        x, restore_type = astensor_(inputs)
         criterion_ = get_criterion(criterion)
         images = x.raw
         self._check_values(images, model.bounds)
         if isinstance(criterion_, Misclassification):
             if source_labels is not None:
-                raise ValueError("source_labels= is for targeted calls (TargetedMisclassification); untargeted, "
-                                 "the labels are the source classes")  # fmt: skip
-            sources, targets = ep.astensor(criterion_.labels).raw, None
+                raise ValueError(
+                    "source_labels= is for targeted calls (TargetedMisclassification); untargeted, "
+                    "the labels are the source classes"
+                )
+            sources, targets = astensor(criterion_.labels).raw, None
         elif isinstance(criterion_, TargetedMisclassification):
-            targets = ep.astensor(criterion_.target_classes).raw
-            sources = ep.astensor(source_labels).raw if source_labels is not None else None
+            targets = astensor(criterion_.target_classes).raw
+            sources = astensor(source_labels).raw if source_labels is not None else None
         else:
-            raise ValueError(f"unsupported criterion {type(criterion_).__name__}: use Misclassification or TargetedMisclassification")
+            raise ValueError(
+                f"unsupported criterion {type(criterion_).__name__}: use Misclassification or TargetedMisclassification"
+            )
 
-        adv = self._attack(model, self._classifier_fn(model), images, sources, targets, tuple(model.bounds))
-        return restore_type(ep.astensor(adv))
+        bounds = (model.bounds.lower, model.bounds.upper)
+        adv = self._attack(model, self._classifier_fn(model), images, sources, targets, bounds)
+        return restore_type(astensor(adv))
 
     # ----------------------------------------------------------------------------------------
     # AdverTorch face.
 
-    def perturb(self, x: torch.Tensor, y: torch.Tensor | None = None, *, source_labels: torch.Tensor | None = None) -> torch.Tensor:
+    def perturb(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, *, source_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """AdverTorch's entry point: adversarial images for ``x`` (see the module docstring for ``y``)."""
         if self.predict is None:
-            raise ValueError(f"no model: for the AdverTorch face pass it first, {type(self).__name__}(model, generator=G)")
+            raise ValueError(
+                f"no model: for the AdverTorch face pass it first, {type(self).__name__}(model, generator=G)"
+            )
         if self.targeted and y is None:
             raise ValueError("a targeted attack needs the target labels: perturb(x, y=targets)")
         if not self.targeted and source_labels is not None:
-            raise ValueError("source_labels= is for a targeted attack (targeted=True); untargeted, y are the source classes")
+            raise ValueError(
+                "source_labels= is for a targeted attack (targeted=True); untargeted, y are the source classes"
+            )
         bounds = (float(self.clip_min), float(self.clip_max))
         self._check_values(x, bounds)
         sources, targets = (source_labels, y) if self.targeted else (y, None)
@@ -269,11 +246,17 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
 
     def _latents(self, x: torch.Tensor, sources: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
         if self.latent == "random":
-            return self.generator.sample_z(len(x), generator=self._latent_rng, device=x.device)  # type: ignore[operator, no-any-return]
+            return self.generator.sample_z(len(x), generator=self._latent_rng, device=x.device)
         low, high = bounds
         images01 = (x.float() - low) / (high - low)
-        return invert_latents(self._reference_generator(x.device), images01, sources, steps=self.invert_steps,
-                              lr=self.invert_lr, rng=self._latent_rng)  # fmt: skip
+        return invert_latents(
+            self._reference_generator(x.device),
+            images01,
+            sources,
+            steps=self.invert_steps,
+            lr=self.invert_lr,
+            rng=self._latent_rng,
+        )
 
     def _reference_generator(self, device: torch.device) -> nn.Module:
         """A frozen eval-mode copy of G_orig on ``device``: the caller's generator is never moved."""
@@ -289,19 +272,22 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
     def _model_or_default(self, model: Any) -> Any:
         model = model if model is not None else self.predict
         if model is None:
-            raise ValueError(f"no model given: pass one to {self._model_methods}, or to {type(self).__name__}(model, ...)")
+            raise ValueError(
+                f"no model given: pass one to {self._model_methods}, or to {type(self).__name__}(model, ...)"
+            )
         return model
 
     @staticmethod
     def _classifier_fn(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-        if isinstance(model, fb.models.Model):
-            return lambda batch: model(batch)  # type: ignore[no-any-return]
-        return model  # type: ignore[no-any-return]
+        if isinstance(model, FoolboxModel):
+            return lambda batch: model(batch)
+        classify: Callable[[torch.Tensor], torch.Tensor] = model  # a module or a function: images -> logits
+        return classify
 
     def _device_for(self, model: Any) -> torch.device:
         if self.device is not None:
             return self.device
-        if isinstance(model, fb.models.Model) and hasattr(model, "device"):
+        if isinstance(model, FoolboxModel) and hasattr(model, "device"):
             return torch.device(model.device)
         module = torch_module_of(model)
         return model_device(module) if module is not None else model_device(self.generator)
@@ -311,7 +297,10 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
             raise TypeError(f"inputs must be a torch.Tensor, got {type(x).__name__}")
         expected = tuple(self.generator.image_shape)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"inputs must have shape (N, {', '.join(map(str, expected))}) to match the generator, got {tuple(x.shape)}")
+            raise ValueError(
+                f"inputs must have shape (N, {', '.join(map(str, expected))}) to match the generator, "
+                f"got {tuple(x.shape)}"
+            )
         module = torch_module_of(model)
         if module is not None and self.device is None:
             model_dev = model_device(module, default=x.device)
@@ -321,35 +310,47 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
     @staticmethod
     def _check_values(x: Any, bounds: tuple[float, float]) -> None:
         """Floating-point images, all finite, within ``bounds``."""
-        raw = ep.astensor(x).raw if not isinstance(x, torch.Tensor) else x
+        raw = astensor(x).raw if not isinstance(x, torch.Tensor) else x
         if not isinstance(raw, torch.Tensor):
             return  # named by _check_images
         if not raw.dtype.is_floating_point:
-            raise TypeError(f"inputs must be floating-point images, got dtype {raw.dtype} (e.g. x.float() / 255 "
-                            f"with bounds (0, 1))")  # fmt: skip
+            raise TypeError(
+                f"inputs must be floating-point images, got dtype {raw.dtype} (e.g. x.float() / 255 with bounds (0, 1))"
+            )
         if raw.numel() > 0:
             if not bool(torch.isfinite(raw).all()):
                 raise ValueError(f"inputs contain {int((~torch.isfinite(raw)).sum())} NaN or infinite values")
             low, high = bounds
             lo, hi = raw.min().item(), raw.max().item()
             if lo < low or hi > high:
-                raise ValueError(f"inputs must lie within the model's bounds [{low}, {high}], found values in [{lo:.4g}, {hi:.4g}]")
+                raise ValueError(
+                    f"inputs must lie within the model's bounds [{low}, {high}], found values in [{lo:.4g}, {hi:.4g}]"
+                )
 
-    def _predicted_classes(self, model: Any, classify: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def _predicted_classes(
+        self, model: Any, classify: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
+    ) -> torch.Tensor:
         """The model's classes ``(N,)`` for ``x``, fed in the model's own dtype."""
-        dtype = _parameter_dtype(torch_module_of(model))
+        dtype = parameter_dtype(torch_module_of(model))
         with torch.no_grad():
             logits = classify(x.to(dtype) if dtype is not None else x)
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != len(x):
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"the model must return logits of shape (N, classes) = ({len(x)}, "
-                             f"{self.generator.num_classes}), got {shape}")  # fmt: skip
+            raise ValueError(
+                f"the model must return logits of shape (N, classes) = ({len(x)}, "
+                f"{self.generator.num_classes}), got {shape}"
+            )
         return logits.argmax(1)
 
     @staticmethod
     def _check_target(target: Any) -> int | None:
         """A target class as an int (from an int, a NumPy integer or a 0-d integer tensor), or None."""
-        if isinstance(target, torch.Tensor) and target.ndim == 0 and not target.dtype.is_floating_point and target.dtype != torch.bool:
+        if (
+            isinstance(target, torch.Tensor)
+            and target.ndim == 0
+            and not target.dtype.is_floating_point
+            and target.dtype != torch.bool
+        ):
             target = target.item()
         if target is None or (isinstance(target, Integral) and not isinstance(target, bool)):
             return None if target is None else int(target)
@@ -362,5 +363,8 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
             raise ValueError(f"{what} must have shape ({n},) to match the inputs, got {tuple(labels.shape)}")
         num_classes = int(self.generator.num_classes)
         if n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-            raise ValueError(f"{what} must lie in [0, {num_classes}) (the generator's classes), got {labels.min().item()}..{labels.max().item()}")
+            raise ValueError(
+                f"{what} must lie in [0, {num_classes}) (the generator's classes), "
+                f"got {labels.min().item()}..{labels.max().item()}"
+            )
         return labels.long()

@@ -38,11 +38,21 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from atgan_plugin.adapters.protocol import as_generator_module
 from atgan_plugin.attack.atgan import ATGANAttack
 from atgan_plugin.attack.transfer import sample_sources
 from atgan_plugin.checkpoints import atomic_write, remove_stale_temporaries
 
-__all__ = ["MANIFEST", "PLAN", "GenerationError", "GenerationPlan", "ModelNotNeeded", "file_sha256", "generate_shards", "read_shard"]
+__all__ = [
+    "MANIFEST",
+    "PLAN",
+    "GenerationError",
+    "GenerationPlan",
+    "ModelNotNeeded",
+    "file_sha256",
+    "generate_shards",
+    "read_shard",
+]
 
 MANIFEST = "manifest.json"
 PLAN = "generation.json"
@@ -113,8 +123,9 @@ def shard_inputs(plan: GenerationPlan, shard: int, generator: nn.Module) -> tupl
     """Shard ``shard``'s source classes ``(n,)`` and latents ``(n, z_dim)``, on CPU, from its seed."""
     rng = torch.Generator().manual_seed(plan.shard_seed(shard))
     n = plan.count(shard)
-    sources = sample_sources(n, int(generator.num_classes), plan.target, rng)  # type: ignore[arg-type]
-    return sources, generator.sample_z(n, generator=rng, device="cpu")  # type: ignore[operator]
+    adapter = as_generator_module(generator)
+    sources = sample_sources(n, int(adapter.num_classes), plan.target, rng)
+    return sources, adapter.sample_z(n, generator=rng, device="cpu")
 
 
 def read_shard(path: str | Path) -> dict[str, torch.Tensor]:
@@ -133,7 +144,12 @@ def _verify(path: Path, plan: GenerationPlan, shard: int) -> str | None:
             shape = f.get_slice("images").get_shape()
     except (SafetensorError, OSError, KeyError) as error:
         return f"unreadable ({error})"
-    expected = {"kind": SHARD_KIND, "shard": str(shard), "seed": str(plan.shard_seed(shard)), "count": str(plan.count(shard))}
+    expected = {
+        "kind": SHARD_KIND,
+        "shard": str(shard),
+        "seed": str(plan.shard_seed(shard)),
+        "count": str(plan.count(shard)),
+    }
     wrong = [key for key, value in expected.items() if meta.get(key) != value]
     if wrong or not shape or shape[0] != plan.count(shard):
         return f"its {', '.join(wrong) or 'image count'} do not match the plan"
@@ -145,17 +161,24 @@ def _host_buffer(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return torch.empty(shape, pin_memory=device.type == "cuda")
 
 
-def _make_shard(attack: ATGANAttack, model: Any, plan: GenerationPlan, shard: int, batch_size: int,
-                device: torch.device, advance: Callable[[int], None]) -> dict[str, torch.Tensor]:  # fmt: skip
+def _make_shard(
+    attack: ATGANAttack,
+    model: Any,
+    plan: GenerationPlan,
+    shard: int,
+    batch_size: int,
+    device: torch.device,
+    advance: Callable[[int], None],
+) -> dict[str, torch.Tensor]:
     sources, z = shard_inputs(plan, shard, attack.generator)
     if device.type == "cuda":
         sources, z = sources.pin_memory(), z.pin_memory()
-    images = _host_buffer((len(z), *attack.generator.image_shape), device)  # type: ignore[misc]
+    images = _host_buffer((len(z), *attack.generator.image_shape), device)
     for start in range(0, len(z), batch_size):
         rows = slice(start, start + batch_size)
         y = sources[rows].to(device, non_blocking=True)
         adversarial = attack.generate(y, target=plan.target, z=z[rows].to(device, non_blocking=True), model=model)
-        images[rows].copy_(adversarial, non_blocking=True)  # type: ignore[arg-type]
+        images[rows].copy_(adversarial, non_blocking=True)  # type: ignore[arg-type]  # one tensor: no with_reference
         advance(len(y))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -177,7 +200,9 @@ def check_plan(out_dir: Path, plan: GenerationPlan) -> None:
         differs = {k: (earlier.get(k), v) for k, v in plan.record().items() if earlier.get(k) != v}
         if differs:
             listed = ", ".join(f"{k} {old!r} (now {new!r})" for k, (old, new) in differs.items())
-            raise GenerationError(f"{out_dir} holds a generation with {listed}; resume it with the same settings or use another --out")
+            raise GenerationError(
+                f"{out_dir} holds a generation with {listed}; resume it with the same settings or use another --out"
+            )
         return
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp:
@@ -204,8 +229,13 @@ def generate_shards(
     out_dir = Path(out_dir)
     device = next(attack.fit(model, plan.target).generator.parameters()).device
     mine = list(range(rank, plan.num_shards, world_size))
-    bar = tqdm(total=sum(plan.count(i) for i in mine), unit="img", unit_scale=True, disable=not progress,
-               desc=f"generating ({world_size} process{'es' if world_size > 1 else ''}, rank {rank}'s share)")  # fmt: skip
+    bar = tqdm(
+        total=sum(plan.count(i) for i in mine),
+        unit="img",
+        unit_scale=True,
+        disable=not progress,
+        desc=f"generating ({world_size} process{'es' if world_size > 1 else ''}, rank {rank}'s share)",
+    )
     entries, generated, start = [], 0, time.perf_counter()
     for shard in mine:
         path = out_dir / plan.shard_name(shard)
@@ -217,9 +247,16 @@ def generate_shards(
                 continue
             warnings.warn(f"{path} is not shard {shard} of this plan ({problem}); making it again", stacklevel=2)
         tensors = _make_shard(attack, model, plan, shard, batch_size, device, bar.update)
-        metadata = {"kind": SHARD_KIND, "shard": str(shard), "seed": str(plan.shard_seed(shard)), "count": str(plan.count(shard)),
-                    "first": str(plan.first(shard)), "target": "none" if plan.target is None else str(plan.target),
-                    "fit_sha256": plan.fit_sha256, "bounds": "0,1"}  # fmt: skip
+        metadata = {
+            "kind": SHARD_KIND,
+            "shard": str(shard),
+            "seed": str(plan.shard_seed(shard)),
+            "count": str(plan.count(shard)),
+            "first": str(plan.first(shard)),
+            "target": "none" if plan.target is None else str(plan.target),
+            "fit_sha256": plan.fit_sha256,
+            "bounds": "0,1",
+        }
         with atomic_write(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
             sha256 = file_sha256(tmp)
@@ -230,22 +267,44 @@ def generate_shards(
 
 
 def _entry(plan: GenerationPlan, shard: int, sha256: str) -> dict[str, Any]:
-    return {"path": plan.shard_name(shard), "count": plan.count(shard), "sha256": sha256, "seed": plan.shard_seed(shard),
-            "first": plan.first(shard)}  # fmt: skip
+    return {
+        "path": plan.shard_name(shard),
+        "count": plan.count(shard),
+        "sha256": sha256,
+        "seed": plan.shard_seed(shard),
+        "first": plan.first(shard),
+    }
 
 
-def write_manifest(out_dir: str | Path, plan: GenerationPlan, entries: list[dict[str, Any]], facts: dict[str, Any]) -> Path:
+def write_manifest(
+    out_dir: str | Path, plan: GenerationPlan, entries: list[dict[str, Any]], facts: dict[str, Any]
+) -> Path:
     """``out_dir/manifest.json``: the plan, its seeds and every shard (written last: the folder is complete)."""
     entries = sorted(entries, key=lambda e: e["first"])
-    if [e["path"] for e in entries] != [plan.shard_name(i) for i in range(plan.num_shards)] or sum(e["count"] for e in entries) != plan.total:
+    if [e["path"] for e in entries] != [plan.shard_name(i) for i in range(plan.num_shards)] or sum(
+        e["count"] for e in entries
+    ) != plan.total:
         raise GenerationError(f"the shards made do not cover the plan's {plan.total} examples")
-    manifest = {"kind": SHARD_KIND, "format": _FORMAT, "total": plan.total, "shard_size": plan.shard_size,
-                "seeds": {"seed": plan.seed, "scheme": "shard i draws (source_labels, z) from torch.Generator seeded with "
-                          "SeedSequence([seed, i]).generate_state(1, uint64)[0] >> 1; its 'seed' below"},
-                "target": plan.target, "plan": plan.record(), "shards": entries,
-                "tensors": {"images": "float32 (n, C, H, W) in [0, 1]", "source_labels": "int64 (n,)",
-                            **({"target_labels": "int64 (n,)"} if plan.target is not None else {})},
-                **facts}  # fmt: skip
+    manifest = {
+        "kind": SHARD_KIND,
+        "format": _FORMAT,
+        "total": plan.total,
+        "shard_size": plan.shard_size,
+        "seeds": {
+            "seed": plan.seed,
+            "scheme": "shard i draws (source_labels, z) from torch.Generator seeded with "
+            "SeedSequence([seed, i]).generate_state(1, uint64)[0] >> 1; its 'seed' below",
+        },
+        "target": plan.target,
+        "plan": plan.record(),
+        "shards": entries,
+        "tensors": {
+            "images": "float32 (n, C, H, W) in [0, 1]",
+            "source_labels": "int64 (n,)",
+            **({"target_labels": "int64 (n,)"} if plan.target is not None else {}),
+        },
+        **facts,
+    }
     path = Path(out_dir) / MANIFEST
     with atomic_write(path) as tmp:
         tmp.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -18,7 +18,7 @@ is never the realism judge.
 
 Why both: the auxiliary classifier was trained on clean images only, so small changes can keep it on
 the source class while the class fades for a person; the distilled guard, trained on adversarial
-examples, cannot be held by small changes. Measured in ``docs/benchmarks.md``.
+examples, cannot be held by small changes. The study: ``docs/benchmarks.md``, "Realism by default".
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from atgan_plugin.adapters.protocol import check_generator
+from atgan_plugin.adapters.protocol import as_generator_module, check_generator
 from atgan_plugin.checkpoints import Checkpoint, CheckpointError, read_header, save_checkpoint, tensor_digest
 from atgan_plugin.defenses import fgsm_random_start
 from atgan_plugin.models import GUARD_KIND, build_guard, load_classifier
@@ -49,6 +50,7 @@ __all__ = [
     "as_guards",
     "cached_distilled_guard",
     "default_cache_dir",
+    "describe_guard",
     "distill_guard",
     "generator_fingerprint",
     "is_distilled_guard",
@@ -81,13 +83,21 @@ def check_guard_spec(guard: GuardSpec) -> None:
     as_guards(guard)
 
 
+def describe_guard(guard: GuardSpec) -> Any:
+    """``guard`` for a ``repr``: ``"auto"`` or None as they are, classifiers by their class names."""
+    if isinstance(guard, str) or guard is None:
+        return guard
+    names = [type(g).__name__ for g in (guard if isinstance(guard, (list, tuple)) else [guard])]
+    return names[0] if len(names) == 1 else names
+
+
 # ------------------------------------------------------------------------------------------------
 # The distilled guard.
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """How a guard is distilled from G_orig (our choice; measurements in ``docs/benchmarks.md``).
+    """How a guard is distilled from G_orig (our choice; ``docs/benchmarks.md``, "Realism by default").
 
     Each step draws a fresh batch ``(z, y)``, renders ``G_orig(z, y)`` and trains the guard on an FGSM
     example from a random start (Wong et al. 2020) inside the ℓ∞ ball of radius ``epsilon`` around it.
@@ -104,7 +114,9 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.width < 1:
-            raise ValueError(f"steps, batch_size and width must be >= 1, got {self.steps}, {self.batch_size}, {self.width}")
+            raise ValueError(
+                f"steps, batch_size and width must be >= 1, got {self.steps}, {self.batch_size}, {self.width}"
+            )
         if not self.lr > 0 or (self.epsilon is not None and not self.epsilon >= 0):
             raise ValueError(f"lr must be > 0 and epsilon >= 0, got {self.lr} and {self.epsilon}")
 
@@ -121,7 +133,9 @@ def generator_fingerprint(generator: nn.Module) -> str:
     """SHA-256 over what decides G_orig's images: the adapter's class and options, and every tensor of
     its state (:func:`~atgan_plugin.checkpoints.tensor_digest`). Any change to a weight changes it."""
     state = {name: tensor.detach().cpu() for name, tensor in generator.state_dict().items()}
-    identity = f"{type(generator).__module__}.{type(generator).__qualname__}|{generator.extra_repr()}|{tensor_digest(state)}"
+    identity = (
+        f"{type(generator).__module__}.{type(generator).__qualname__}|{generator.extra_repr()}|{tensor_digest(state)}"
+    )
     return hashlib.sha256(identity.encode()).hexdigest()
 
 
@@ -141,8 +155,8 @@ def distill_guard(
 
     check_generator(generator)
     device = torch.device(device) if device is not None else model_device(generator)
-    g = copy.deepcopy(generator).to(device).requires_grad_(False).eval()
-    channels, num_classes = int(g.image_shape[0]), int(g.num_classes)  # type: ignore[index]
+    g = as_generator_module(copy.deepcopy(generator).to(device).requires_grad_(False).eval())
+    channels, num_classes = int(g.image_shape[0]), int(g.num_classes)
     epsilon = config.epsilon_for(channels)
     rng = torch.Generator().manual_seed(config.seed)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -155,11 +169,11 @@ def distill_guard(
         for _ in bar:
             y = torch.randint(num_classes, (config.batch_size,), generator=rng).to(device)
             with torch.no_grad():
-                x = g(g.sample_z(config.batch_size, generator=rng, device=device), y)  # type: ignore[operator]
+                x = g(g.sample_z(config.batch_size, generator=rng, device=device), y)
             x_adv = fgsm_random_start(guard, x, y, epsilon) if epsilon > 0 else x
             loss = F.cross_entropy(guard(x_adv), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward has no annotations
             optimizer.step()
             schedule.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -205,8 +219,10 @@ def cached_distilled_guard(
         except (CheckpointError, OSError, TypeError, ValueError) as error:
             warnings.warn(f"ignoring the cached guard {path} ({error}); distilling it again", stacklevel=2)
     guard = distill_guard(generator, config, device=device, progress=progress)
-    training = {"generator_sha256": fingerprint, "recipe": asdict(config), "image_shape": list(generator.image_shape)}  # type: ignore[attr-defined]
-    save_checkpoint(path, Checkpoint(GUARD_KIND, dict(guard.state_dict()), dict(guard.checkpoint_meta["config"]), training))
+    image_shape = list(as_generator_module(generator).image_shape)
+    training = {"generator_sha256": fingerprint, "recipe": asdict(config), "image_shape": image_shape}
+    meta = cast("dict[str, Any]", guard.checkpoint_meta)  # set by atgan_plugin.models.build_guard
+    save_checkpoint(path, Checkpoint(GUARD_KIND, dict(guard.state_dict()), dict(meta["config"]), training))
     return guard
 
 

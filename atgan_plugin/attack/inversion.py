@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from atgan_plugin.adapters.protocol import as_generator_module
+
 __all__ = ["invert_latents"]
 
 
@@ -27,7 +29,7 @@ def invert_latents(
 
     ``generator`` must be in eval mode; its parameters receive no gradient.
     """
-    z = generator.sample_z(len(images), generator=rng, device=images.device).requires_grad_(True)  # type: ignore[operator]
+    z = as_generator_module(generator).sample_z(len(images), generator=rng, device=images.device).requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=lr)
     for _ in range(steps):
         reconstruction = generator(z, labels)

@@ -19,8 +19,8 @@ equal to ``config.batch_size`` the K results equal K separate fits up to floatin
 
 our choice: on a CPU the cost of a step is the model's and the guards' passes per (target, example),
 which no sharing removes; ``batch_per_target`` (``ATGANAttack(joint_batch_size=...)``) draws fewer
-examples per target and step than a separate fit. Measured speed and per-target success and realism
-against separate fits: ``docs/benchmarks.md`` (``benchmarks/joint_fit.py``).
+examples per target and step than a separate fit. Speed and per-target success and realism against
+separate fits: ``docs/benchmarks.md``, "Ten targets in one fit against ten separate fits".
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from atgan_plugin.adapters.protocol import check_generator
+from atgan_plugin.adapters.protocol import as_generator_module, check_generator
 from atgan_plugin.attack.guards import as_guards
 from atgan_plugin.attack.losses import sample_rho
 from atgan_plugin.attack.precision import autocast, check_precision
@@ -52,10 +52,18 @@ from atgan_plugin.attack.transfer import (
     transfer_loss,
 )
 
-__all__ = ["StackedGenerator", "fit_attack_generators"]
+__all__ = ["StackedGenerator", "check_joint_batch_size", "fit_attack_generators"]
 
 Target = int | None
 _DEFAULT_CONFIG = TransferConfig()
+
+
+def check_joint_batch_size(joint_batch_size: int | None) -> None:
+    """A ``ValueError`` unless ``joint_batch_size`` (examples per target and step) is an integer >= 1 or None."""
+    if joint_batch_size is not None and (
+        isinstance(joint_batch_size, bool) or not isinstance(joint_batch_size, int) or joint_batch_size < 1
+    ):
+        raise ValueError(f"joint_batch_size must be an integer >= 1 or None, got {joint_batch_size!r}")
 
 
 class StackedGenerator:
@@ -71,17 +79,23 @@ class StackedGenerator:
         named = dict(module.named_parameters())
         self.module = module
         self.copies = copies
-        self.stacked = {name: p.detach()[None].repeat(copies, *([1] * p.ndim)).requires_grad_(True)
-                        for name, p in named.items() if id(p) in chosen}  # fmt: skip
+        self.stacked = {
+            name: p.detach()[None].repeat(copies, *([1] * p.ndim)).requires_grad_(True)
+            for name, p in named.items()
+            if id(p) in chosen
+        }
         self.shared = {name: p.detach() for name, p in named.items() if id(p) not in chosen}
         self.shared.update(dict(module.named_buffers()))
         self.vectorised: bool | None = None  # decided on the first call
 
     def _one(self, params: dict[str, torch.Tensor], z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.module, {**params, **self.shared}, (z, y))  # type: ignore[no-any-return]
+        images: torch.Tensor = functional_call(self.module, {**params, **self.shared}, (z, y))
+        return images
 
     def _loop(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.stack([self._one({n: p[k] for n, p in self.stacked.items()}, z[k], y[k]) for k in range(self.copies)])
+        return torch.stack(
+            [self._one({n: p[k] for n, p in self.stacked.items()}, z[k], y[k]) for k in range(self.copies)]
+        )
 
     def _vmap(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return vmap(self._one)(self.stacked, z, y)
@@ -106,8 +120,11 @@ class StackedGenerator:
         Call before an optimiser holds them."""
         for (name, param), grad in zip(list(self.stacked.items()), grads, strict=True):
             if grad.stride() != param.stride() and _dense(grad):
-                self.stacked[name] = torch.empty_strided(param.shape, grad.stride(), dtype=param.dtype,
-                                                         device=param.device).copy_(param.detach()).requires_grad_(True)  # fmt: skip
+                self.stacked[name] = (
+                    torch.empty_strided(param.shape, grad.stride(), dtype=param.dtype, device=param.device)
+                    .copy_(param.detach())
+                    .requires_grad_(True)
+                )
         return list(self.stacked.values())
 
     def generator(self, k: int) -> nn.Module:
@@ -171,7 +188,7 @@ def fit_attack_generators(
     check_generator(g_orig)
     check_precision(precision)
     targets = list(targets)
-    num_classes = int(g_orig.num_classes)  # type: ignore[arg-type]
+    num_classes = int(as_generator_module(g_orig).num_classes)
     if not targets:
         raise ValueError("no targets to fit: give at least one class index (or None for untargeted)")
     if len(set(targets)) != len(targets):
@@ -188,9 +205,11 @@ def fit_attack_generators(
     k = len(targets)
 
     # Work on copies: the caller's generator keeps its device, mode and flags; batch norm frozen.
-    g_orig = copy.deepcopy(g_orig).to(device).requires_grad_(False).eval()
-    stack = StackedGenerator(g_orig, list(g_orig.attack_parameters()), k)  # type: ignore[operator]
-    guards = [copy.deepcopy(g).to(device).requires_grad_(False).eval() for g in as_guards(guard)] if config.gamma > 0 else []
+    g_orig = as_generator_module(copy.deepcopy(g_orig).to(device).requires_grad_(False).eval())
+    stack = StackedGenerator(g_orig, list(g_orig.attack_parameters()), k)
+    guards = (
+        [copy.deepcopy(g).to(device).requires_grad_(False).eval() for g in as_guards(guard)] if config.gamma > 0 else []
+    )
     params = list(stack.stacked.values())
     optimizer: torch.optim.Optimizer | None = None  # made after the first backward pass (adopt_layout)
     rngs = [torch.Generator().manual_seed(config.seed) for _ in targets]  # each group draws as its own fit would
@@ -199,8 +218,10 @@ def fit_attack_generators(
 
     bar = tqdm(range(config.steps), desc=f"AT-GAN fit ({k} targets together)", disable=not progress)
     for step in bar:
-        draws = [(g_orig.sample_z(b, generator=rng, device=device), sample_sources(b, num_classes, t, rng).to(device))  # type: ignore[operator]
-                 for t, rng in zip(targets, rngs, strict=True)]  # fmt: skip
+        draws = [
+            (g_orig.sample_z(b, generator=rng, device=device), sample_sources(b, num_classes, t, rng).to(device))
+            for t, rng in zip(targets, rngs, strict=True)
+        ]
         z = torch.stack([d[0] for d in draws])  # (K, b, z_dim)
         y_s = torch.stack([d[1] for d in draws])  # (K, b)
         with torch.no_grad(), autocast(device, precision):
@@ -216,9 +237,17 @@ def fit_attack_generators(
         for i, (target, rng) in enumerate(zip(targets, rngs, strict=True)):
             rows = slice(i * b, (i + 1) * b)
             rho = sample_rho(images[rows].shape, l0=config.rho_l0, linf=config.rho_linf, generator=rng, device=device)
-            loss, terms = transfer_loss(images[rows], reference[rows], logits[rows], sources[rows], group_labels[rows], rho,
-                                        targeted=target is not None, config=config,
-                                        guards=[(own[rows], ref[rows]) for own, ref in pairs])  # fmt: skip
+            loss, terms = transfer_loss(
+                images[rows],
+                reference[rows],
+                logits[rows],
+                sources[rows],
+                group_labels[rows],
+                rho,
+                targeted=target is not None,
+                config=config,
+                guards=[(own[rows], ref[rows]) for own, ref in pairs],
+            )
             losses.append(loss)
             if step % 10 == 9 or step == config.steps - 1:
                 records[target] = (terms, rows)
@@ -241,8 +270,16 @@ def fit_attack_generators(
         if records:
             success: dict[Target, float] = {}
             for target, (terms, rows) in records.items():
-                record = fit_record(step + 1, group_losses[targets.index(target)], terms, logits[rows], group_labels[rows],
-                                    target is not None, images[rows], reference[rows])  # fmt: skip
+                record = fit_record(
+                    step + 1,
+                    group_losses[targets.index(target)],
+                    terms,
+                    logits[rows],
+                    group_labels[rows],
+                    target is not None,
+                    images[rows],
+                    reference[rows],
+                )
                 histories[target].append(record)
                 success[target] = record["success"]
             bar.set_postfix(success=f"{min(success.values()):.2f}..{max(success.values()):.2f}")
@@ -252,4 +289,3 @@ def fit_attack_generators(
     for p in params:
         p.grad = None
     return {t: FitResult(stack.generator(i), t, fit_config, histories[t]) for i, t in enumerate(targets)}
-

@@ -1,4 +1,4 @@
-"""AT-GAN's transfer losses and the noise ρ (``method.md`` §2).
+"""AT-GAN's transfer losses and the noise ρ (AT-GAN paper, the transfer stage; ρ's bounds: appendix D.3).
 
     L(z, y_s) = α · L_adv + β · L_dist
     L_adv     = max(max_{i≠t} log p_i − log p_t, −κ)          targeted to t
@@ -66,10 +66,13 @@ def sample_rho(
 
 def distance_loss(attack_images: torch.Tensor, original_images: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
     """``‖G_orig + ρ − G_attack‖₂`` per sample (not squared, as in the paper). Shape: ``(N,)``."""
-    return (original_images + rho - attack_images).flatten(1).norm(dim=1)
+    distance: torch.Tensor = (original_images + rho - attack_images).flatten(1).norm(dim=1)
+    return distance
 
 
-def source_guard_loss(guard_logits: torch.Tensor, reference_guard_logits: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+def source_guard_loss(
+    guard_logits: torch.Tensor, reference_guard_logits: torch.Tensor, sources: torch.Tensor
+) -> torch.Tensor:
     """How much source-class evidence G_attack's image lost, for a guard classifier, per sample.
 
     Shape: logits ``(N, K)`` of the guard on G_attack's and on G_orig's images, sources ``(N,)``;

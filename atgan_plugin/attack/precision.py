@@ -5,7 +5,7 @@ our choice: ``"bf16"`` runs the generators', the model's and the guards' forward
 and the parameters, their gradients and Adam's moments stay float32. bfloat16 keeps float32's
 exponent range, so no loss scaling is needed (float16 would need it). It pays on GPUs with bf16
 tensor cores (Ampere and later) and on CPUs with AVX-512 BF16 or AMX; elsewhere it is slower than
-float32. Measurements: ``docs/benchmarks.md``.
+float32. Measurements: ``docs/benchmarks.md``, "StyleGAN2-ADA: float32 versus mixed precision".
 """
 
 from __future__ import annotations

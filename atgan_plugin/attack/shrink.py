@@ -6,8 +6,8 @@ every image about as far as the hardest ones need. For each example we search th
 smallest ``t`` at which the model is still fooled, as Foolbox's minimization attacks shrink their
 perturbations. Success is unchanged (an example fooled at ``t = 1`` is fooled at the ``t`` returned),
 while the change from G_orig, and with it the stripes and blotches the fit paints, shrinks by the
-factor ``t``. It costs ``steps`` forward passes of the model, no gradient. Measurements:
-``docs/benchmarks.md``.
+factor ``t``. It costs ``steps`` forward passes of the model, no gradient. The study:
+``docs/benchmarks.md``, "Realism by default".
 """
 
 from __future__ import annotations
@@ -16,12 +16,27 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["fooled_with_margin", "shrink_towards_reference"]
+from atgan_plugin.attack.precision import autocast
+from atgan_plugin.attack.transfer import to_bounds
+
+__all__ = [
+    "SHRINK_MARGIN",
+    "check_search_steps",
+    "fooled_with_margin",
+    "shrink_towards_reference",
+    "shrink_while_fooled",
+]
+
+SHRINK_MARGIN = 0.01  # logits: a shrunk example stays adversarial when the model is re-run in another batch
 
 
-def fooled_with_margin(
-    logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool, margin: float
-) -> torch.Tensor:
+def check_search_steps(search_steps: int) -> None:
+    """A ``ValueError`` unless ``search_steps`` (bisection steps) is an integer in [0, 30]."""
+    if isinstance(search_steps, bool) or not isinstance(search_steps, int) or not 0 <= search_steps <= 30:
+        raise ValueError(f"search_steps must be an integer in [0, 30], got {search_steps!r}")
+
+
+def fooled_with_margin(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool, margin: float) -> torch.Tensor:
     """Whether each example is adversarial with a logit margin above ``margin``, ``(N,)`` bool.
 
     Untargeted: the best other class beats the source ``labels`` by more than ``margin``; targeted:
@@ -62,3 +77,29 @@ def shrink_towards_reference(
     unchanged = (t_fooled == 1)[:, None, None, None]  # exactly G_attack's image, not a rounding of it
     images = torch.where(unchanged, adversarial, reference + t_fooled[:, None, None, None] * change)
     return images, t_fooled
+
+
+def shrink_while_fooled(
+    reference: torch.Tensor,
+    adversarial: torch.Tensor,
+    classify: Callable[[torch.Tensor], torch.Tensor],
+    sources: torch.Tensor,
+    target: int | None,
+    *,
+    bounds: tuple[float, float],
+    precision: str,
+    steps: int,
+) -> torch.Tensor:
+    """:func:`shrink_towards_reference` judged by the model: ``classify`` runs on the images mapped to
+    ``bounds``, under ``precision``, and must stay fooled by more than :data:`SHRINK_MARGIN`: away from
+    the ``sources`` ``(N,)`` (untargeted, ``target`` None) or into ``target``. Images ``(N, C, H, W)``
+    in [0, 1] in and out."""
+    labels = sources if target is None else torch.full_like(sources, target)
+
+    def is_adversarial(images: torch.Tensor) -> torch.Tensor:
+        with autocast(images.device, precision):
+            logits = classify(to_bounds(images, bounds)).float()
+        return fooled_with_margin(logits, labels, targeted=target is not None, margin=SHRINK_MARGIN)
+
+    images, _ = shrink_towards_reference(reference, adversarial, is_adversarial, steps=steps)
+    return images

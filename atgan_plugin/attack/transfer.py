@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from atgan_plugin.adapters.protocol import check_generator
+from atgan_plugin.adapters.protocol import as_generator_module, check_generator
 from atgan_plugin.attack.guards import as_guards
 from atgan_plugin.attack.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss, total_variation
 from atgan_plugin.attack.precision import autocast, check_precision
@@ -55,11 +55,12 @@ class TransferConfig:
     paper (appendix Table 6): α = 2, β = 1 for MNIST and Fashion-MNIST (α = 3, β = 2 for CelebA
     and CIFAR-10), ‖ρ‖₀ = 200 of 784 and ‖ρ‖∞ = 0.5 (appendix D.3).
     our choice: one step is one Adam update on a fresh batch of ``(z, y_s)`` (the paper's
-    "epochs = 100" is undefined); ``steps``, ``lr`` and ``kappa`` were chosen from measured
-    success/realism curves (``docs/benchmarks.md``); ``gamma`` weighs each source-class guard
-    (our addition; 0 turns them off), without which the fit fools the model partly by erasing the
-    source class; ``tv`` weighs the total variation of ``G_attack − G_orig`` (our addition, off by
-    default: it removes the stripes the fit paints, at a cost in success against robust models).
+    "epochs = 100" is undefined); ``steps``, ``lr`` and ``kappa`` were chosen from success/realism
+    curves (``docs/benchmarks.md``, "Without the guard" and "Realism by default"); ``gamma`` weighs
+    each source-class guard (our addition; 0 turns them off), without which the fit fools the model
+    partly by erasing the source class; ``tv`` weighs the total variation of ``G_attack − G_orig``
+    (our addition, off by default: it removes the stripes the fit paints, at a cost in success
+    against robust models).
     """
 
     alpha: float = 2.0
@@ -86,11 +87,10 @@ class TransferConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-# With a guard that is itself adversarially trained (the shipped ``robust_guard``), the guard keeps
-# the source class and L_dist can pull less than the paper's β = 1. our choice, measured against
-# the PGD-trained Model A (500 steps, 2,000 examples): realistic success 0.33 with β = 1 and 0.67
-# with β = 0.25, the oracle's agreement ratio 0.96 in both (docs/results/fashion-mnist.md).
-# `atgan reproduce` uses it; without a guard keep β = 1.
+# our choice, for `atgan reproduce`: with a guard that is itself adversarially trained (the shipped
+# ``robust_guard``) the guard keeps the source class, so L_dist can pull less than the paper's β = 1.
+# Without such a guard keep β = 1. Why and the numbers: docs/results/fashion-mnist.md, "Why `atgan
+# reproduce` uses a robust guard and β = 0.25".
 ROBUST_GUARD_TRANSFER = TransferConfig(beta=0.25, steps=500)
 
 
@@ -130,14 +130,17 @@ def check_logits(logits: torch.Tensor, num_classes: int) -> None:
         )
 
 
-def guard_logits(guard: nn.Module, images: torch.Tensor, reference: torch.Tensor,
-                 logits_shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def guard_logits(
+    guard: nn.Module, images: torch.Tensor, reference: torch.Tensor, logits_shape: torch.Size
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One guard's logits on G_attack's ``images`` and (without gradient) on G_orig's ``reference``."""
     with torch.no_grad():
         reference_logits = guard(reference).float()
     if reference_logits.shape != logits_shape:
-        raise ValueError(f"a guard returns logits of shape {tuple(reference_logits.shape)} but the model returns "
-                         f"{tuple(logits_shape)}; a guard must classify the generator's classes")  # fmt: skip
+        raise ValueError(
+            f"a guard returns logits of shape {tuple(reference_logits.shape)} but the model returns "
+            f"{tuple(logits_shape)}; a guard must classify the generator's classes"
+        )
     return guard(images).float(), reference_logits
 
 
@@ -157,8 +160,10 @@ def transfer_loss(
 
     ``guards`` holds each guard's logits on ``images`` and on ``reference`` (:func:`guard_logits`).
     """
-    terms = {"l_adv": adversarial_loss(logits, labels, targeted=targeted, kappa=config.kappa),
-             "l_dist": distance_loss(images, reference, rho)}  # fmt: skip
+    terms = {
+        "l_adv": adversarial_loss(logits, labels, targeted=targeted, kappa=config.kappa),
+        "l_dist": distance_loss(images, reference, rho),
+    }
     loss = config.alpha * terms["l_adv"].mean() + config.beta * terms["l_dist"].mean()
     if guards:
         terms["l_guard"] = torch.stack([source_guard_loss(own, ref, sources) for own, ref in guards]).sum(0)
@@ -170,13 +175,26 @@ def transfer_loss(
 
 
 @torch.no_grad()
-def fit_record(step: int, loss: torch.Tensor, terms: dict[str, torch.Tensor], logits: torch.Tensor, labels: torch.Tensor,
-               targeted: bool, images: torch.Tensor, reference: torch.Tensor) -> dict[str, float]:  # fmt: skip
+def fit_record(
+    step: int,
+    loss: torch.Tensor,
+    terms: dict[str, torch.Tensor],
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    targeted: bool,
+    images: torch.Tensor,
+    reference: torch.Tensor,
+) -> dict[str, float]:
     """One history record: the loss, the mean of each term, the batch's success and mean ℓ2 to G_orig."""
     predicted = logits.argmax(1)
     fooled = (predicted == labels) if targeted else (predicted != labels)
-    return {"step": step, "loss": loss.item(), **{name: term.mean().item() for name, term in terms.items()},
-            "success": fooled.float().mean().item(), "l2": (images - reference).flatten(1).norm(dim=1).mean().item()}  # fmt: skip
+    return {
+        "step": step,
+        "loss": loss.item(),
+        **{name: term.mean().item() for name, term in terms.items()},
+        "success": fooled.float().mean().item(),
+        "l2": (images - reference).flatten(1).norm(dim=1).mean().item(),
+    }
 
 
 @torch.enable_grad()  # callers may sit inside torch.no_grad(), e.g. a generate() that fits on first use
@@ -214,21 +232,23 @@ def fit_attack_generator(
     """
     check_generator(g_orig)
     check_precision(precision)
-    num_classes = int(g_orig.num_classes)  # type: ignore[arg-type]
+    num_classes = int(as_generator_module(g_orig).num_classes)
     if target is not None and not 0 <= target < num_classes:
         raise ValueError(f"target class {target} is outside [0, {num_classes})")
     if device is None:
         device = next(g_orig.parameters()).device
     # Work on copies: the caller's generator keeps its device, mode and flags.
-    g_orig = copy.deepcopy(g_orig).to(device).requires_grad_(False)
+    g_orig = as_generator_module(copy.deepcopy(g_orig).to(device).requires_grad_(False))
     g_attack = copy.deepcopy(g_orig)
     # Frozen batch-norm statistics and no dropout: G(z, y) is a fixed function of (z, y).
     g_orig.eval()
     g_attack.eval()
-    guards = [copy.deepcopy(g).to(device).requires_grad_(False).eval() for g in as_guards(guard)] if config.gamma > 0 else []
+    guards = (
+        [copy.deepcopy(g).to(device).requires_grad_(False).eval() for g in as_guards(guard)] if config.gamma > 0 else []
+    )
     for p in g_attack.parameters():
         p.requires_grad_(False)
-    params = list(g_attack.attack_parameters())  # type: ignore[operator]
+    params = list(g_attack.attack_parameters())
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.Adam(params, lr=config.lr)
@@ -238,7 +258,7 @@ def fit_attack_generator(
 
     bar = tqdm(range(config.steps), desc=f"AT-GAN fit (target={target})", disable=not progress)
     for step in bar:
-        z = g_orig.sample_z(config.batch_size, generator=rng, device=device)  # type: ignore[operator]
+        z = g_orig.sample_z(config.batch_size, generator=rng, device=device)
         y_s = sample_sources(config.batch_size, num_classes, target, rng).to(device)
         with torch.no_grad(), autocast(device, precision):
             reference = g_orig(z, y_s).float()
@@ -247,10 +267,11 @@ def fit_attack_generator(
             logits = classifier(to_bounds(images, bounds)).float()
             check_logits(logits, num_classes)
             guard_pairs = [guard_logits(g, images, reference, logits.shape) for g in guards]
-        labels = torch.full_like(y_s, target) if targeted else y_s
+        labels = y_s if target is None else torch.full_like(y_s, target)
         rho = sample_rho(images.shape, l0=config.rho_l0, linf=config.rho_linf, generator=rng, device=device)
-        loss, terms = transfer_loss(images, reference, logits, y_s, labels, rho, targeted=targeted, config=config,
-                                    guards=guard_pairs)  # fmt: skip
+        loss, terms = transfer_loss(
+            images, reference, logits, y_s, labels, rho, targeted=targeted, config=config, guards=guard_pairs
+        )
         grads = torch.autograd.grad(loss, params)
         if sync is not None:  # data-parallel: every rank ends with the mean over all ranks
             loss = sync(loss.detach(), grads)
