@@ -10,7 +10,8 @@ its source class ``y_s``. The words (see :mod:`atgan_plugin.metrics`):
 - **oracle agreement**: the oracle gives the source class, on the adversarial or the reference images;
 - **reference error**: the target model is already wrong on the reference image;
 - **distances**: ℓ2 and ℓ∞ of ``adversarial − reference`` per image, in [0, 1] pixel units;
-- **added edges**: total variation of the change over that of the reference (:func:`~atgan_plugin.metrics.realism.added_edges`).
+- **added edges**: total variation of the change over that of the reference
+  (:func:`~atgan_plugin.metrics.realism.added_edges`).
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ def _run_section(report: ReproduceReport) -> list[str]:
     lines = ["## Run", "", f"- command: `{env['command']}`", f"- machine: {env['machine']}"]
     lines += [
         f"- started: {report.started}, took {report.seconds:.0f} s",
-        f"- examples per (attack, model): {config['n']}; seed {config['seed']}; toolkit for the baselines: {config['toolkit']}",
+        f"- examples per (attack, model): {config['n']}; seed {config['seed']}; "
+        f"toolkit for the baselines: {config['toolkit']}",
         f"- models present: {', '.join(white) or 'none'}",
         f"- models missing: {', '.join(report.missing) or 'none'}",
         "",
