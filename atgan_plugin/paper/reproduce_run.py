@@ -188,19 +188,22 @@ class _Runner:
             reference = x
         elif name == "song":
             song = self._song(model)
-            # with_reference=True: the search returns (adversarial, G(z0, y_s)).
-            pair = cast(
-                Callable[[], tuple[torch.Tensor, torch.Tensor]],
-                lambda: song.search(y, z=z, model=model, with_reference=True),
-            )
-            (adversarial, reference), seconds = timed(pair)
+
+            def search() -> tuple[torch.Tensor, torch.Tensor]:
+                # with_reference=True: the search returns (adversarial, G(z0, y_s)).
+                return cast(tuple[torch.Tensor, torch.Tensor], song.search(y, z=z, model=model, with_reference=True))
+
+            (adversarial, reference), seconds = timed(search)
         elif name == "atgan":
             attack = self.atgan_attack(model, atgan or self.config.atgan, guards, search_steps)
             _, fit_seconds = timed(lambda: attack.fit(model))
+
+            def generate(s: slice) -> torch.Tensor:
+                # without with_reference: the adversarial images alone.
+                return cast(torch.Tensor, attack.generate(y[s], z=z[s], model=model)).cpu()
+
             # Time the generation alone; G_orig's references are made afterwards, untimed.
-            adversarial, seconds = timed(
-                lambda: self.chunks(lambda s: cast(torch.Tensor, attack.generate(y[s], z=z[s], model=model)).cpu())
-            )
+            adversarial, seconds = timed(lambda: self.chunks(generate))
             reference = self.chunks(lambda s: self.reference(z[s], y[s]))
         else:
             raise ValueError(f"unknown attack {name!r}; known: {ATTACKS}")
