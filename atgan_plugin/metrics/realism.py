@@ -2,7 +2,7 @@
 
 Three ways to judge whether AT-GAN's images still look like their class (never one alone):
 
-1. **oracle agreement** (:mod:`atgan_plugin.paper.evaluation`): an independent, adversarially trained
+1. **oracle agreement** (:mod:`atgan_plugin.metrics.counting`): an independent, adversarially trained
    classifier still gives the source class;
 2. **robust-feature Fréchet distance** (:class:`RobustFrechetDistance`): the Fréchet distance between
    Gaussians fitted to the penultimate features of an *adversarially trained* classifier of the
@@ -73,9 +73,10 @@ class RobustFrechetDistance:
         self.features = PenultimateFeatures(classifier)
         self.device = next(self.features.parameters()).device
         # sync_on_compute=False: under torchrun only rank 0 evaluates; the metric must not wait for the others.
-        self._metric = FrechetInceptionDistance(feature=self.features, normalize=True, reset_real_features=False,
-                                                sync_on_compute=False)  # fmt: skip
-        self._metric = self._metric.to(self.device)
+        metric = FrechetInceptionDistance(
+            feature=self.features, normalize=True, reset_real_features=False, sync_on_compute=False
+        )
+        self._metric = metric.to(self.device)
         with torch.no_grad():
             for batch in real:
                 self._metric.update(batch.to(self.device), real=True)
