@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from atgan_plugin.checkpoints import CheckpointError, safetensors_truncation
+from atgan_plugin.checkpoint_checks import CheckpointError, safetensors_truncation
 
 __all__ = ["GeneratorFormat", "load_generator", "register_generator_format", "registered_formats"]
 
