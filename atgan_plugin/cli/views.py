@@ -35,26 +35,56 @@ def report_command(run_dir: Path) -> None:
 @click.command("human-eval")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 # The item set: made once, stored in RUN_DIR/human-eval/.
-@click.option("--per-class", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Latents per class, each shown through G_orig and through G_attack (paper: 100).")
-@click.option("--real-control", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Real test images per class mixed in as a control.")
+@click.option(
+    "--per-class",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Latents per class, each shown through G_orig and through G_attack (paper: 100).",
+)
+@click.option(
+    "--real-control",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Real test images per class mixed in as a control.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the item set and of each rater's order.")
-@click.option("--fit", "fit_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The fitted G_attack [default: RUN_DIR/g_attack.safetensors, else the run's --fit].")
-@click.option("--dataset", default="fashion-mnist", show_default=True,
-              help="Dataset of the class names and of the real control.")
+@click.option(
+    "--fit",
+    "fit_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The fitted G_attack [default: RUN_DIR/g_attack.safetensors, else the run's --fit].",
+)
+@click.option(
+    "--dataset", default="fashion-mnist", show_default=True, help="Dataset of the class names and of the real control."
+)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder of the dataset's IDX files.")
 # The page.
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (only this machine by default).")
-@click.option("--port", type=click.IntRange(min=0, max=65535), default=8765, show_default=True, help="Port; 0 takes any free one.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to serve on (only this machine by default)."
+)
+@click.option(
+    "--port", type=click.IntRange(min=0, max=65535), default=8765, show_default=True, help="Port; 0 takes any free one."
+)
 @click.option("--rater", default=None, help="Rater name the page starts with (else it asks; each rater gets a file).")
 @click.option("--ask-class", is_flag=True, default=False, help='Also ask "Which class is it?" after each judgement.')
 # Instead of serving.
-@click.option("--table", "table_only", is_flag=True, default=False,
-              help="Write and print Table 10 from the answers so far (human-eval/table10.md, .json); do not serve.")
-@click.option("--csv", "csv_only", is_flag=True, default=False,
-              help="Export items.csv, key.csv and answers.csv for crowd platforms; do not serve.")
+@click.option(
+    "--table",
+    "table_only",
+    is_flag=True,
+    default=False,
+    help="Write and print Table 10 from the answers so far (human-eval/table10.md, .json); do not serve.",
+)
+@click.option(
+    "--csv",
+    "csv_only",
+    is_flag=True,
+    default=False,
+    help="Export items.csv, key.csv and answers.csv for crowd platforms; do not serve.",
+)
 def human_eval_command(
     run_dir: Path, per_class: int, real_control: int, seed: int, fit_path: Path | None, dataset: str, data_dir: str | None,
     host: str, port: int, rater: str | None, ask_class: bool, table_only: bool, csv_only: bool,
@@ -113,7 +143,9 @@ def human_eval_command(
         raise click.ClickException(f"cannot serve on {host}:{port}: {error.strerror or error}") from error
     url = f"http://{host}:{server.server_address[1]}/" + (f"?rater={rater}" if rater else "")
     if host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo(f"note: serving on {host}, not only this machine: anyone who can reach it can open the page and answer")
+        click.echo(
+            f"note: serving on {host}, not only this machine: anyone who can reach it can open the page and answer"
+        )
     click.echo(f"serving the human evaluation on {url}  (Ctrl-C stops; answers are saved as they come)")
     try:
         server.serve_forever()
