@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from atgan_plugin.pretrained import pretrained_path
+from atgan_plugin.pretrained import resolve_checkpoint
 
 __all__ = ["best_time", "checkpoint", "machine", "machine_lines"]
 
@@ -37,10 +37,8 @@ def machine_lines(device: torch.device) -> list[str]:
 
 def checkpoint(path: Path | None, name: str) -> Path:
     """``path``, or the shipped Fashion-MNIST checkpoint ``name`` (SystemExit naming it when absent)."""
-    if path is not None:
-        return path
     try:
-        return pretrained_path(name)
+        return resolve_checkpoint(path, name)
     except FileNotFoundError as error:
         raise SystemExit(f"error: {error}; pass the checkpoint's path explicitly") from error
 

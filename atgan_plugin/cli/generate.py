@@ -159,6 +159,5 @@ def generate_command(
         return
     made, seconds = outcome.made_now, outcome.seconds
     speed = f"; {made / seconds:,.0f} images/s over {outcome.processes} process(es)" if made and seconds > 0 else ""
-    click.echo(
-        f"{plan.total:,} examples in {plan.num_shards} shard(s) ({made:,} made now{speed}); manifest: {outcome.manifest}"
-    )
+    shards = f"{plan.total:,} examples in {plan.num_shards} shard(s)"
+    click.echo(f"{shards} ({made:,} made now{speed}); manifest: {outcome.manifest}")

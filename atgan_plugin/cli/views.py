@@ -86,9 +86,20 @@ def report_command(run_dir: Path) -> None:
     help="Export items.csv, key.csv and answers.csv for crowd platforms; do not serve.",
 )
 def human_eval_command(
-    run_dir: Path, per_class: int, real_control: int, seed: int, fit_path: Path | None, dataset: str, data_dir: str | None,
-    host: str, port: int, rater: str | None, ask_class: bool, table_only: bool, csv_only: bool,
-) -> None:  # fmt: skip
+    run_dir: Path,
+    per_class: int,
+    real_control: int,
+    seed: int,
+    fit_path: Path | None,
+    dataset: str,
+    data_dir: str | None,
+    host: str,
+    port: int,
+    rater: str | None,
+    ask_class: bool,
+    table_only: bool,
+    csv_only: bool,
+) -> None:
     """The paper's human evaluation of RUN_DIR (a folder of atgan demo, evaluate or attack) as a local page.
 
     Raters see the same (z, y) through G_orig and G_attack, shuffled and blinded, and answer
@@ -115,15 +126,27 @@ def human_eval_command(
         ctx = click.get_current_context()
         if items is None:
             click.echo(f"making the item set in {run_dir / 'human-eval'} ...")
-            items = build_items(run_dir, per_class=per_class, real_control=real_control, seed=seed, dataset=dataset,
-                                data_dir=data_dir, fit_path=fit_path)  # fmt: skip
+            items = build_items(
+                run_dir,
+                per_class=per_class,
+                real_control=real_control,
+                seed=seed,
+                dataset=dataset,
+                data_dir=data_dir,
+                fit_path=fit_path,
+            )
         else:
             asked = {"per_class": per_class, "real_control": real_control, "seed": seed, "dataset": dataset}
-            differ = [f"--{k.replace('_', '-')} {v} (stored: {items.settings[k]})" for k, v in asked.items()
-                      if ctx.get_parameter_source(k) != ParameterSource.DEFAULT and items.settings.get(k) != v]  # fmt: skip
+            differ = [
+                f"--{k.replace('_', '-')} {v} (stored: {items.settings[k]})"
+                for k, v in asked.items()
+                if ctx.get_parameter_source(k) != ParameterSource.DEFAULT and items.settings.get(k) != v
+            ]
             if differ:
-                raise click.UsageError(f"{items.folder} already holds an item set made with other settings: {', '.join(differ)}; "
-                                       "its answers refer to those items (move the folder away to start a new evaluation)")  # fmt: skip
+                raise click.UsageError(
+                    f"{items.folder} already holds an item set made with other settings: {', '.join(differ)}; "
+                    "its answers refer to those items (move the folder away to start a new evaluation)"
+                )
         click.echo(describe(items))
         if table_only or csv_only:
             _write_outputs(items, table_only, csv_only)
@@ -138,8 +161,10 @@ def human_eval_command(
         server = make_server(app, host, port)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
-            raise click.ClickException(f"port {port} on {host} is in use (another atgan human-eval?); pass --port N, "
-                                       "or --port 0 for any free port") from error  # fmt: skip
+            raise click.ClickException(
+                f"port {port} on {host} is in use (another atgan human-eval?); pass --port N, "
+                "or --port 0 for any free port"
+            ) from error
         raise click.ClickException(f"cannot serve on {host}:{port}: {error.strerror or error}") from error
     url = f"http://{host}:{server.server_address[1]}/" + (f"?rater={rater}" if rater else "")
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -4,7 +4,7 @@ optionally the generator written carrying them (so that "auto" needs no distilla
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -31,7 +31,8 @@ def prepare_guards(
 
     extra = [load_classifier(guard, device=device) for guard in added_guards]
     own = tuple(getattr(generator, "default_guards", ()))
-    generator.default_guards = SharedGuards((*own, *extra))
+    # An adapter's attribute; nn.Module's __getattr__ would type it as Tensor | Module.
+    cast(Any, generator).default_guards = SharedGuards((*own, *extra))
     return list(resolve_guards(AUTO, generator, cache_dir=cache_dir, device=device, progress=progress))
 
 
@@ -48,6 +49,7 @@ def write_guarded_generator(
         record: dict[str, Any] = dict(read_header(source).training)
     except CheckpointError:  # an NVIDIA pickle
         record = {}
-    generator.default_guards = SharedGuards(tuple(g.cpu() for g in guards))
+    adapter = cast(Any, generator)  # an adapter with save() (checked above), not any nn.Module
+    adapter.default_guards = SharedGuards(tuple(g.cpu() for g in guards))
     record = {**record, "source": str(source), "guards": [type(g).__name__ for g in guards]}
-    generator.cpu().save(out, record, half=half)
+    adapter.cpu().save(out, record, half=half)

@@ -130,7 +130,8 @@ def train_gan_into(
     )
     record: dict[str, Any] = {"options": options, "environment": environment}
     earlier = _read_json(Path(out) / "options.json") if (Path(out) / "state.pt").exists() else {}
-    before = earlier.get("options") if isinstance(earlier.get("options"), dict) else {}
+    first_options = earlier.get("options")
+    before: dict[str, Any] = first_options if isinstance(first_options, dict) else {}
     changed = [
         f"--{name.replace('_', '-')} {before[name]} (now {options[name]})"
         for name in GAN_DATA_OPTIONS
