@@ -18,7 +18,7 @@ Parts (``--parts``, default all):
 - ``pgd``: images/s of Foolbox's ``LinfPGD`` and AdverTorch's ``LinfPGDAttack`` (20 steps of 0.01,
   ε = 0.1) on the same batch, against AT-GAN's ``generate``.
 
-Not measured on a GPU yet (no GPU was available when it was written); see ``docs/benchmarks.md``.
+Results and the machines they come from: ``docs/benchmarks.md``, "Scale".
 """
 
 from __future__ import annotations
