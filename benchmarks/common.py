@@ -6,16 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from atgan_plugin.metrics.machine import best_time, machine, machine_lines
-from atgan_plugin.pretrained import pretrained_path
+from atgan_plugin.pretrained import resolve_checkpoint
 
 __all__ = ["best_time", "checkpoint", "machine", "machine_lines"]
 
 
 def checkpoint(path: Path | None, name: str) -> Path:
     """``path``, or the shipped Fashion-MNIST checkpoint ``name`` (SystemExit naming it when absent)."""
-    if path is not None:
-        return path
     try:
-        return pretrained_path(name)
+        return resolve_checkpoint(path, name)
     except FileNotFoundError as error:
         raise SystemExit(f"error: {error}; pass the checkpoint's path explicitly") from error

@@ -32,8 +32,15 @@ from atgan_plugin.vendored.stylegan2_ada import Generator
 
 def stylegan_32(channel_max: int) -> nn.Module:
     torch.manual_seed(0)
-    network = Generator(z_dim=128, c_dim=10, w_dim=128, img_resolution=32, img_channels=3, mapping_kwargs={"num_layers": 2},
-                        synthesis_kwargs={"channel_base": 16384, "channel_max": channel_max, "num_fp16_res": 0})  # fmt: skip
+    network = Generator(
+        z_dim=128,
+        c_dim=10,
+        w_dim=128,
+        img_resolution=32,
+        img_channels=3,
+        mapping_kwargs={"num_layers": 2},
+        synthesis_kwargs={"channel_base": 16384, "channel_max": channel_max, "num_fp16_res": 0},
+    )
     return StyleGAN2ADAGenerator(network).eval()
 
 
@@ -66,8 +73,10 @@ def main() -> None:
     args = parser.parse_args()
     print("\n".join(machine_lines(torch.device("cpu"))))
     recipe = DistillConfig(steps=args.steps)
-    for name, generator in (("AC-WGAN_GP 1x28x28 (shipped)", load_pretrained_generator()),
-                            (f"StyleGAN2-ADA 3x32x32 (channel_max {args.channel_max})", stylegan_32(args.channel_max))):  # fmt: skip
+    for name, generator in (
+        ("AC-WGAN_GP 1x28x28 (shipped)", load_pretrained_generator()),
+        (f"StyleGAN2-ADA 3x32x32 (channel_max {args.channel_max})", stylegan_32(args.channel_max)),
+    ):
         generator.default_guards = ()
         floor = render_seconds(generator, recipe.steps * recipe.batch_size, recipe.batch_size)
         with tempfile.TemporaryDirectory() as cache:
@@ -75,9 +84,11 @@ def main() -> None:
             guard = cached_distilled_guard(generator, recipe, cache_dir=cache, progress=False)
             seconds = time.perf_counter() - start
         clean, robust = guard_accuracy(generator, guard, recipe.epsilon_for(int(generator.image_shape[0])))
-        print(f"{name}: distillation {seconds:.0f} s ({recipe.steps} steps of {recipe.batch_size}); rendering the same "
-              f"images alone {floor:.0f} s; RATIO {seconds / floor:.1f}x the rendering floor; guard accuracy on G_orig "
-              f"{clean:.3f} clean, {robust:.3f} under FGSM")  # fmt: skip
+        print(
+            f"{name}: distillation {seconds:.0f} s ({recipe.steps} steps of {recipe.batch_size}); rendering the same "
+            f"images alone {floor:.0f} s; RATIO {seconds / floor:.1f}x the rendering floor; guard accuracy on G_orig "
+            f"{clean:.3f} clean, {robust:.3f} under FGSM"
+        )
 
 
 if __name__ == "__main__":
