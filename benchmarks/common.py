@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from atgan_plugin.metrics.machine import best_time, machine, machine_lines
+from atgan_plugin.metrics.machine import best_time, machine, machine_lines, mean_time
 from atgan_plugin.pretrained import resolve_checkpoint
 
-__all__ = ["best_time", "checkpoint", "machine", "machine_lines"]
+__all__ = ["best_time", "checkpoint", "machine", "machine_lines", "mean_time"]
 
 
 def checkpoint(path: Path | None, name: str) -> Path:
