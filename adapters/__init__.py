@@ -5,7 +5,7 @@ registered adapter accepts and returns an adapter in eval mode: our AC-WGAN_GP s
 checkpoints, and StyleGAN2-ADA as NVIDIA's pickles (read safely) or our safetensors.
 """
 
-from atgan_plugin.adapters.acwgan_gp.adapter import ACWGANGPGenerator
+from atgan_plugin.adapters.acwgan_gp import ACWGANGPGenerator
 from atgan_plugin.adapters.protocol import ConditionalGenerator, SharedGuards, check_generator
 from atgan_plugin.adapters.registry import (
     GeneratorFormat,

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from atgan_plugin.adapters.acwgan_gp import network as acwgan_gp
+from atgan_plugin.adapters import acwgan_gp
 from atgan_plugin.checkpoints import Architecture, Checkpoint, load_module, module_from_checkpoint, save_checkpoint
 from atgan_plugin.limits import Fields, Int, OneOf
 from atgan_plugin.paper import cifar

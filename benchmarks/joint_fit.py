@@ -72,7 +72,7 @@ def timed(run: Any, device: torch.device) -> float:
 def tiny_networks(device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
     """Untrained networks of the real architectures, shrunk: the script's logic in seconds, numbers meaningless."""
     from atgan_plugin.adapters import ACWGANGPGenerator
-    from atgan_plugin.adapters.acwgan_gp.network import Generator
+    from atgan_plugin.adapters.acwgan_gp import Generator
     from atgan_plugin.models import build_classifier
 
     torch.manual_seed(0)

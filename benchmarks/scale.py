@@ -250,7 +250,7 @@ def pgd_part(args: argparse.Namespace, generator: nn.Module, model: nn.Module, f
 
 def tiny_networks(device: torch.device) -> tuple[nn.Module, nn.Module]:
     from atgan_plugin.adapters import ACWGANGPGenerator
-    from atgan_plugin.adapters.acwgan_gp.network import Generator
+    from atgan_plugin.adapters.acwgan_gp import Generator
     from atgan_plugin.models import build_classifier
 
     torch.manual_seed(0)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from atgan_plugin.adapters import ACWGANGPGenerator
-from atgan_plugin.adapters.acwgan_gp.network import Generator
+from atgan_plugin.adapters.acwgan_gp import Generator
 from atgan_plugin.attack import atgan as attack_module
 from atgan_plugin.attack import guards as guards_module
 from atgan_plugin.attack.guards import DistillConfig

@@ -12,7 +12,7 @@ from torch import nn
 
 import atgan_plugin.adapters as adapters
 from atgan_plugin.adapters import ACWGANGPGenerator, ConditionalGenerator, check_generator, load_generator
-from atgan_plugin.adapters.acwgan_gp.network import Generator
+from atgan_plugin.adapters.acwgan_gp import Generator
 from atgan_plugin.checkpoints import Checkpoint, CheckpointError, save_checkpoint
 from atgan_plugin.models import build_classifier, save_classifier
 

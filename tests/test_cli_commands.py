@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 import atgan_plugin.pretrained
 from atgan_plugin import ACWGANGPGenerator
-from atgan_plugin.adapters.acwgan_gp.network import Generator
+from atgan_plugin.adapters.acwgan_gp import Generator
 from atgan_plugin.attack.transfer import TransferConfig
 from atgan_plugin.cli import main
 from atgan_plugin.models import build_classifier, save_classifier

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from atgan_plugin import ACWGANGPGenerator, ATGANAttack
-from atgan_plugin.adapters.acwgan_gp.network import Generator
+from atgan_plugin.adapters.acwgan_gp import Generator
 from atgan_plugin.attack.distributed import rank_seed, split_batch
 from atgan_plugin.attack.generation import MANIFEST, GenerationPlan, file_sha256, read_shard, shard_inputs
 from atgan_plugin.models import build_classifier, save_classifier

@@ -202,7 +202,7 @@ def _load_fit_of_another_generator(c: SimpleNamespace) -> None:
 
 def _load_fit_of_a_generator_checkpoint(c: SimpleNamespace) -> None:
     from atgan_plugin.adapters import ACWGANGPGenerator
-    from atgan_plugin.adapters.acwgan_gp.network import Generator
+    from atgan_plugin.adapters.acwgan_gp import Generator
 
     ACWGANGPGenerator(Generator()).save(c.tmp / "generator.safetensors")
     adversary(c).load_fit(c.tmp / "generator.safetensors")
@@ -281,7 +281,7 @@ def test_sample_rho_bad_bounds(kwargs: dict[str, Any], match: str) -> None:
             r"unknown training regime 'trades'",
         ),
         (
-            lambda: __import__("atgan_plugin.adapters.acwgan_gp.network", fromlist=["x"]).Generator(img_resolution=32),
+            lambda: __import__("atgan_plugin.adapters.acwgan_gp", fromlist=["x"]).Generator(img_resolution=32),
             r"built for 28x28 images, got 32",
         ),
         (

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from atgan_plugin.adapters import ACWGANGPGenerator, load_generator
-from atgan_plugin.adapters.acwgan_gp.network import AuxiliaryClassifier
+from atgan_plugin.adapters.acwgan_gp import AuxiliaryClassifier
 from atgan_plugin.checkpoints import load_checkpoint, load_training_state
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.models import load_classifier

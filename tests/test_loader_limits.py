@@ -18,7 +18,7 @@ from torch import nn
 
 from atgan_plugin import checkpoints
 from atgan_plugin.adapters import ACWGANGPGenerator, StyleGAN2ADAGenerator, load_generator
-from atgan_plugin.adapters.acwgan_gp.network import Generator
+from atgan_plugin.adapters.acwgan_gp import Generator
 from atgan_plugin.checkpoints import (
     Checkpoint,
     CheckpointError,

@@ -164,7 +164,7 @@ def test_installed_wheel_imports_from_the_install_folder(installed: Path) -> Non
         assert path.is_relative_to(installed.resolve()), f"{key} imported from {path}, not from the wheel"
         assert not path.is_relative_to(ROOT)
     assert Path(found["adapters"]).parent == installed.resolve() / "atgan_plugin" / "adapters"
-    assert found["adapter_module"] == "atgan_plugin.adapters.acwgan_gp.adapter"
+    assert found["adapter_module"] == "atgan_plugin.adapters.acwgan_gp"
     assert found["stylegan_module"] == "atgan_plugin.adapters.stylegan2_ada"
     assert Path(found["snapshot"]).parent == installed.resolve() / "atgan_plugin" / "vendored" / "stylegan2_ada"
     assert not found["top_adapters"] and not found["top_vendored"]

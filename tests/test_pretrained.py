@@ -69,7 +69,7 @@ def test_every_checkpoint_has_a_training_record() -> None:
 
 
 def test_shipped_guard_is_the_gans_auxiliary_classifier(fashion_test: TensorDataset) -> None:
-    from atgan_plugin.adapters.acwgan_gp.network import AuxiliaryClassifier
+    from atgan_plugin.adapters.acwgan_gp import AuxiliaryClassifier
     from atgan_plugin.pretrained import load_pretrained_classifier
 
     checkpoints_or_skip()

@@ -17,7 +17,7 @@ import torch
 from click.testing import CliRunner, Result
 
 from atgan_plugin import ACWGANGPGenerator
-from atgan_plugin.adapters.acwgan_gp.network import Generator
+from atgan_plugin.adapters.acwgan_gp import Generator
 from atgan_plugin.attack.transfer import ROBUST_GUARD_TRANSFER, fit_attack_generator
 from atgan_plugin.cli import main
 from atgan_plugin.models import build_classifier, save_classifier

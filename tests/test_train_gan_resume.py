@@ -188,7 +188,7 @@ def test_a_kill_mid_run_loses_at_most_checkpoint_every_steps(
 
 def test_check_resume_names_the_architecture_of_older_states(tmp_path: Path, fashion_train: TensorDataset) -> None:
     """A state.pt written before the config was recorded in it: the shapes tell the architecture."""
-    from atgan_plugin.adapters.acwgan_gp.network import Generator
+    from atgan_plugin.adapters.acwgan_gp import Generator
 
     torch.save({"G": Generator(z_dim=100).state_dict(), "step": 1}, tmp_path / "state.pt")
     data = fashion_train.subset(64)

@@ -35,7 +35,7 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from atgan_plugin import runs
-from atgan_plugin.adapters.acwgan_gp.network import AuxiliaryClassifier, Critic, Generator
+from atgan_plugin.adapters.acwgan_gp import AuxiliaryClassifier, Critic, Generator
 from atgan_plugin.checkpoints import (
     Checkpoint,
     CheckpointError,
