@@ -7,15 +7,15 @@ class given as integer labels rather than one-hot ``c``, and images always in [0
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 import torch
 from torch import nn
 
-__all__ = ["ConditionalGenerator", "SharedGuards", "check_generator"]
+__all__ = ["ConditionalGenerator", "SharedGuards", "as_generator_module", "check_generator"]
 
 
-class SharedGuards(tuple):  # type: ignore[type-arg]
+class SharedGuards(tuple[nn.Module, ...]):
     """A generator's ``default_guards``: a tuple of classifiers that ``copy.deepcopy`` shares.
 
     The fit deep-copies the generator (G_orig and G_attack); the guards ride along as a plain
@@ -60,12 +60,32 @@ class ConditionalGenerator(Protocol):
 # generator's classes on images in [0, 1] that ``ATGANAttack(guard="auto")`` uses; AC-WGAN_GP
 # checkpoints carry their auxiliary classifier there. Absent or empty: a guard is distilled.
 
+
+if TYPE_CHECKING:
+
+    class GeneratorModule(nn.Module, ConditionalGenerator):
+        """For type checkers only: an adapter as the attack holds it, an ``nn.Module`` with the protocol's
+        members (``nn.Module`` alone types every unknown attribute as ``Tensor | Module``)."""
+
+        def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+        def __call__(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+
+def as_generator_module(generator: nn.Module) -> GeneratorModule:
+    """``generator`` typed as an adapter, once :func:`check_generator` has accepted it; a no-op at run time."""
+    return cast("GeneratorModule", generator)
+
+
 def check_generator(generator: object) -> None:
     """Raises ``TypeError`` naming what is missing when ``generator`` does not fit the protocol."""
     if not isinstance(generator, nn.Module):
         raise TypeError(f"a generator adapter must be a torch.nn.Module, got {type(generator).__name__}")
-    missing = [name for name in ("z_dim", "num_classes", "image_shape", "sample_z", "attack_parameters")
-               if not hasattr(generator, name)]  # fmt: skip
+    missing = [
+        name
+        for name in ("z_dim", "num_classes", "image_shape", "sample_z", "attack_parameters")
+        if not hasattr(generator, name)
+    ]
     if missing:
         raise TypeError(
             f"{type(generator).__name__} is not a ConditionalGenerator: it lacks {', '.join(missing)} "

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from atgan_plugin.checkpoints import CheckpointError, safetensors_truncation
+from atgan_plugin.checkpoint_checks import CheckpointError, safetensors_truncation
 
 __all__ = ["GeneratorFormat", "load_generator", "register_generator_format", "registered_formats"]
 
@@ -52,7 +52,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> nn.M
             return fmt.load(path).to(device).eval()
     truncation = safetensors_truncation(path)  # no format recognises a cut-off header: say so
     if truncation is not None:
-        raise CheckpointError(f"{path} is a truncated safetensors file ({truncation}), not a loadable generator checkpoint")
-    raise CheckpointError(
-        f"{path} is not a generator checkpoint of a known format (known: {', '.join(_FORMATS)})"
-    )
+        raise CheckpointError(
+            f"{path} is a truncated safetensors file ({truncation}), not a loadable generator checkpoint"
+        )
+    raise CheckpointError(f"{path} is not a generator checkpoint of a known format (known: {', '.join(_FORMATS)})")

@@ -14,12 +14,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from atgan_plugin.adapters.protocol import SharedGuards
-from atgan_plugin.adapters.registry import GeneratorFormat, register_generator_format
-from atgan_plugin.vendored.stylegan2_ada.networks import GENERATOR_KWARGS_SCHEMA, NOISE_MODES, PRECISIONS, Generator
-from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle, looks_like_pickle
 from torch import nn
 
+from atgan_plugin.adapters.protocol import SharedGuards
+from atgan_plugin.adapters.registry import GeneratorFormat, register_generator_format
 from atgan_plugin.checkpoints import (
     Architecture,
     Checkpoint,
@@ -30,6 +28,8 @@ from atgan_plugin.checkpoints import (
 )
 from atgan_plugin.limits import Fields, Int, OneOf, Optional, Real
 from atgan_plugin.models import CLASSIFIER_KINDS, guard_parts, guards_from_parts
+from atgan_plugin.vendored.stylegan2_ada.networks import GENERATOR_KWARGS_SCHEMA, NOISE_MODES, PRECISIONS, Generator
+from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle, looks_like_pickle
 
 __all__ = ["FINE_TUNE_MODES", "TRUNCATION_CENTERS", "StyleGAN2ADAGenerator"]
 
@@ -37,11 +37,19 @@ CHECKPOINT_KIND = "stylegan2_ada.generator"
 FINE_TUNE_MODES = ("synthesis", "all")
 TRUNCATION_CENTERS = ("class", "global")
 # Bounds on our checkpoint's config: the network's constructor arguments and the adapter's options.
-CONFIG_SCHEMA = Fields({
-    "network": GENERATOR_KWARGS_SCHEMA, "truncation_psi": Real(-100, 100), "truncation_cutoff": Optional(Int(0, 1024)),
-    "truncation_center": OneOf(TRUNCATION_CENTERS), "noise_mode": OneOf(NOISE_MODES), "fine_tune": OneOf(FINE_TUNE_MODES),
-    "precision": OneOf(PRECISIONS), "class_center_samples": Int(1, 1 << 20),
-}, required=frozenset({"network"}))  # fmt: skip
+CONFIG_SCHEMA = Fields(
+    {
+        "network": GENERATOR_KWARGS_SCHEMA,
+        "truncation_psi": Real(-100, 100),
+        "truncation_cutoff": Optional(Int(0, 1024)),
+        "truncation_center": OneOf(TRUNCATION_CENTERS),
+        "noise_mode": OneOf(NOISE_MODES),
+        "fine_tune": OneOf(FINE_TUNE_MODES),
+        "precision": OneOf(PRECISIONS),
+        "class_center_samples": Int(1, 1 << 20),
+    },
+    required=frozenset({"network"}),
+)
 
 
 class StyleGAN2ADAGenerator(nn.Module):
@@ -86,6 +94,8 @@ class StyleGAN2ADAGenerator(nn.Module):
         adv = ATGANAttack(model, generator=G, alpha=3, beta=2).perturb(x, y)
     """
 
+    class_w_avg: torch.Tensor  # buffer: the mean w of each class, (num_classes, w_dim)
+
     def __init__(
         self,
         network: Generator,
@@ -104,11 +114,15 @@ class StyleGAN2ADAGenerator(nn.Module):
         if not isinstance(network, Generator):
             raise TypeError(f"network must be a stylegan2_ada Generator, got {type(network).__name__}")
         if network.c_dim == 0:
-            raise CheckpointError("this StyleGAN2-ADA generator is unconditional (c_dim = 0); "
-                                  "AT-GAN needs a class-conditional one")  # fmt: skip
-        for name, value, allowed in (("noise_mode", noise_mode, NOISE_MODES), ("fine_tune", fine_tune, FINE_TUNE_MODES),
-                                     ("precision", precision, PRECISIONS),
-                                     ("truncation_center", truncation_center, TRUNCATION_CENTERS)):  # fmt: skip
+            raise CheckpointError(
+                "this StyleGAN2-ADA generator is unconditional (c_dim = 0); AT-GAN needs a class-conditional one"
+            )
+        for name, value, allowed in (
+            ("noise_mode", noise_mode, NOISE_MODES),
+            ("fine_tune", fine_tune, FINE_TUNE_MODES),
+            ("precision", precision, PRECISIONS),
+            ("truncation_center", truncation_center, TRUNCATION_CENTERS),
+        ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
         if truncation_center == "global" and not hasattr(network.mapping, "w_avg"):
@@ -143,7 +157,7 @@ class StyleGAN2ADAGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ws = self.ws(z, y)
-        img = self.network.synthesis(ws, noise_mode=self.noise_mode, precision=self.precision)
+        img: torch.Tensor = self.network.synthesis(ws, noise_mode=self.noise_mode, precision=self.precision)
         return ((img.float() + 1) / 2).clamp(0, 1)  # [-1, 1] -> [0, 1]
 
     def attack_parameters(self) -> Iterator[nn.Parameter]:
@@ -163,7 +177,7 @@ class StyleGAN2ADAGenerator(nn.Module):
         if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
             raise ValueError(f"class labels must lie in [0, {self.num_classes}), got [{int(y.min())}, {int(y.max())}]")
         c = F.one_hot(y.long(), self.num_classes).float()
-        ws = self.network.mapping(z, c)  # untruncated: (N, num_ws, w_dim)
+        ws: torch.Tensor = self.network.mapping(z, c)  # untruncated: (N, num_ws, w_dim)
         if self.truncation_psi == 1:
             return ws
         if self.truncation_center == "class":
@@ -186,10 +200,15 @@ class StyleGAN2ADAGenerator(nn.Module):
         return torch.stack(centers)
 
     def options(self) -> dict[str, Any]:
-        return {"truncation_psi": self.truncation_psi, "truncation_cutoff": self.truncation_cutoff,
-                "truncation_center": self.truncation_center, "noise_mode": self.noise_mode,
-                "fine_tune": self.fine_tune, "precision": self.precision,
-                "class_center_samples": self.class_center_samples}  # fmt: skip
+        return {
+            "truncation_psi": self.truncation_psi,
+            "truncation_cutoff": self.truncation_cutoff,
+            "truncation_center": self.truncation_center,
+            "noise_mode": self.noise_mode,
+            "fine_tune": self.fine_tune,
+            "precision": self.precision,
+            "class_center_samples": self.class_center_samples,
+        }
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.options().items())
@@ -216,7 +235,9 @@ class StyleGAN2ADAGenerator(nn.Module):
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> StyleGAN2ADAGenerator:
         """Our safetensors checkpoint; its config and tensor shapes are checked before anything is allocated."""
-        adapter, checkpoint = load_module(path, {CHECKPOINT_KIND: Architecture(cls.from_config, CONFIG_SCHEMA)}, CLASSIFIER_KINDS)
+        adapter, checkpoint = load_module(
+            path, {CHECKPOINT_KIND: Architecture(cls.from_config, CONFIG_SCHEMA)}, CLASSIFIER_KINDS
+        )
         assert isinstance(adapter, StyleGAN2ADAGenerator)
         adapter.default_guards = SharedGuards(guards_from_parts(checkpoint, path))
         return adapter.requires_grad_(False).eval()
@@ -224,7 +245,9 @@ class StyleGAN2ADAGenerator(nn.Module):
     def save(self, path: str | Path, training: dict[str, object] | None = None, *, half: bool = False) -> None:
         """Our safetensors checkpoint: weights, constructor arguments and options, training facts, default guards."""
         config = {"network": self.network.init_kwargs, **self.options()}
-        checkpoint = Checkpoint(CHECKPOINT_KIND, dict(self.state_dict()), config, dict(training or {}), guard_parts(self.default_guards))
+        checkpoint = Checkpoint(
+            CHECKPOINT_KIND, dict(self.state_dict()), config, dict(training or {}), guard_parts(self.default_guards)
+        )
         save_checkpoint(path, checkpoint, half=half)
 
 

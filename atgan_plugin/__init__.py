@@ -1,5 +1,7 @@
 """atgan-plugin: AT-GAN, the generative non-constrained adversarial attack, for Foolbox and AdverTorch.
 
+Usage::
+
     from atgan_plugin import ATGANAttack, load_generator
 
     G = load_generator("generator.safetensors")             # or NVIDIA's StyleGAN2-ADA "cifar10.pkl"
@@ -9,9 +11,9 @@
 """
 
 from atgan_plugin.adapters import ACWGANGPGenerator, ConditionalGenerator, StyleGAN2ADAGenerator, load_generator
-from atgan_plugin.attack import ATGANAttack
-from atgan_plugin.song import SongAttack
-from atgan_plugin.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.attack.atgan import ATGANAttack
+from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.paper.song import SongAttack
 
 __version__ = "0.1.0"
 

@@ -7,8 +7,8 @@ Examples" (arXiv:1904.07793). Distance: non-constrained; each output is a new im
 An ART ``EvasionAttack`` on a ``PyTorchClassifier``: ``generate(x, y=None)`` on NumPy arrays,
 ``targeted``, ``set_params``; the outputs are mapped onto the estimator's ``clip_values`` and the
 classifier is read through the estimator's own preprocessing. The work is done by
-:class:`atgan_plugin.attack.ATGANAttack` (the same fit and cache as the other faces; see
-:mod:`atgan_plugin._delegated_face`).
+:class:`atgan_plugin.attack.atgan.ATGANAttack` (the same fit and cache as the other faces; see
+:mod:`atgan_plugin.attack._delegated_face`).
 
 Labels, ART's way (index labels ``(N,)`` or one-hot ``(N, K)``):
     - untargeted: ``y`` are the true classes, the **source classes** of the new images
@@ -21,7 +21,7 @@ Arguments:
         ``clip_values`` (the input range that the generator's [0, 1] is mapped onto).
     generator: a :class:`~atgan_plugin.adapters.ConditionalGenerator` (G_orig); never modified.
     targeted (bool): whether ``y`` are targets (default ``False``).
-    **hyper: :class:`~atgan_plugin.attack.ATGANAttack`'s keyword arguments and defaults (``latent="random"``,
+    **hyper: :class:`~atgan_plugin.attack.atgan.ATGANAttack`'s keyword arguments and defaults (``latent="random"``,
         ``alpha=2``, ``beta=1``, ``kappa``, ``guard``, ``gamma``, ``rho_l0``, ``rho_linf``, ``steps``, ``lr``,
         ``batch_size`` (of the fit), ``invert_steps``, ``invert_lr``, ``device``, ``seed=0``, ``progress=True``),
         except ``clip_min``/``clip_max`` (from ``clip_values``) and ``distance``.
@@ -31,7 +31,8 @@ Shape:
     - output: same shape and dtype as ``x``, within ``clip_values``.
 
 Example::
-    attack = ATGAN(PyTorchClassifier(model, loss, input_shape=(1, 28, 28), nb_classes=10, clip_values=(0, 1)), generator=G)
+    classifier = PyTorchClassifier(model, loss, input_shape=(1, 28, 28), nb_classes=10, clip_values=(0, 1))
+    attack = ATGAN(classifier, generator=G)
     x_adv = attack.generate(x, y)
 """
 
@@ -50,7 +51,7 @@ try:
 except ImportError as error:  # an optional extra
     raise ImportError("atgan_plugin.art needs IBM ART: pip install 'atgan-plugin[art]'") from error
 
-from atgan_plugin._delegated_face import ClassifierView, DelegatedFace, make_atgan
+from atgan_plugin.attack._delegated_face import ClassifierView, DelegatedFace, make_atgan
 
 __all__ = ["ATGAN"]
 
@@ -58,11 +59,13 @@ __all__ = ["ATGAN"]
 def _one_value(bound: Any, name: str) -> float:
     values = np.unique(np.asarray(bound, dtype=np.float64))
     if values.size != 1:
-        raise ValueError(f"ATGAN maps its images onto one range; the estimator's clip_values {name} differs per feature")
+        raise ValueError(
+            f"ATGAN maps its images onto one range; the estimator's clip_values {name} differs per feature"
+        )
     return float(values[0])
 
 
-class ATGAN(DelegatedFace, EvasionAttack):  # type: ignore[misc]
+class ATGAN(DelegatedFace, EvasionAttack):  # type: ignore[misc]  # ART: untyped
     """AT-GAN for IBM ART (see the module docstring)."""
 
     attack_params = EvasionAttack.attack_params + ["targeted"]
@@ -71,10 +74,14 @@ class ATGAN(DelegatedFace, EvasionAttack):  # type: ignore[misc]
     def __init__(self, estimator: PyTorchClassifier, *, generator: nn.Module, targeted: bool = False, **hyper: Any):
         super().__init__(estimator=estimator)
         if estimator.clip_values is None:
-            raise ValueError("ATGAN needs the estimator's clip_values, the input range its images are mapped onto: "
-                             "PyTorchClassifier(..., clip_values=(0, 1))")  # fmt: skip
+            raise ValueError(
+                "ATGAN needs the estimator's clip_values, the input range its images are mapped onto: "
+                "PyTorchClassifier(..., clip_values=(0, 1))"
+            )
         if not estimator.channels_first:
-            raise ValueError("ATGAN needs a channels-first PyTorchClassifier (channels_first=True), like the generator's images")
+            raise ValueError(
+                "ATGAN needs a channels-first PyTorchClassifier (channels_first=True), like the generator's images"
+            )
         self.targeted = targeted
         self._check_params()
         low, high = (_one_value(bound, name) for bound, name in zip(estimator.clip_values, ("min", "max"), strict=True))
@@ -83,8 +90,9 @@ class ATGAN(DelegatedFace, EvasionAttack):  # type: ignore[misc]
 
     def _preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """The estimator's preprocessing chain, differentiable (what ART's own PyTorch attacks use)."""
+        processed: torch.Tensor
         processed, _ = self.estimator._apply_preprocessing(images, None, fit=False, no_grad=False)
-        return processed  # type: ignore[no-any-return]
+        return processed
 
     def _view(self) -> ClassifierView:
         return self._classifier
@@ -98,7 +106,9 @@ class ATGAN(DelegatedFace, EvasionAttack):  # type: ignore[misc]
         """Adversarial images for ``x`` (see the module docstring for ``y`` and ``source_labels``)."""
         source_labels = kwargs.pop("source_labels", None)
         if kwargs:
-            raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}; ATGAN.generate takes x, y and source_labels")
+            raise TypeError(
+                f"unexpected keyword arguments {sorted(kwargs)}; ATGAN.generate takes x, y and source_labels"
+            )
         x = np.asarray(x)
         if self.targeted and y is None:
             raise ValueError("a targeted attack needs the target labels: generate(x, y=targets)")

@@ -15,30 +15,38 @@ shapes are compared with it; only then are the tensors read, their digest and fi
 checked, and the real network built. Every failure is a :class:`CheckpointError` naming the file
 and the problem. Files written before the digest existed still load, with an
 :class:`UnverifiedCheckpointWarning`, unless a ``SHA256SUMS`` beside them vouches for their bytes.
+The checks themselves live in :mod:`atgan_plugin.checkpoint_checks`.
 
-Every write goes to a temporary file in the target folder, is flushed to disk and then
-renamed over the target: a crash leaves either the old file or the new one, never half (and
-at worst a hidden ``.<name>.<random>.tmp`` file, which :func:`remove_stale_temporaries` clears).
+Every write is atomic (:mod:`atgan_plugin.atomic_files`): a crash leaves either the old file or
+the new one, never half. Both modules' public names are importable from here too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
+
+from atgan_plugin.atomic_files import atomic_write, remove_stale_temporaries
+from atgan_plugin.checkpoint_checks import (
+    CheckpointError,
+    UnverifiedCheckpointWarning,
+    check_declared_tensors,
+    check_finite,
+    describe_tensors,
+    safetensors_truncation,
+    vouched_by_sums,
+)
 
 if TYPE_CHECKING:
     from atgan_plugin.limits import Fields
@@ -63,6 +71,8 @@ __all__ = [
     "tensor_digest",
 ]
 
+_T = TypeVar("_T")
+
 FORMAT_VERSION = "1"
 _META_KEY = "atgan_plugin"
 _DIGEST_KEY = "tensors_sha256"  # in the metadata JSON, beside kind/config/training
@@ -72,20 +82,6 @@ _DIGEST_KEY = "tensors_sha256"  # in the metadata JSON, beside kind/config/train
 _PART_PREFIX = "parts/"
 _PART_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_PARTS = 8
-_FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
-_DTYPE_NAMES = {torch.float16: "F16", torch.bfloat16: "BF16", torch.float32: "F32", torch.float64: "F64",
-                torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
-                torch.bool: "BOOL"}  # fmt: skip
-# atomic_write's temporary files: "." + target name + "." + mkstemp's 8 random characters + ".tmp".
-_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated, foreign, corrupt, or of an unexpected kind."""
-
-
-class UnverifiedCheckpointWarning(UserWarning):
-    """A checkpoint without a tensor digest was loaded: corruption of its bytes cannot be detected."""
 
 
 @dataclass
@@ -120,42 +116,6 @@ class Architecture:
     schema: Fields
 
 
-@contextmanager
-def atomic_write(path: str | Path) -> Iterator[Path]:
-    """Yields a temporary path beside ``path``; on success renames it over ``path``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        umask = os.umask(0)  # mkstemp creates 0600; give the file the permissions open() would
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with open(tmp, "rb+") as f:  # make the bytes durable before the rename
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Deletes the temporary files :func:`atomic_write` left in ``folder`` when its process was killed.
-
-    Only for a folder no other process is writing to at the same time (its live temporaries
-    would go too). Returns the files removed.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    stale = [p for p in folder.iterdir() if _TEMPORARY.fullmatch(p.name) and p.is_file()]
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return stale
-
-
 # ------------------------------------------------------------------------------------------------
 # Writing.
 
@@ -166,7 +126,8 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         tensor = tensors[name].detach().contiguous()
         digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # the buffer itself, no copy
+        # The buffer itself, no copy. numpy's stubs give ndarray __buffer__ only on Python >= 3.12.
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
     return digest.hexdigest()
 
 
@@ -178,7 +139,9 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint, *, half: bool = Fa
     named = [("", checkpoint.tensors)]
     for part_name, part in checkpoint.parts.items():
         if not _PART_NAME.fullmatch(part_name) or part.parts:
-            raise ValueError(f"part names are 1-64 letters, digits, '_', '.' or '-', and parts carry no parts; got {part_name!r}")
+            raise ValueError(
+                f"part names are 1-64 letters, digits, '_', '.' or '-', and parts carry no parts; got {part_name!r}"
+            )
         named.append((f"{_PART_PREFIX}{part_name}/", part.tensors))
     tensors = {}
     for prefix, part_tensors in named:
@@ -195,7 +158,9 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint, *, half: bool = Fa
         _DIGEST_KEY: tensor_digest(tensors),
     }
     if checkpoint.parts:
-        meta["parts"] = {name: {"kind": p.kind, "config": p.config, "training": p.training} for name, p in checkpoint.parts.items()}
+        meta["parts"] = {
+            name: {"kind": p.kind, "config": p.config, "training": p.training} for name, p in checkpoint.parts.items()
+        }
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
 
@@ -209,35 +174,6 @@ def _existing_file(path: Path, what: str = "checkpoint") -> None:
         raise CheckpointError(f"{what} {path} is a directory, not a file")
     if not path.is_file():
         raise CheckpointError(f"{what} {path} does not exist")
-
-
-def safetensors_truncation(path: str | Path) -> str | None:
-    """How a file that starts like a safetensors file falls short of what its header declares, or None.
-
-    Reads only the 8-byte length and the header: a way to tell "truncated" from "foreign".
-    """
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            prefix = f.read(8)
-            declared = int.from_bytes(prefix, "little") if len(prefix) == 8 else 0
-            if len(prefix) < 8 or not 2 <= declared <= 100_000_000:  # safetensors' own header limit
-                return None
-            head = f.read(min(declared, size))
-    except OSError:
-        return None
-    if not head.startswith(b"{"):
-        return None
-    if 8 + declared > size:
-        return f"its header declares {declared} bytes, only {size - 8} follow"
-    try:
-        entries = json.loads(head)
-        end = max((int(e["data_offsets"][1]) for k, e in entries.items() if k != "__metadata__"), default=0)
-    except (ValueError, TypeError, KeyError, IndexError, RecursionError, AttributeError):
-        return None
-    if 8 + declared + end > size:
-        return f"its tensors need {end} bytes of data, only {size - 8 - declared} follow"
-    return None
 
 
 def _unreadable(path: Path, error: Exception) -> CheckpointError:
@@ -270,17 +206,25 @@ def read_header(path: str | Path, *, expected_kind: str | None = None) -> Header
         raise CheckpointError(f"{path}: corrupt metadata: expected a JSON object, found {type(meta).__name__}")
     if meta.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: unsupported checkpoint format {str(meta.get('format'))[:40]!r}")
-    kind, config, training = meta.get("kind"), meta.get("config", {}), meta.get("training", {})
+    kind = _metadata_field(path, "kind", meta.get("kind"), str)
+    config = _metadata_field(path, "config", meta.get("config", {}), dict)
+    training = _metadata_field(path, "training", meta.get("training", {}), dict)
     digest = meta.get(_DIGEST_KEY)
-    for name, value, expected in (("kind", kind, str), ("config", config, dict), ("training", training, dict)):
-        if not isinstance(value, expected):
-            raise CheckpointError(f"{path}: corrupt metadata: {name} is a {type(value).__name__}, expected a {expected.__name__}")
     if digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
         raise CheckpointError(f"{path}: corrupt metadata: {_DIGEST_KEY} is not a SHA-256 hex digest")
     if expected_kind is not None and kind != expected_kind:
         raise CheckpointError(f"{path} holds a {kind[:80]!r} checkpoint, expected {expected_kind!r}")
     parts = _part_headers(path, meta.get("parts", {}), declared)
     return Header(path, kind, config, training, declared, digest, parts)
+
+
+def _metadata_field(path: Path, name: str, value: object, expected: type[_T]) -> _T:
+    """``value`` when it is an ``expected``, else the CheckpointError naming what was found instead."""
+    if not isinstance(value, expected):
+        raise CheckpointError(
+            f"{path}: corrupt metadata: {name} is a {type(value).__name__}, expected a {expected.__name__}"
+        )
+    return value
 
 
 def _part_headers(path: Path, described: Any, declared: dict[str, tuple[str, tuple[int, ...]]]) -> dict[str, Header]:
@@ -296,40 +240,20 @@ def _part_headers(path: Path, described: Any, declared: dict[str, tuple[str, tup
             raise CheckpointError(f"{path}: corrupt metadata: part {name!r} lacks a kind, config or training record")
         parts[name] = Header(path, kind, config, training, {}, None)
     for key in [k for k in declared if k.startswith(_PART_PREFIX)]:
-        name, _, sub = key[len(_PART_PREFIX):].partition("/")
+        name, _, sub = key[len(_PART_PREFIX) :].partition("/")
         if name not in parts or not sub:
             raise CheckpointError(f"{path}: tensor {key[:80]!r} belongs to no described part")
         parts[name].tensors[sub] = declared.pop(key)
     return parts
 
 
-def _vouched_by_sums(path: Path) -> bool:
-    """Whether a ``SHA256SUMS`` beside ``path`` lists it (CheckpointError when it lists another digest)."""
-    sums = path.parent / "SHA256SUMS"
-    try:
-        if not sums.is_file() or sums.stat().st_size > 1_000_000:
-            return False
-        lines = sums.read_text(errors="replace").splitlines()
-    except OSError:
-        return False
-    for line in lines:
-        digest, _, name = line.strip().partition(" ")
-        if name.strip().lstrip("*") == path.name:
-            actual = hashlib.sha256()
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    actual.update(block)
-            if actual.hexdigest() != digest.lower():
-                raise CheckpointError(f"{path} does not match its SHA256SUMS entry: the file is corrupt or was replaced")
-            return True
-    return False
-
-
 def _read_tensors(header: Header) -> dict[str, torch.Tensor]:
     """The tensors of a checked header (its parts' under ``parts/<name>/``), their digest and finiteness
     verified; floating ones as float32."""
     path = header.path
-    names = list(header.tensors) + [f"{_PART_PREFIX}{part}/{key}" for part, h in header.parts.items() for key in h.tensors]
+    names = list(header.tensors) + [
+        f"{_PART_PREFIX}{part}/{key}" for part, h in header.parts.items() for key in h.tensors
+    ]
     try:
         with safe_open(str(path), framework="pt") as f:
             tensors = {name: f.get_tensor(name) for name in names}
@@ -337,10 +261,16 @@ def _read_tensors(header: Header) -> dict[str, torch.Tensor]:
         raise _unreadable(path, error) from error
     if header.digest is not None:
         if tensor_digest(tensors) != header.digest:
-            raise CheckpointError(f"{path}: the tensors do not match the digest recorded with them: the file is corrupt")
-    elif not _vouched_by_sums(path):
-        warnings.warn(f"{path} records no digest of its tensors (written by an older atgan-plugin), so corruption "
-                      "cannot be detected; save it again to add one", UnverifiedCheckpointWarning, stacklevel=3)  # fmt: skip
+            raise CheckpointError(
+                f"{path}: the tensors do not match the digest recorded with them: the file is corrupt"
+            )
+    elif not vouched_by_sums(path):
+        warnings.warn(
+            f"{path} records no digest of its tensors (written by an older atgan-plugin), so corruption "
+            "cannot be detected; save it again to add one",
+            UnverifiedCheckpointWarning,
+            stacklevel=3,
+        )
     check_finite(tensors, str(path))
     return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
 
@@ -358,8 +288,15 @@ def load_checkpoint(path: str | Path, *, expected_kind: str | None = None) -> Ch
 
 def _checkpoint(header: Header, tensors: dict[str, torch.Tensor]) -> Checkpoint:
     """Splits what :func:`_read_tensors` read into the checkpoint and its parts."""
-    parts = {name: Checkpoint(h.kind, {key: tensors.pop(f"{_PART_PREFIX}{name}/{key}") for key in h.tensors},
-                              dict(h.config), dict(h.training)) for name, h in header.parts.items()}  # fmt: skip
+    parts = {
+        name: Checkpoint(
+            h.kind,
+            {key: tensors.pop(f"{_PART_PREFIX}{name}/{key}") for key in h.tensors},
+            dict(h.config),
+            dict(h.training),
+        )
+        for name, h in header.parts.items()
+    }
     return Checkpoint(header.kind, tensors, dict(header.config), dict(header.training), parts)
 
 
@@ -389,41 +326,12 @@ def _skeleton(architecture: Architecture, config: dict[str, Any], where: str) ->
         raise CheckpointError(f"{where}: cannot build the network its config describes: {error}") from error
 
 
-def describe_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """``name -> (safetensors dtype name, shape)``, the form :func:`check_declared_tensors` compares."""
-    return {name: (_DTYPE_NAMES.get(t.dtype, str(t.dtype)), tuple(t.shape)) for name, t in tensors.items()}
-
-
-def check_finite(tensors: Mapping[str, torch.Tensor], where: str) -> None:
-    """Refuses floating tensors holding NaN or infinite values: corrupt weights."""
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise CheckpointError(f"{where}: tensor {name!r} holds {bad} NaN or infinite values (corrupt weights)")
-
-
-def check_declared_tensors(declared: Mapping[str, tuple[str, tuple[int, ...]]], network: nn.Module, where: str) -> None:
-    """Compares declared ``name -> (dtype, shape)`` with ``network``'s state dict (names, shapes, dtype kind)."""
-    expected = {name: tensor for name, tensor in network.state_dict().items()}
-    missing, unexpected = sorted(set(expected) - set(declared)), sorted(set(declared) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(f"{where}: the file does not match its recorded architecture: "
-                              f"missing {missing[:5]}, unexpected {[name[:80] for name in unexpected[:5]]}")  # fmt: skip
-    for name, tensor in expected.items():
-        dtype, shape = declared[name]
-        if shape != tuple(tensor.shape):
-            raise CheckpointError(f"{where}: the file does not match its recorded architecture: tensor {name!r} has "
-                                  f"shape {shape[:8]} in the file, the architecture needs {tuple(tensor.shape)}")  # fmt: skip
-        wanted = _DTYPE_NAMES.get(tensor.dtype, str(tensor.dtype))
-        if not (dtype == wanted or (tensor.is_floating_point() and dtype in _FLOAT_DTYPES)):
-            raise CheckpointError(f"{where}: the file does not match its recorded architecture: tensor {name!r} is "
-                                  f"stored as {dtype[:20]}, the architecture needs {wanted}")  # fmt: skip
-
-
 def module_from_checkpoint(checkpoint: Checkpoint, architecture: Architecture, where: str = "checkpoint") -> nn.Module:
     """Rebuilds a module with ``architecture.build(**checkpoint.config)`` (bounds checked first) and
     loads its tensors strictly."""
-    check_declared_tensors(describe_tensors(checkpoint.tensors), _skeleton(architecture, checkpoint.config, where), where)
+    check_declared_tensors(
+        describe_tensors(checkpoint.tensors), _skeleton(architecture, checkpoint.config, where), where
+    )
     module = architecture.build(**checkpoint.config)
     try:
         module.load_state_dict(checkpoint.tensors, strict=True)
@@ -437,8 +345,10 @@ def _architecture_of(header: Header, architectures: Mapping[str, Architecture], 
     if architecture is None and not architectures:
         raise CheckpointError(f"{where} is a {header.kind[:80]!r} network this loader does not read")
     if architecture is None:
-        raise CheckpointError(f"{where} holds a {header.kind[:80]!r} checkpoint, expected "
-                              f"{' or '.join(repr(kind) for kind in architectures)}")  # fmt: skip
+        raise CheckpointError(
+            f"{where} holds a {header.kind[:80]!r} checkpoint, expected "
+            f"{' or '.join(repr(kind) for kind in architectures)}"
+        )
     return architecture
 
 
@@ -485,4 +395,3 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a training-state dictionary")
     return state
-

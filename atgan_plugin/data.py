@@ -35,8 +35,17 @@ class DatasetInfo:
 
 # Fashion-MNIST's labels 0-9, in the order of the dataset's documentation.
 FASHION_MNIST_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo(

@@ -1,11 +1,11 @@
 """Adversarial examples made *inside* adversarial training: FGSM, PGD, FGSM from a random start.
 
 This is training code, not the evaluation's baselines (those go through Foolbox and AdverTorch,
-:mod:`atgan_plugin.baselines`): a few lines of torch each, so that a training step pays no
+:mod:`atgan_plugin.paper.baselines`): a few lines of torch each, so that a training step pays no
 toolkit overhead. Gradients are taken with ``torch.autograd.grad`` with respect to the images
 only, so no model parameter's ``.grad`` is touched.
 
-paper (method.md §4, Tramèr et al. 2018; Madry et al. 2018):
+paper (AT-GAN paper, appendix A.2; Tramèr et al. 2018; Madry et al. 2018):
 - ``adv`` (Goodfellow et al.): FGSM ``x + ε·sign(∇x CE)`` from the current model;
 - ``ens`` (Tramèr et al.): the same FGSM, from a model drawn per batch among the current one
   and fixed pre-trained ones;

@@ -75,7 +75,11 @@ class Taps:
 
     def problem(self, value: Any) -> str | None:
         real = Real(-1e6, 1e6)
-        if not isinstance(value, list | tuple) or not 1 <= len(value) <= self.most or any(real.problem(v) for v in value):
+        if (
+            not isinstance(value, list | tuple)
+            or not 1 <= len(value) <= self.most
+            or any(real.problem(v) for v in value)
+        ):
             return f"expected a list of 1 to {self.most} finite numbers"
         return None
 
@@ -105,7 +109,14 @@ Spec = Union[Int, Real, Flag, OneOf, Taps, Optional, Fields]
 
 
 def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer", float: "a number"}
+    names = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+    }
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 

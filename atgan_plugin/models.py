@@ -1,22 +1,24 @@
 """Target classifiers (Tramèr et al. 2018, Models A–D) and the realism oracle.
 
 Every model takes images ``(N, 1, 28, 28)`` in [0, 1] and returns logits ``(N, num_classes)``.
-Architectures follow ``method.md`` §4; the oracle's architecture (batch-normalised VGG-style)
+Models A–D are Tramèr et al.'s (their official code), the targets of the AT-GAN paper's appendix D;
+the oracle's architecture (batch-normalised VGG-style)
 is used nowhere else, so it shares no weights and no inductive quirks with the targets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from atgan_plugin import acwgan_gp, cifar
+from atgan_plugin.adapters import acwgan_gp
 from atgan_plugin.checkpoints import Architecture, Checkpoint, load_module, module_from_checkpoint, save_checkpoint
 from atgan_plugin.limits import Fields, Int, OneOf
+from atgan_plugin.paper import cifar
 
 __all__ = [
     "ARCHITECTURES",
@@ -32,40 +34,55 @@ __all__ = [
     "save_classifier",
 ]
 
-AUX_CLASSIFIER_KIND = "acwgan_gp.aux_classifier"  # written by atgan_plugin.gan_training
+AUX_CLASSIFIER_KIND = "acwgan_gp.aux_classifier"  # written by atgan_plugin.paper.gan_training
 
 
 def model_a(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
     # 28 -> 24 -> 20 (valid 5x5 convolutions); 64*20*20 features.
     return nn.Sequential(
-        nn.Conv2d(in_channels, 64, 5), nn.ReLU(),
-        nn.Conv2d(64, 64, 5), nn.ReLU(),
-        nn.Dropout(0.25), nn.Flatten(),
-        nn.Linear(64 * 20 * 20, 128), nn.ReLU(),
-        nn.Dropout(0.5), nn.Linear(128, num_classes),
-    )  # fmt: skip
+        nn.Conv2d(in_channels, 64, 5),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 5),
+        nn.ReLU(),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(64 * 20 * 20, 128),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(128, num_classes),
+    )
 
 
 def model_b(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
     # 28 -> 14 ("same", stride 2) -> 5 (6x6, stride 2) -> 1 (5x5); 128 features.
     return nn.Sequential(
         nn.Dropout(0.2),
-        nn.Conv2d(in_channels, 64, 8, stride=2, padding=3), nn.ReLU(),
-        nn.Conv2d(64, 128, 6, stride=2), nn.ReLU(),
-        nn.Conv2d(128, 128, 5), nn.ReLU(),
-        nn.Dropout(0.5), nn.Flatten(), nn.Linear(128, num_classes),
-    )  # fmt: skip
+        nn.Conv2d(in_channels, 64, 8, stride=2, padding=3),
+        nn.ReLU(),
+        nn.Conv2d(64, 128, 6, stride=2),
+        nn.ReLU(),
+        nn.Conv2d(128, 128, 5),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Flatten(),
+        nn.Linear(128, num_classes),
+    )
 
 
 def model_c(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
     # 28 -> 26 -> 24 (valid 3x3 convolutions); 64*24*24 features.
     return nn.Sequential(
-        nn.Conv2d(in_channels, 128, 3), nn.ReLU(),
-        nn.Conv2d(128, 64, 3), nn.ReLU(),
-        nn.Dropout(0.25), nn.Flatten(),
-        nn.Linear(64 * 24 * 24, 128), nn.ReLU(),
-        nn.Dropout(0.5), nn.Linear(128, num_classes),
-    )  # fmt: skip
+        nn.Conv2d(in_channels, 128, 3),
+        nn.ReLU(),
+        nn.Conv2d(128, 64, 3),
+        nn.ReLU(),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(64 * 24 * 24, 128),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(128, num_classes),
+    )
 
 
 def model_d(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
@@ -85,37 +102,61 @@ def oracle_net(num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
         return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
 
     return nn.Sequential(
-        *block(in_channels, 32), *block(32, 32), nn.MaxPool2d(2),  # 28 -> 14
-        *block(32, 64), *block(64, 64), nn.MaxPool2d(2),  # 14 -> 7
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 256), nn.ReLU(), nn.Dropout(0.3),
+        *block(in_channels, 32),
+        *block(32, 32),
+        nn.MaxPool2d(2),  # 28 -> 14
+        *block(32, 64),
+        *block(64, 64),
+        nn.MaxPool2d(2),  # 14 -> 7
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 256),
+        nn.ReLU(),
+        nn.Dropout(0.3),
         nn.Linear(256, num_classes),
-    )  # fmt: skip
+    )
 
 
 def guard_net(num_classes: int = 10, in_channels: int = 1, width: int = 32) -> nn.Sequential:
-    """Our choice: the small guard distilled from a generator (:mod:`atgan_plugin.guards`), kind :data:`GUARD_KIND`.
+    """Our choice: the small guard distilled from a generator (:mod:`atgan_plugin.attack.guards`).
+
+    Stored under :data:`GUARD_KIND`.
 
     Any image size: two stride-2 convolutions, then a 2×2 average pool, so 28×28 and 32×32 (or
     larger) images share one architecture; ``width`` channels first, 4·``width`` last.
     """
     w = width
     return nn.Sequential(
-        nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),  # H -> H/2
-        nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.ReLU(),  # H/2 -> H/4
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16 * w, num_classes),
-    )  # fmt: skip
+        nn.Conv2d(in_channels, w, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),  # H -> H/2
+        nn.ReLU(),
+        nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1),  # H/2 -> H/4
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * w, num_classes),
+    )
 
 
 ARCHITECTURES = {"A": model_a, "B": model_b, "C": model_c, "D": model_d, "oracle": oracle_net}
 
 # Bounds on a "classifier" checkpoint's config, checked before the network is built from it.
-CLASSIFIER_SCHEMA = Fields({"architecture": OneOf(tuple(ARCHITECTURES)), "num_classes": Int(1, 1000),
-                            "in_channels": Int(1, 16)}, required=frozenset({"architecture"}))  # fmt: skip
+CLASSIFIER_SCHEMA = Fields(
+    {"architecture": OneOf(tuple(ARCHITECTURES)), "num_classes": Int(1, 1000), "in_channels": Int(1, 16)},
+    required=frozenset({"architecture"}),
+)
 
 GUARD_KIND = "atgan.distilled_guard"  # guard_net, distilled from a generator
 GUARD_SCHEMA = Fields({"num_classes": Int(1, 1000), "in_channels": Int(1, 16), "width": Int(1, 256)})
+
+
+def _remember_checkpoint_meta(module: nn.Module, kind: str, config: Mapping[str, Any]) -> None:
+    """Records on ``module`` what a checkpoint needs to rebuild it (read by :func:`guard_parts` and the guards)."""
+    # nn.Module's __getattr__ is annotated Tensor | Module, so mypy takes that as the attribute's type;
+    # its __setattr__ stores any other value as a plain attribute.
+    module.checkpoint_meta = {"kind": kind, "config": dict(config)}  # type: ignore[assignment]
 
 
 def build_classifier(architecture: str, num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
@@ -124,14 +165,16 @@ def build_classifier(architecture: str, num_classes: int = 10, in_channels: int 
         raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
     model = ARCHITECTURES[architecture](num_classes=num_classes, in_channels=in_channels)
     config = {"architecture": architecture, "num_classes": num_classes, "in_channels": in_channels}
-    model.checkpoint_meta = {"kind": "classifier", "config": config}  # so a generator checkpoint can carry it
+    _remember_checkpoint_meta(model, "classifier", config)  # so a generator checkpoint can carry it
     return model
 
 
 def build_guard(num_classes: int = 10, in_channels: int = 1, width: int = 32) -> nn.Sequential:
     """A freshly initialised :func:`guard_net`, stored under :data:`GUARD_KIND`."""
     model = guard_net(num_classes=num_classes, in_channels=in_channels, width=width)
-    model.checkpoint_meta = {"kind": GUARD_KIND, "config": {"num_classes": num_classes, "in_channels": in_channels, "width": width}}
+    _remember_checkpoint_meta(
+        model, GUARD_KIND, {"num_classes": num_classes, "in_channels": in_channels, "width": width}
+    )
     return model
 
 
@@ -146,11 +189,11 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.
 
     Reads ``atgan train-classifier`` checkpoints, AC-WGAN_GP's auxiliary classifier
     (``aux_classifier.safetensors`` of ``atgan train-gan``, the attack's usual guard) and the
-    CIFAR-10 classifiers of :mod:`atgan_plugin.cifar`. The file's kind picks the builder; its
+    CIFAR-10 classifiers of :mod:`atgan_plugin.paper.cifar`. The file's kind picks the builder; its
     config and tensor shapes are checked before anything is allocated.
     """
     module, checkpoint = load_module(path, CLASSIFIER_KINDS)
-    module.checkpoint_meta = {"kind": checkpoint.kind, "config": dict(checkpoint.config)}
+    _remember_checkpoint_meta(module, checkpoint.kind, checkpoint.config)
     return module.to(device).eval()
 
 
@@ -172,8 +215,10 @@ def guard_parts(guards: Sequence[nn.Module]) -> dict[str, Checkpoint]:
     for i, guard in enumerate(guards):
         meta = getattr(guard, "checkpoint_meta", None)
         if not isinstance(meta, dict):
-            raise TypeError(f"guard {i} ({type(guard).__name__}) cannot be stored in a checkpoint: only classifiers "
-                            "built by atgan_plugin.models or loaded from its checkpoints can")  # fmt: skip
+            raise TypeError(
+                f"guard {i} ({type(guard).__name__}) cannot be stored in a checkpoint: only classifiers "
+                "built by atgan_plugin.models or loaded from its checkpoints can"
+            )
         parts[f"guard{i}"] = Checkpoint(meta["kind"], dict(guard.state_dict()), dict(meta["config"]))
     return parts
 
@@ -186,6 +231,6 @@ def guards_from_parts(checkpoint: Checkpoint, where: str | Path) -> tuple[nn.Mod
     for name in names:
         part = checkpoint.parts[name]
         module = module_from_checkpoint(part, CLASSIFIER_KINDS[part.kind], f"{where} (part {name})")
-        module.checkpoint_meta = {"kind": part.kind, "config": dict(part.config)}
+        _remember_checkpoint_meta(module, part.kind, part.config)
         guards.append(module.eval().requires_grad_(False))
     return tuple(guards)

@@ -164,12 +164,16 @@ def _display_width(png: bytes, at_least: int = 600) -> int | None:
     return width * max(1, math.ceil(at_least / width)) if width else None
 
 
+def _numeric(history: list[dict[str, Any]], key: str) -> bool:
+    """Whether every record that has ``key`` holds a number there (booleans are not plotted)."""
+    return all(isinstance(r[key], (int, float)) and not isinstance(r[key], bool) for r in history if key in r)
+
+
 def plot_history(history: list[dict[str, Any]], title: str) -> bytes:
     """Each numeric field of the fit records against ``step``, one panel each, as PNG bytes."""
     from matplotlib.figure import Figure
 
-    keys = [k for k in dict.fromkeys(k for r in history for k in r) if k != "step"
-            and all(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) for r in history if k in r)]  # fmt: skip
+    keys = [key for key in dict.fromkeys(k for r in history for k in r) if key != "step" and _numeric(history, key)]
     columns = min(3, max(1, len(keys)))
     rows = max(1, math.ceil(len(keys) / columns))
     figure = Figure(figsize=(4 * columns, 2.6 * rows), layout="constrained")
@@ -196,8 +200,28 @@ def _read_json(path: Path) -> Any:
 def _timings(name: str, data: Any) -> list[list[Any]]:
     if not isinstance(data, dict):
         return []
-    return [[f"{name} › {k}", v] for k, v in data.items()
-            if isinstance(v, (int, float)) and any(word in k for word in _TIMING_WORDS)]  # fmt: skip
+    timings = {
+        k: v for k, v in data.items() if isinstance(v, (int, float)) and any(word in k for word in _TIMING_WORDS)
+    }
+    return [[f"{name} › {k}", v] for k, v in timings.items()]
+
+
+def _key_value_table(title: str, rows: list[list[Any]]) -> Table:
+    """A two-column table of ``[key, value]`` rows."""
+    return Table(title, ["", ""], [[k, format_value(v)] for k, v in rows], key_value=True, raw=rows)
+
+
+def _without_environment(data: Any) -> Any:
+    """A result file's content without its ``environment`` (shown with the machine instead)."""
+    return {k: v for k, v in data.items() if k != "environment"} if isinstance(data, dict) else data
+
+
+def _machine_rows(options: dict[str, Any], results: dict[str, Any]) -> list[list[Any]]:
+    """Every file's ``environment`` entries and every timing, as ``(file › key, value)`` rows."""
+    environments = [("options.json", options.get("environment"))]
+    environments += [(name, data.get("environment")) for name, data in results.items() if isinstance(data, dict)]
+    rows = [[f"{name} › {k}", v] for name, env in environments if isinstance(env, dict) for k, v in env.items()]
+    return rows + [row for name, data in results.items() for row in _timings(name, data)]
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -210,24 +234,30 @@ def write_report(run_dir: str | Path) -> Path:
     options = _read_json(run_dir / "options.json") if (run_dir / "options.json").is_file() else {}
     results = {name: _read_json(run_dir / name) for name in RESULT_FILES if (run_dir / name).is_file()}
     if not options and not results:
-        raise RunFolderError(f"{run_dir} is not a run folder: it has no options.json nor any of {', '.join(RESULT_FILES)}")
+        raise RunFolderError(
+            f"{run_dir} is not a run folder: it has no options.json nor any of {', '.join(RESULT_FILES)}"
+        )
 
-    environments = [("options.json", options.get("environment"))] + [(n, d.get("environment")) for n, d in results.items()
-                                                                     if isinstance(d, dict)]  # fmt: skip
-    machine = [[f"{name} › {k}", v] for name, env in environments if isinstance(env, dict) for k, v in env.items()]
-    machine += [row for name, data in results.items() for row in _timings(name, data)]
-    sections = [{"title": name, "tables": tables_from(name, {k: v for k, v in data.items() if k != "environment"}
-                                                      if isinstance(data, dict) else data)}
-                for name, data in results.items()]  # fmt: skip
-    curves = [{"title": f"{name}: {where}", "uri": _png_data_uri(plot_history(history, f"{name}: {where}"))}
-              for name, data in results.items() for where, history in _histories(data) if len(history) >= 2]  # fmt: skip
+    machine = _machine_rows(options, results)
+    sections = [
+        {"title": name, "tables": tables_from(name, _without_environment(data))} for name, data in results.items()
+    ]
+    curves = [
+        {"title": f"{name}: {where}", "uri": _png_data_uri(plot_history(history, f"{name}: {where}"))}
+        for name, data in results.items()
+        for where, history in _histories(data)
+        if len(history) >= 2
+    ]
     pngs = {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.png"))}
-    images = [{"name": name, "caption": _CAPTIONS.get(name, ""), "uri": _png_data_uri(png), "width": _display_width(png)}
-              for name, png in pngs.items()]  # fmt: skip
-    settings = [Table(title, ["", ""], [[k, format_value(v)] for k, v in value.items()], key_value=True,
-                      raw=[[k, v] for k, v in value.items()])
-                for title, value in (("options", options.get("options")), ("checkpoints", options.get("checkpoints")))
-                if isinstance(value, dict) and value]  # fmt: skip
+    images = [
+        {"name": name, "caption": _CAPTIONS.get(name, ""), "uri": _png_data_uri(png), "width": _display_width(png)}
+        for name, png in pngs.items()
+    ]
+    settings = [
+        _key_value_table(title, [[k, v] for k, v in value.items()])
+        for title, value in (("options", options.get("options")), ("checkpoints", options.get("checkpoints")))
+        if isinstance(value, dict) and value
+    ]
 
     env = Environment(loader=PackageLoader("atgan_plugin", "templates"), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
@@ -238,7 +268,7 @@ def write_report(run_dir: str | Path) -> Path:
         sections=sections,
         curves=curves,
         images=images,
-        machine=Table("machine and timings", ["", ""], [[k, format_value(v)] for k, v in machine], key_value=True, raw=machine),
+        machine=_key_value_table("machine and timings", machine),
         format_value=format_value,
     )
     path = run_dir / "report.html"

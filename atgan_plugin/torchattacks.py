@@ -6,8 +6,8 @@ Examples" (arXiv:1904.07793). Distance: non-constrained; each output is a new im
 
 A real ``torchattacks.Attack``: ``atk(images, labels)``, the targeted modes, ``set_normalization_used``,
 its device, ``MultiAttack`` and ``atk.save(loader)`` work as for any torchattacks attack. The work is
-done by :class:`atgan_plugin.attack.ATGANAttack` (the same fit and cache as the Foolbox and AdverTorch
-faces; see :mod:`atgan_plugin._delegated_face`).
+done by :class:`atgan_plugin.attack.atgan.ATGANAttack` (the same fit and cache as the Foolbox and AdverTorch
+faces; see :mod:`atgan_plugin.attack._delegated_face`).
 
 Labels, torchattacks' way:
     - default mode: ``labels`` are the true classes, the **source classes** of the new images
@@ -25,7 +25,7 @@ effect: the fit always reads the model in eval mode).
 Arguments:
     model (nn.Module): the classifier (normalised inputs after ``set_normalization_used``).
     generator (nn.Module): a :class:`~atgan_plugin.adapters.ConditionalGenerator` (G_orig); never modified.
-    **hyper: :class:`~atgan_plugin.attack.ATGANAttack`'s keyword arguments and defaults (``latent="random"``,
+    **hyper: :class:`~atgan_plugin.attack.atgan.ATGANAttack`'s keyword arguments and defaults (``latent="random"``,
         ``alpha=2``, ``beta=1``, ``kappa``, ``guard``, ``gamma``, ``rho_l0``, ``rho_linf``, ``steps``, ``lr``,
         ``batch_size``, ``invert_steps``, ``invert_lr``, ``device``, ``seed=0``, ``progress=True``), except
         ``targeted``, ``clip_min``/``clip_max`` and ``distance``, which torchattacks sets its own way.
@@ -51,9 +51,11 @@ from torch import nn
 try:
     from torchattacks.attack import Attack
 except ImportError as error:  # an optional extra
-    raise ImportError("atgan_plugin.torchattacks needs torchattacks: pip install 'atgan-plugin[torchattacks]'") from error
+    raise ImportError(
+        "atgan_plugin.torchattacks needs torchattacks: pip install 'atgan-plugin[torchattacks]'"
+    ) from error
 
-from atgan_plugin._delegated_face import ClassifierView, DelegatedFace, make_atgan
+from atgan_plugin.attack._delegated_face import ClassifierView, DelegatedFace, make_atgan
 from atgan_plugin.utils import eval_mode
 
 __all__ = ["ATGAN"]
@@ -61,7 +63,7 @@ __all__ = ["ATGAN"]
 _RANGE_TOLERANCE = 1e-4  # inverse normalisation leaves rounding errors this small outside [0, 1]
 
 
-class ATGAN(DelegatedFace, Attack):  # type: ignore[misc]
+class ATGAN(DelegatedFace, Attack):  # type: ignore[misc]  # torchattacks: untyped
     """AT-GAN for torchattacks (see the module docstring)."""
 
     def __init__(self, model: nn.Module, *, generator: nn.Module, **hyper: Any):
@@ -81,8 +83,9 @@ class ATGAN(DelegatedFace, Attack):  # type: ignore[misc]
             self._views[key] = view
         return view
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None,
-                source_labels: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self, images: torch.Tensor, labels: torch.Tensor | None = None, source_labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Adversarial images in [0, 1] (torchattacks' ``__call__`` handles the normalisation)."""
         device = self.device if self.device is not None else images.device
         images = images.clone().detach().to(device)
@@ -92,15 +95,21 @@ class ATGAN(DelegatedFace, Attack):  # type: ignore[misc]
         if not self.targeted:
             return self._perturb(images, labels, None)
         if source_labels is not None and self.attack_mode != "targeted(label)":
-            raise ValueError(f"source_labels is for set_mode_targeted_by_label(); in {self.attack_mode} mode the labels are the sources")
+            raise ValueError(
+                f"source_labels is for set_mode_targeted_by_label(); in {self.attack_mode} mode "
+                "the labels are the sources"
+            )
         targets = self.get_target_label(images, labels)
         if targets is None:
             raise ValueError("set_mode_targeted_by_label() needs the target labels: atk(images, targets)")
         sources = source_labels if self.attack_mode == "targeted(label)" else labels
         return self._perturb(images, sources.to(device) if sources is not None else None, targets.to(device))
 
-    def __call__(self, inputs: torch.Tensor, labels: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> torch.Tensor:
+    def __call__(
+        self, inputs: torch.Tensor, labels: torch.Tensor | None = None, *args: Any, **kwargs: Any
+    ) -> torch.Tensor:
         # torchattacks' __call__ sets one train/eval flag for the whole model around the attack;
         # eval_mode restores each submodule's own flag after it.
         with eval_mode(self.model):
-            return Attack.__call__(self, inputs, labels, *args, **kwargs)  # type: ignore[no-any-return]
+            adversarial: torch.Tensor = Attack.__call__(self, inputs, labels, *args, **kwargs)
+            return adversarial

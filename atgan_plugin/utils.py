@@ -34,7 +34,9 @@ def check_device(device: str | torch.device) -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError(f"device {device!r} was asked for, but CUDA is not available on this machine")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r} was asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise ValueError(
+                f"device {device!r} was asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
     elif resolved.type != "cpu":
         try:
             torch.empty(0, device=resolved)

@@ -23,8 +23,8 @@ import torch
 from common import checkpoint, machine_lines
 
 from atgan_plugin import ATGANAttack, TransferConfig, load_generator
-from atgan_plugin.evaluation import EvaluationReport, SettingMetrics, evaluate_attack
 from atgan_plugin.models import load_classifier
+from atgan_plugin.paper.evaluation import EvaluationReport, SettingMetrics, evaluate_attack
 from atgan_plugin.utils import resolve_device, seed_everything
 
 COLUMNS = ("steps", "beta", "gamma", "fit s", "success", "realistic", "oracle(adv)", "ratio", "L2")
@@ -38,31 +38,77 @@ def float_list(text: str) -> list[float]:
     return [float(part) for part in text.split(",") if part.strip()]
 
 
-def measure(model: torch.nn.Module, oracle: torch.nn.Module, generator: torch.nn.Module, guard: torch.nn.Module | None, *,
-            steps: int, beta: float, gamma: float, target: int | None, n: int, seed: int, device: torch.device,
-            progress: bool) -> tuple[SettingMetrics, float]:  # fmt: skip
+def measure(
+    model: torch.nn.Module,
+    oracle: torch.nn.Module,
+    generator: torch.nn.Module,
+    guard: torch.nn.Module | None,
+    *,
+    steps: int,
+    beta: float,
+    gamma: float,
+    target: int | None,
+    n: int,
+    seed: int,
+    device: torch.device,
+    progress: bool,
+) -> tuple[SettingMetrics, float]:
     """One row: fit with ``steps`` Adam steps (0: G_orig itself), evaluate on ``n`` examples."""
     if steps == 0:
         # With α = β = γ = 0 the loss and its gradient are zero, so one Adam step leaves G_attack
         # exactly equal to G_orig: the same evaluation code then measures G_orig.
-        attack = ATGANAttack(model, generator=generator, steps=1, alpha=0.0, beta=0.0, gamma=0.0, seed=seed, device=device,
-                             progress=False)  # fmt: skip
+        attack = ATGANAttack(
+            model,
+            generator=generator,
+            steps=1,
+            alpha=0.0,
+            beta=0.0,
+            gamma=0.0,
+            seed=seed,
+            device=device,
+            progress=False,
+        )
     else:
-        attack = ATGANAttack(model, generator=generator, guard=guard, steps=steps, beta=beta, gamma=gamma, seed=seed,
-                             device=device, progress=progress)  # fmt: skip
+        attack = ATGANAttack(
+            model,
+            generator=generator,
+            guard=guard,
+            steps=steps,
+            beta=beta,
+            gamma=gamma,
+            seed=seed,
+            device=device,
+            progress=progress,
+        )
     start = time.perf_counter()
     attack.fit(model, target)
     fit_seconds = time.perf_counter() - start if steps else 0.0
-    report: EvaluationReport = evaluate_attack(attack, model, oracle, n=n, targets=None if target is None else [target],
-                                               untargeted=target is None, seed=seed + 1)  # fmt: skip
+    report: EvaluationReport = evaluate_attack(
+        attack,
+        model,
+        oracle,
+        n=n,
+        targets=None if target is None else [target],
+        untargeted=target is None,
+        seed=seed + 1,
+    )
     metrics = report.untargeted if target is None else report.targeted[0]
     assert metrics is not None
     return metrics, fit_seconds
 
 
 def row(steps: int, beta: float, gamma: float, seconds: float, m: SettingMetrics) -> str:
-    cells = [str(steps), f"{beta:g}", f"{gamma:g}", f"{seconds:.1f}", f"{m.success_rate:.3f}", f"{m.realistic_success_rate:.3f}",
-             f"{m.oracle_agreement_attack:.3f}", f"{m.agreement_ratio:.3f}", f"{m.mean_l2:.2f}"]  # fmt: skip
+    cells = [
+        str(steps),
+        f"{beta:g}",
+        f"{gamma:g}",
+        f"{seconds:.1f}",
+        f"{m.success_rate:.3f}",
+        f"{m.realistic_success_rate:.3f}",
+        f"{m.oracle_agreement_attack:.3f}",
+        f"{m.agreement_ratio:.3f}",
+        f"{m.mean_l2:.2f}",
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -73,8 +119,12 @@ def main() -> None:
     parser.add_argument("--oracle", type=Path, default=None, help="realism oracle (default: shipped oracle)")
     parser.add_argument("--guard", type=Path, default=None, help="guard classifier (default: shipped aux classifier)")
     parser.add_argument("--no-guard", action="store_true", help="fit without a guard (the paper's loss)")
-    parser.add_argument("--steps", type=int_list, default=int_list("0,50,100,200,300,500,750,1000"),
-                        help="comma-separated fit steps (0: G_orig itself)")  # fmt: skip
+    parser.add_argument(
+        "--steps",
+        type=int_list,
+        default=int_list("0,50,100,200,300,500,750,1000"),
+        help="comma-separated fit steps (0: G_orig itself)",
+    )
     parser.add_argument("--beta", type=float, default=TransferConfig.beta, help="β for the steps sweep")
     parser.add_argument("--gamma", type=float, default=TransferConfig.gamma, help="γ for the steps and β sweeps")
     parser.add_argument("--betas", type=float_list, default=[], help="also sweep these β values (comma-separated)")
@@ -98,9 +148,14 @@ def main() -> None:
     guard = None if args.no_guard else load_classifier(checkpoint(args.guard, "aux_classifier"), device=device)
     setting = "untargeted" if args.target is None else f"target {args.target}"
 
-    lines = ["# AT-GAN fit curve", "", *[f"- {line}" for line in machine_lines(device)],
-             f"- setting: {setting}; guard: {'none' if guard is None else type(guard).__name__}; n = {args.n} per row; "
-             "other hyper-parameters: TransferConfig defaults", ""]  # fmt: skip
+    lines = [
+        "# AT-GAN fit curve",
+        "",
+        *[f"- {line}" for line in machine_lines(device)],
+        f"- setting: {setting}; guard: {'none' if guard is None else type(guard).__name__}; n = {args.n} per row; "
+        "other hyper-parameters: TransferConfig defaults",
+        "",
+    ]
     header = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---:" for _ in COLUMNS) + "|"]
 
     def emit(line: str) -> None:
@@ -116,14 +171,21 @@ def main() -> None:
     last: tuple[int, SettingMetrics] | None = None
     common = {"target": args.target, "n": args.n, "seed": args.seed, "device": device, "progress": args.progress}
     for steps in args.steps:
-        metrics, seconds = measure(model, oracle, generator, guard, steps=steps, beta=args.beta, gamma=args.gamma, **common)
+        metrics, seconds = measure(
+            model, oracle, generator, guard, steps=steps, beta=args.beta, gamma=args.gamma, **common
+        )
         emit(row(steps, args.beta, args.gamma, seconds, metrics))
         last = (steps, metrics)
     if last is not None:
         emit("")
-        emit(f"RATIO oracle agreement, G_attack / G_orig on the same latents, at {last[0]} steps: "
-             f"{last[1].agreement_ratio:.3f} (success {last[1].success_rate:.3f})")  # fmt: skip
-    sweeps = [("β", [(beta, args.gamma) for beta in args.betas]), ("γ", [(args.beta, gamma) for gamma in args.gammas])]
+        emit(
+            f"RATIO oracle agreement, G_attack / G_orig on the same latents, at {last[0]} steps: "
+            f"{last[1].agreement_ratio:.3f} (success {last[1].success_rate:.3f})"
+        )
+    sweeps = [
+        ("β", [(beta, args.gamma) for beta in args.betas]),
+        ("γ", [(args.beta, gamma) for gamma in args.gammas]),
+    ]
     for name, settings in sweeps:
         if not settings:
             continue
@@ -133,7 +195,9 @@ def main() -> None:
         for line in header:
             emit(line)
         for beta, gamma in settings:
-            metrics, seconds = measure(model, oracle, generator, guard, steps=args.sweep_steps, beta=beta, gamma=gamma, **common)
+            metrics, seconds = measure(
+                model, oracle, generator, guard, steps=args.sweep_steps, beta=beta, gamma=gamma, **common
+            )
             emit(row(args.sweep_steps, beta, gamma, seconds, metrics))
     if args.out is not None:
         args.out.write_text("\n".join(lines) + "\n")

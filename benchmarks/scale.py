@@ -12,13 +12,14 @@ Parts (``--parts``, default all):
   every 10 steps, the checks' time left out), for one untargeted fit in float32 and in bf16, and for
   the joint fit of ``--targets`` (all targets at 95 %); ``--max-steps`` caps each.
 - ``generate``: images/s of ``ATGANAttack.generate`` (``search_steps`` 8 and 0) and of mass generation
-  (``atgan_plugin.generation``, shards on disk) against the limit, the bare forward passes the method
+  (``atgan_plugin.attack.generation``, shards on disk) against the limit, the bare forward passes the method
   needs on the same batch: G_attack + G_orig + (search_steps + 1) model passes (G_attack alone for 0),
-  in float32 and bf16 (and with ``--compile``).
+  in float32 and bf16 (and with ``--compile``). ``generate`` and its limit are each the best of ``--repeats``
+  calls; mass generation (``--repeats`` shards back to back) against the same passes timed back to back.
 - ``pgd``: images/s of Foolbox's ``LinfPGD`` and AdverTorch's ``LinfPGDAttack`` (20 steps of 0.01,
   ε = 0.1) on the same batch, against AT-GAN's ``generate``.
 
-Not measured on a GPU yet (no GPU was available when it was written); see ``docs/benchmarks.md``.
+Results and the machines they come from: ``docs/benchmarks.md``, "Scale".
 """
 
 from __future__ import annotations
@@ -40,12 +41,12 @@ from advertorch.attacks import LinfPGDAttack
 
 # isort: on
 import foolbox as fb
-from common import best_time, checkpoint, machine, machine_lines
+from common import best_time, checkpoint, machine, machine_lines, mean_time
 
-from atgan_plugin.generation import GenerationPlan, check_plan, generate_shards
-from atgan_plugin.joint_fit import fit_attack_generators
+from atgan_plugin.attack.generation import GenerationPlan, check_plan, generate_shards
+from atgan_plugin.attack.joint_fit import fit_attack_generators
+from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator, sample_sources
 from atgan_plugin.models import load_classifier
-from atgan_plugin.transfer import TransferConfig, fit_attack_generator, sample_sources
 from atgan_plugin.utils import resolve_device, seed_everything
 
 PARTS = ("fit", "generate", "pgd")
@@ -56,7 +57,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def held_out(generator: nn.Module, target: int | None, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def held_out(
+    generator: nn.Module, target: int | None, n: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     rng = torch.Generator().manual_seed(1234)
     sources = sample_sources(n, int(generator.num_classes), target, rng).to(device)  # type: ignore[arg-type]
     return sources, generator.sample_z(n, generator=rng, device=device)  # type: ignore[operator, no-any-return]
@@ -111,8 +114,16 @@ def fit_part(args: argparse.Namespace, generator: nn.Module, model: nn.Module, g
             def callback(step: int, g_attack: nn.Module) -> None:
                 watch.check(step, lambda: success(g_attack, model, sources, z, None))
 
-            fit_attack_generator(generator, model, config=config, device=device, progress=args.progress, guard=guards,
-                                 precision=precision, callback=callback)  # fmt: skip
+            fit_attack_generator(
+                generator,
+                model,
+                config=config,
+                device=device,
+                progress=args.progress,
+                guard=guards,
+                precision=precision,
+                callback=callback,
+            )
 
         rows[f"untargeted fit, {precision}"] = time_to_goal(run, device, args.goal)
     targets = [int(t) for t in args.targets.split(",")]
@@ -121,16 +132,27 @@ def fit_part(args: argparse.Namespace, generator: nn.Module, model: nn.Module, g
         def callback(step: int, batch_success: dict[int | None, float]) -> None:
             watch.check(step, lambda: min(batch_success.values()))  # the training batches' success: no extra passes
 
-        fit_attack_generators(generator, model, targets, config=config, batch_per_target=args.joint_batch_size, device=device,
-                              progress=args.progress, guard=guards, callback=callback)  # fmt: skip
+        fit_attack_generators(
+            generator,
+            model,
+            targets,
+            config=config,
+            batch_per_target=args.joint_batch_size,
+            device=device,
+            progress=args.progress,
+            guard=guards,
+            callback=callback,
+        )
 
     rows[f"joint fit of {len(targets)} targets (batch success), fp32"] = time_to_goal(run_joint, device, args.goal)
     return {name: None if r is None else {"steps": r[0], "seconds": r[1]} for name, r in rows.items()}
 
 
-def limit_and_actual(args: argparse.Namespace, attack: ATGANAttack, model: nn.Module, sources: torch.Tensor,
-                     z: torch.Tensor) -> tuple[float, float]:  # fmt: skip
-    """Images/s of the bare forward passes ``attack.generate`` needs (compiled alike), and of ``generate``."""
+def limit_and_actual(
+    args: argparse.Namespace, attack: ATGANAttack, model: nn.Module, sources: torch.Tensor, z: torch.Tensor
+) -> tuple[float, float, Callable[[], None]]:
+    """Images/s of the bare forward passes ``attack.generate`` needs (compiled alike), of ``generate`` (both best of
+    ``--repeats``), and the bare passes themselves (to time them like a run of many batches)."""
     device, steps = args.device_, attack.search_steps
     g_attack = attack._compiled_or(attack.fit(model).generator)
     g_orig = attack._compiled_or(attack._reference_generator(device))
@@ -145,7 +167,7 @@ def limit_and_actual(args: argparse.Namespace, attack: ATGANAttack, model: nn.Mo
                     classify(images)
 
     ideal = len(z) / best_time(limit, args.repeats, device)
-    return ideal, len(z) / best_time(lambda: attack.generate(sources, z=z), args.repeats, device)
+    return ideal, len(z) / best_time(lambda: attack.generate(sources, z=z), args.repeats, device), limit
 
 
 def generate_part(args: argparse.Namespace, generator: nn.Module, model: nn.Module, fit_file: Path) -> dict[str, Any]:
@@ -155,20 +177,43 @@ def generate_part(args: argparse.Namespace, generator: nn.Module, model: nn.Modu
     variants = [("fp32", False), ("bf16", False)] + ([("fp32", True), ("bf16", True)] if args.compile else [])
     for precision, compiled in variants:
         for steps in (8, 0):
-            attack = ATGANAttack(model, generator=generator, guard=None, search_steps=steps, precision=precision,
-                                 compile=compiled, device=device, progress=False)  # fmt: skip
+            attack = ATGANAttack(
+                model,
+                generator=generator,
+                guard=None,
+                search_steps=steps,
+                precision=precision,
+                compile=compiled,
+                device=device,
+                progress=False,
+            )
             attack.load_fit(fit_file)
-            ideal, actual = limit_and_actual(args, attack, model, sources, z)
+            ideal, actual, limit = limit_and_actual(args, attack, model, sources, z)
             name = f"generate, search_steps={steps}, {precision}{', compiled' if compiled else ''}"
             rows[name] = {"images_per_second": actual, "limit": ideal, "ratio": actual / ideal}
             if steps == 8 and not compiled:
                 with tempfile.TemporaryDirectory() as out:
-                    plan = GenerationPlan(total=batch * args.repeats, shard_size=batch, seed=0, target=None, search_steps=steps,
-                                          precision=precision, fit_sha256="-", generator_sha256="-", model_sha256="-")  # fmt: skip
+                    plan = GenerationPlan(
+                        total=batch * args.repeats,
+                        shard_size=batch,
+                        seed=0,
+                        target=None,
+                        search_steps=steps,
+                        precision=precision,
+                        fit_sha256="-",
+                        generator_sha256="-",
+                        model_sha256="-",
+                    )
                     check_plan(Path(out), plan)
                     _, made, seconds = generate_shards(attack, model, plan, out, batch_size=batch, progress=False)
+                # Mass generation is a run of --repeats batches back to back (each its own shard, written and
+                # hashed): its limit is the same passes timed the same way, the mean of back-to-back calls.
+                run_limit = batch / mean_time(limit, args.repeats, device)
                 rows[f"mass generation (shards on disk), search_steps={steps}, {precision}"] = {
-                    "images_per_second": made / seconds, "limit": ideal, "ratio": made / seconds / ideal}
+                    "images_per_second": made / seconds,
+                    "limit": run_limit,
+                    "ratio": made / seconds / run_limit,
+                }
     return rows
 
 
@@ -180,21 +225,32 @@ def pgd_part(args: argparse.Namespace, generator: nn.Module, model: nn.Module, f
     attack = ATGANAttack(model, generator=generator, guard=None, device=device, progress=False)
     attack.load_fit(fit_file)
     fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=device)  # type: ignore[attr-defined]
-    advertorch = LinfPGDAttack(model, loss_fn=nn.CrossEntropyLoss(reduction="sum"), eps=0.1, nb_iter=20, eps_iter=0.01,
-                               rand_init=True, clip_min=0.0, clip_max=1.0)  # fmt: skip
+    advertorch = LinfPGDAttack(
+        model,
+        loss_fn=nn.CrossEntropyLoss(reduction="sum"),
+        eps=0.1,
+        nb_iter=20,
+        eps_iter=0.01,
+        rand_init=True,
+        clip_min=0.0,
+        clip_max=1.0,
+    )
     foolbox = fb.attacks.LinfPGD(abs_stepsize=0.01, steps=20, random_start=True)
-    runs = {"AT-GAN generate (search_steps=8)": lambda: attack.generate(sources, z=z),
-            "AdverTorch LinfPGDAttack (20 it.)": lambda: advertorch.perturb(x, sources),
-            "Foolbox LinfPGD (20 steps)": lambda: foolbox(fmodel, x, sources, epsilons=0.1)}  # fmt: skip
+    runs = {
+        "AT-GAN generate (search_steps=8)": lambda: attack.generate(sources, z=z),
+        "AdverTorch LinfPGDAttack (20 it.)": lambda: advertorch.perturb(x, sources),
+        "Foolbox LinfPGD (20 steps)": lambda: foolbox(fmodel, x, sources, epsilons=0.1),
+    }
     speed = {name: batch / best_time(run, args.repeats, device) for name, run in runs.items()}
-    return {name: {"images_per_second": value, "at_gan_over_this": speed["AT-GAN generate (search_steps=8)"] / value}
-            for name, value in speed.items()}  # fmt: skip
+    return {
+        name: {"images_per_second": value, "at_gan_over_this": speed["AT-GAN generate (search_steps=8)"] / value}
+        for name, value in speed.items()
+    }
 
 
 def tiny_networks(device: torch.device) -> tuple[nn.Module, nn.Module]:
     from atgan_plugin.adapters import ACWGANGPGenerator
-
-    from atgan_plugin.acwgan_gp import Generator
+    from atgan_plugin.adapters.acwgan_gp import Generator
     from atgan_plugin.models import build_classifier
 
     torch.manual_seed(0)
@@ -205,7 +261,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", type=Path, default=None, help="target classifier (default: shipped Model A)")
     parser.add_argument("--generator", type=Path, default=None, help="G_orig (default: shipped generator)")
-    parser.add_argument("--fit", type=Path, default=None, help="a saved G_attack for generate/pgd (default: fit 200 steps now)")
+    parser.add_argument(
+        "--fit", type=Path, default=None, help="a saved G_attack for generate/pgd (default: fit 200 steps now)"
+    )
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     parser.add_argument("--device", default="auto", help="cuda, cuda:N, cpu or auto")
     parser.add_argument("--batch-size", type=int, default=1024, help="images per generation and PGD call")
@@ -235,7 +293,11 @@ def main() -> None:
         generator = load_generator(checkpoint(args.generator, "generator"), device=device)
         model = load_classifier(checkpoint(args.model, "model_a"), device=device).eval()
     model.requires_grad_(False)
-    guards = ATGANAttack(model, generator=generator, progress=args.progress).prepare_guard(device) if args.guard == "auto" else None
+    guards = (
+        ATGANAttack(model, generator=generator, progress=args.progress).prepare_guard(device)
+        if args.guard == "auto"
+        else None
+    )
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
@@ -243,8 +305,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fit_file = args.fit
         if {"generate", "pgd"} & set(parts) and fit_file is None:
-            maker = ATGANAttack(model, generator=generator, guard=guards, steps=200 if not args.tiny else 2, device=device,
-                                progress=args.progress)  # fmt: skip
+            maker = ATGANAttack(
+                model,
+                generator=generator,
+                guard=guards,
+                steps=200 if not args.tiny else 2,
+                device=device,
+                progress=args.progress,
+            )
             fit_file = Path(tmp) / "g_attack.safetensors"
             maker.save_fit(fit_file)
         if "fit" in parts:
@@ -255,19 +323,32 @@ def main() -> None:
             results["pgd"] = pgd_part(args, generator, model, fit_file)
 
     print("\n".join(machine_lines(device)))
-    print(f"TF32 matmul/cudnn: {torch.backends.cuda.matmul.allow_tf32}/{torch.backends.cudnn.allow_tf32}" if device.type == "cuda" else "")
+    print(
+        f"TF32 matmul/cudnn: {torch.backends.cuda.matmul.allow_tf32}/{torch.backends.cudnn.allow_tf32}"
+        if device.type == "cuda"
+        else ""
+    )
     if args.tiny:
         print("TINY untrained networks: the numbers check the script, they measure nothing")
     for name, row in results.get("fit", {}).items():
-        print(f"fit to {args.goal:.0%}: {name}: " + ("not reached" if row is None else f"{row['seconds']:.1f} s ({row['steps']} steps)"))
+        print(
+            f"fit to {args.goal:.0%}: {name}: "
+            + ("not reached" if row is None else f"{row['seconds']:.1f} s ({row['steps']} steps)")
+        )
     for name, row in results.get("generate", {}).items():
-        print(f"RATIO {name}: {row['images_per_second']:,.0f} images/s = {row['ratio']:.2f} of the forward-pass limit "
-              f"({row['limit']:,.0f} images/s)")  # fmt: skip
+        print(
+            f"RATIO {name}: {row['images_per_second']:,.0f} images/s = {row['ratio']:.2f} of the forward-pass limit "
+            f"({row['limit']:,.0f} images/s)"
+        )
     for name, row in results.get("pgd", {}).items():
         print(f"{name}: {row['images_per_second']:,.0f} images/s (AT-GAN is {row['at_gan_over_this']:.1f}x this)")
     if args.json is not None:
-        args.json.write_text(json.dumps({"machine": machine(device), "args": {k: str(v) for k, v in vars(args).items()},
-                                         **results}, indent=2) + "\n")  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {"machine": machine(device), "args": {k: str(v) for k, v in vars(args).items()}, **results}, indent=2
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

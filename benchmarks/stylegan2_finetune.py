@@ -21,19 +21,25 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from atgan_plugin.adapters import StyleGAN2ADAGenerator
-from atgan_plugin.vendored.stylegan2_ada import Generator
 from common import machine_lines
 from torch import nn
 
-from atgan_plugin.cifar import CIFAR10_TRANSFER_DEFAULTS, SmallCifarCNN, load_cifar_classifier
-from atgan_plugin.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.adapters import StyleGAN2ADAGenerator
+from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.paper.cifar import CIFAR10_TRANSFER_DEFAULTS, SmallCifarCNN, load_cifar_classifier
+from atgan_plugin.vendored.stylegan2_ada import Generator
 
 
 def tiny_generator(num_classes: int) -> StyleGAN2ADAGenerator:
-    network = Generator(z_dim=32, c_dim=num_classes, w_dim=32, img_resolution=16, img_channels=3,
-                        mapping_kwargs={"num_layers": 2},
-                        synthesis_kwargs={"channel_base": 512, "channel_max": 32, "num_fp16_res": 2, "conv_clamp": 256})  # fmt: skip
+    network = Generator(
+        z_dim=32,
+        c_dim=num_classes,
+        w_dim=32,
+        img_resolution=16,
+        img_channels=3,
+        mapping_kwargs={"num_layers": 2},
+        synthesis_kwargs={"channel_base": 512, "channel_max": 32, "num_fp16_res": 2, "conv_clamp": 256},
+    )
     with torch.no_grad():
         for block in network.synthesis.blocks():
             block.torgb.weight.mul_(0.2)  # random-init images inside [-1, 1]
@@ -59,8 +65,12 @@ def train_target(G: StyleGAN2ADAGenerator, steps: int, device: torch.device) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--pickle", type=Path, default=None, help="NVIDIA StyleGAN2-ADA pickle [default: tiny random generator]")
-    parser.add_argument("--model", type=Path, default=None, help="target (cifar.classifier checkpoint) [default: trained tiny CNN]")
+    parser.add_argument(
+        "--pickle", type=Path, default=None, help="NVIDIA StyleGAN2-ADA pickle [default: tiny random generator]"
+    )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="target (cifar.classifier checkpoint) [default: trained tiny CNN]"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--steps", type=int, default=60, help="fit steps")
     parser.add_argument("--lr", type=float, default=3e-3, help="fit learning rate")
@@ -82,7 +92,9 @@ def main() -> None:
     print(f"G_orig: success {baseline:.3f} (the target's error on G_orig's images)")
 
     # Warm-up (allocator, kernels), so that neither timed fit pays for it.
-    fit_attack_generator(G, target, config=TransferConfig(steps=2, batch_size=args.batch_size), device=device, progress=False)
+    fit_attack_generator(
+        G, target, config=TransferConfig(steps=2, batch_size=args.batch_size), device=device, progress=False
+    )
     rows: dict[str, dict[str, float]] = {}
     print("| fine_tune | trainable params | success | mean l2 to G_orig | fit s |")
     print("|---|---|---|---|---|")

@@ -19,29 +19,49 @@ from __future__ import annotations
 import argparse
 
 import torch
-from atgan_plugin.adapters import StyleGAN2ADAGenerator
-from atgan_plugin.vendored.stylegan2_ada import Generator
 from common import best_time, machine_lines
 
-from atgan_plugin.cifar import CIFAR10_TRANSFER_DEFAULTS, SmallCifarCNN, WideResNet
-from atgan_plugin.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.adapters import StyleGAN2ADAGenerator
+from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.paper.cifar import CIFAR10_TRANSFER_DEFAULTS, SmallCifarCNN, WideResNet
+from atgan_plugin.vendored.stylegan2_ada import Generator
 
-CIFAR10_CONFIG = dict(z_dim=512, c_dim=10, w_dim=512, img_resolution=32, img_channels=3,
-                      mapping_kwargs={"num_layers": 2},
-                      synthesis_kwargs={"channel_base": 32768, "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256})  # fmt: skip
-TINY_CONFIG = dict(CIFAR10_CONFIG, z_dim=64, w_dim=64,
-                   synthesis_kwargs={"channel_base": 2048, "channel_max": 64, "num_fp16_res": 4, "conv_clamp": 256})  # fmt: skip
+CIFAR10_CONFIG = dict(
+    z_dim=512,
+    c_dim=10,
+    w_dim=512,
+    img_resolution=32,
+    img_channels=3,
+    mapping_kwargs={"num_layers": 2},
+    synthesis_kwargs={"channel_base": 32768, "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256},
+)
+TINY_CONFIG = dict(
+    CIFAR10_CONFIG,
+    z_dim=64,
+    w_dim=64,
+    synthesis_kwargs={"channel_base": 2048, "channel_max": 64, "num_fp16_res": 4, "conv_clamp": 256},
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     parser.add_argument("--tiny", action="store_true", help="small networks, for a quick CPU check of the script")
-    parser.add_argument("--target", choices=("wrn", "cnn"), default=None, help="target model [default: wrn, cnn with --tiny]")
-    parser.add_argument("--mixed", choices=("fp16", "bf16"), default=None, help="low precision [default: fp16 on CUDA, bf16 on CPU]")
-    parser.add_argument("--batch-size", type=int, default=None, help="fit and generation batch [default: 64, 8 with --tiny]")
-    parser.add_argument("--fit-steps", type=int, default=None, help="timed fit steps per repeat [default: 20, 2 with --tiny]")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats, best kept [default: 3, 1 with --tiny]")
+    parser.add_argument(
+        "--target", choices=("wrn", "cnn"), default=None, help="target model [default: wrn, cnn with --tiny]"
+    )
+    parser.add_argument(
+        "--mixed", choices=("fp16", "bf16"), default=None, help="low precision [default: fp16 on CUDA, bf16 on CPU]"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="fit and generation batch [default: 64, 8 with --tiny]"
+    )
+    parser.add_argument(
+        "--fit-steps", type=int, default=None, help="timed fit steps per repeat [default: 20, 2 with --tiny]"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed repeats, best kept [default: 3, 1 with --tiny]"
+    )
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -51,15 +71,21 @@ def main() -> None:
     repeats = args.repeats or (1 if args.tiny else 3)
     target_name = args.target or ("cnn" if args.tiny else "wrn")
     if device.type == "cuda":  # measure what users get by default; say so
-        print(f"cudnn.allow_tf32={torch.backends.cudnn.allow_tf32} matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}")
+        print(
+            f"cudnn.allow_tf32={torch.backends.cudnn.allow_tf32} "
+            f"matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}"
+        )
     for line in machine_lines(device):
         print(line)
 
     torch.manual_seed(0)
     network = Generator(**(TINY_CONFIG if args.tiny else CIFAR10_CONFIG)).eval()
     target = (WideResNet() if target_name == "wrn" else SmallCifarCNN()).to(device).eval()
-    print(f"generator: {'tiny' if args.tiny else 'CIFAR-10'} config, {sum(p.numel() for p in network.parameters()) / 1e6:.1f} M "
-          f"parameters; target: {target_name}, {sum(p.numel() for p in target.parameters()) / 1e6:.1f} M; batch {batch}")
+    print(
+        f"generator: {'tiny' if args.tiny else 'CIFAR-10'} config, "
+        f"{sum(p.numel() for p in network.parameters()) / 1e6:.1f} M "
+        f"parameters; target: {target_name}, {sum(p.numel() for p in target.parameters()) / 1e6:.1f} M; batch {batch}"
+    )
 
     results: dict[str, dict[str, float]] = {}
     for precision in ("fp32", mixed):
@@ -79,8 +105,10 @@ def main() -> None:
         images_per_s = batch / best_time(generate, repeats, device)
         steps_per_s = steps / best_time(fit, repeats, device)
         results[precision] = {"images_per_s": images_per_s, "fit_steps_per_s": steps_per_s}
-        print(f"{precision:>5}: generation {images_per_s:10.1f} images/s   fit {steps_per_s:8.2f} steps/s "
-              f"({steps_per_s * batch:9.1f} images/s through the fit)")
+        print(
+            f"{precision:>5}: generation {images_per_s:10.1f} images/s   fit {steps_per_s:8.2f} steps/s "
+            f"({steps_per_s * batch:9.1f} images/s through the fit)"
+        )
 
     for key, label in (("images_per_s", "generation images/s"), ("fit_steps_per_s", "fit steps/s")):
         print(f"RATIO {label} {mixed}/fp32 = {results[mixed][key] / results['fp32'][key]:.2f}")

@@ -49,8 +49,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="target classifier (default: shipped Model A)")
     parser.add_argument("--generator", type=Path, default=None, help="G_orig (default: shipped generator)")
     parser.add_argument("--fit", type=Path, default=None, help="a saved G_attack; default: fit --fit-steps now")
-    parser.add_argument("--fit-steps", type=int, default=50,
-                        help="fit steps when no --fit is given (throughput does not depend on them)")  # fmt: skip
+    parser.add_argument(
+        "--fit-steps",
+        type=int,
+        default=50,
+        help="fit steps when no --fit is given (throughput does not depend on them)",
+    )
     parser.add_argument("--batch-size", type=int, default=256, help="images per call, the same for every attack")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per attack (best one counts)")
     parser.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST IDX folder (default: Debian's)")
@@ -81,8 +85,16 @@ def main() -> None:
             atgan.save_fit(fit_file)
         atgan.load_fit(fit_file, model=fmodel)
 
-    pgd_advertorch = LinfPGDAttack(model, loss_fn=nn.CrossEntropyLoss(reduction="sum"), eps=0.1, nb_iter=20,
-                                   eps_iter=0.01, rand_init=True, clip_min=0.0, clip_max=1.0)  # fmt: skip
+    pgd_advertorch = LinfPGDAttack(
+        model,
+        loss_fn=nn.CrossEntropyLoss(reduction="sum"),
+        eps=0.1,
+        nb_iter=20,
+        eps_iter=0.01,
+        rand_init=True,
+        clip_min=0.0,
+        clip_max=1.0,
+    )
     pgd_foolbox = fb.attacks.LinfPGD(abs_stepsize=0.01, steps=20, random_start=True)
     z = generator.sample_z(batch, generator=torch.Generator().manual_seed(args.seed), device=device)
 
@@ -99,12 +111,17 @@ def main() -> None:
     }
     speed = {name: images_per_second(run, batch, args.repeats, device) for name, run in runs.items()}
     ratios = {
-        "AT-GAN / AdverTorch LinfPGDAttack": speed["AT-GAN, AdverTorch perturb(x, y)"] / speed["AdverTorch LinfPGDAttack (20 it.)"],
+        "AT-GAN / AdverTorch LinfPGDAttack": speed["AT-GAN, AdverTorch perturb(x, y)"]
+        / speed["AdverTorch LinfPGDAttack (20 it.)"],
         "AT-GAN / Foolbox LinfPGD": speed["AT-GAN, Foolbox (epsilons=None)"] / speed["Foolbox LinfPGD (20 steps)"],
     }
 
     print("\n".join(machine_lines(device)))
-    print(f"batch {batch}, best of {args.repeats} timed calls; G_attack fit ({'loaded' if args.fit else f'{args.fit_steps} steps'}): {fit_seconds:.1f} s, not included")
+    fit_how = "loaded" if args.fit else f"{args.fit_steps} steps"
+    print(
+        f"batch {batch}, best of {args.repeats} timed calls; "
+        f"G_attack fit ({fit_how}): {fit_seconds:.1f} s, not included"
+    )
     print(f"{'attack':<36}{'images/s':>12}")
     for name, value in speed.items():
         print(f"{name:<36}{value:>12,.0f}")
@@ -112,9 +129,20 @@ def main() -> None:
         verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
         print(f"RATIO {name}: {ratio:.1f}x ({verdict} the {TARGET_RATIO:.0f}x target)")
     if args.json is not None:
-        args.json.write_text(json.dumps({"machine": machine(device), "batch": batch, "repeats": args.repeats,
-                                         "fit_seconds": fit_seconds, "images_per_second": speed, "ratios": ratios},
-                                        indent=2) + "\n")  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine(device),
+                    "batch": batch,
+                    "repeats": args.repeats,
+                    "fit_seconds": fit_seconds,
+                    "images_per_second": speed,
+                    "ratios": ratios,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from advertorch.attacks.utils import attack_whole_dataset
 # isort: on
 from atgan_plugin.data import load_dataset
 from atgan_plugin.models import load_classifier
-from atgan_plugin.pretrained import pretrained_path
+from atgan_plugin.pretrained import resolve_checkpoint
 from atgan_plugin.utils import resolve_device, seed_everything
 
 
@@ -38,24 +38,32 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", type=Path, default=None, help="classifier to attack (default: shipped Model A)")
     parser.add_argument("--generator", type=Path, default=None, help="G_orig (default: shipped generator)")
-    parser.add_argument("--guard", type=Path, default=None,
-                        help='a classifier that must keep seeing the source class during the fit (default: guard="auto", '
-                             "the generator's own guards plus a distilled one)")  # fmt: skip
-    parser.add_argument("--fit", type=Path, default=None, help="a saved G_attack (atgan attack/demo) instead of fitting")
+    parser.add_argument(
+        "--guard",
+        type=Path,
+        default=None,
+        help='a classifier that must keep seeing the source class during the fit (default: guard="auto", '
+        "the generator's own guards plus a distilled one)",
+    )
+    parser.add_argument(
+        "--fit", type=Path, default=None, help="a saved G_attack (atgan attack/demo) instead of fitting"
+    )
     parser.add_argument("--n", type=int, default=10_000, help="test images to use (default: all 10,000)")
     parser.add_argument("--batch-size", type=int, default=250, help="DataLoader batch size")
     parser.add_argument("--fit-steps", type=int, default=TransferConfig.steps, help="AT-GAN fit steps")
     parser.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST IDX folder (default: Debian's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seeds PGD's random start and AT-GAN")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="AT-GAN fit progress bar")
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="AT-GAN fit progress bar"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args()
     if args.n < 1 or args.batch_size < 1 or args.fit_steps < 1:
         parser.error("--n, --batch-size and --fit-steps must be positive")
     try:  # the shipped checkpoints, unless paths were given
-        args.model = args.model or pretrained_path("model_a")
-        args.generator = args.generator or pretrained_path("generator")
+        args.model = resolve_checkpoint(args.model, "model_a")
+        args.generator = resolve_checkpoint(args.generator, "generator")
     except FileNotFoundError as error:
         parser.error(f"{error}; pass --model/--generator")
     for path in (args.model, args.generator, args.guard, args.fit):
@@ -76,10 +84,28 @@ def main() -> None:
     loader = DataLoader(TensorDataset(test.images, test.labels), batch_size=args.batch_size, shuffle=False)
 
     # The adversaries, side by side; AT-GAN fits G_attack on its first batch (or loads --fit).
-    pgd = LinfPGDAttack(model, loss_fn=nn.CrossEntropyLoss(reduction="sum"), eps=0.1, nb_iter=20, eps_iter=0.01,
-                        rand_init=True, clip_min=0.0, clip_max=1.0, targeted=False)  # fmt: skip
-    atgan = ATGANAttack(model, generator=generator, guard=guard, clip_min=0.0, clip_max=1.0, targeted=False,
-                        steps=args.fit_steps, seed=args.seed, progress=args.progress)  # fmt: skip
+    pgd = LinfPGDAttack(
+        model,
+        loss_fn=nn.CrossEntropyLoss(reduction="sum"),
+        eps=0.1,
+        nb_iter=20,
+        eps_iter=0.01,
+        rand_init=True,
+        clip_min=0.0,
+        clip_max=1.0,
+        targeted=False,
+    )
+    atgan = ATGANAttack(
+        model,
+        generator=generator,
+        guard=guard,
+        clip_min=0.0,
+        clip_max=1.0,
+        targeted=False,
+        steps=args.fit_steps,
+        seed=args.seed,
+        progress=args.progress,
+    )
     if args.fit is not None:
         atgan.load_fit(args.fit)
     adversaries = {"LinfPGDAttack (eps=0.1, 20 iterations)": pgd, "ATGANAttack": atgan}

@@ -26,7 +26,7 @@ import torch
 from atgan_plugin import ATGANAttack, TransferConfig, load_generator
 from atgan_plugin.data import load_dataset
 from atgan_plugin.models import load_classifier
-from atgan_plugin.pretrained import pretrained_path
+from atgan_plugin.pretrained import resolve_checkpoint
 from atgan_plugin.utils import resolve_device, seed_everything
 
 
@@ -34,26 +34,34 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", type=Path, default=None, help="classifier to attack (default: shipped Model A)")
     parser.add_argument("--generator", type=Path, default=None, help="G_orig (default: shipped generator)")
-    parser.add_argument("--guard", type=Path, default=None,
-                        help='a classifier that must keep seeing the source class during the fit (default: guard="auto", '
-                             "the generator's own guards plus a distilled one)")  # fmt: skip
+    parser.add_argument(
+        "--guard",
+        type=Path,
+        default=None,
+        help='a classifier that must keep seeing the source class during the fit (default: guard="auto", '
+        "the generator's own guards plus a distilled one)",
+    )
     parser.add_argument("--oracle", type=Path, default=None, help="realism oracle (default: shipped oracle)")
-    parser.add_argument("--fit", type=Path, default=None, help="a saved G_attack (atgan attack/demo) instead of fitting")
+    parser.add_argument(
+        "--fit", type=Path, default=None, help="a saved G_attack (atgan attack/demo) instead of fitting"
+    )
     parser.add_argument("--n", type=int, default=10_000, help="test images to use (default: all 10,000)")
     parser.add_argument("--batch-size", type=int, default=250, help="images per Foolbox call")
     parser.add_argument("--fit-steps", type=int, default=TransferConfig.steps, help="AT-GAN fit steps")
     parser.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST IDX folder (default: Debian's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seeds PGD's random start and AT-GAN")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="AT-GAN fit progress bar")
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="AT-GAN fit progress bar"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args()
     if args.n < 1 or args.batch_size < 1 or args.fit_steps < 1:
         parser.error("--n, --batch-size and --fit-steps must be positive")
     try:  # the shipped checkpoints, unless paths were given
-        args.model = args.model or pretrained_path("model_a")
-        args.generator = args.generator or pretrained_path("generator")
-        args.oracle = args.oracle or pretrained_path("oracle")
+        args.model = resolve_checkpoint(args.model, "model_a")
+        args.generator = resolve_checkpoint(args.generator, "generator")
+        args.oracle = resolve_checkpoint(args.oracle, "oracle")
     except FileNotFoundError as error:
         parser.error(f"{error}; pass --model/--generator/--oracle")
     for path in (args.model, args.generator, args.guard, args.oracle, args.fit):
@@ -112,11 +120,18 @@ def main() -> None:
     print(f"{'attack':<30}{'robust accuracy':>16}{'seconds':>10}")
     for name in fooled:
         print(f"{name:<30}{robust_accuracy[name]:>16.3f}{seconds[name]:>10.1f}")
-    print(f"oracle agreement with the source class: AT-GAN images {agreement:.3f} "
-          f"(oracle accuracy on the test images {oracle_accuracy:.3f})")  # fmt: skip
-    results = {"n": n, "clean_accuracy": clean_accuracy, "robust_accuracy": robust_accuracy,
-               "seconds": seconds,  # AT-GAN's includes its one-off fit
-               "oracle_agreement_atgan": agreement, "oracle_accuracy_test": oracle_accuracy}  # fmt: skip
+    print(
+        f"oracle agreement with the source class: AT-GAN images {agreement:.3f} "
+        f"(oracle accuracy on the test images {oracle_accuracy:.3f})"
+    )
+    results = {
+        "n": n,
+        "clean_accuracy": clean_accuracy,
+        "robust_accuracy": robust_accuracy,
+        "seconds": seconds,  # AT-GAN's includes its one-off fit
+        "oracle_agreement_atgan": agreement,
+        "oracle_accuracy_test": oracle_accuracy,
+    }
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

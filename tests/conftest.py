@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 import torch
-from atgan_plugin.adapters import ACWGANGPGenerator
 from torch import nn
 
-from atgan_plugin import attack as attack_module
-from atgan_plugin import guards as guards_module
-from atgan_plugin.acwgan_gp import Generator
-from atgan_plugin.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
+from atgan_plugin.adapters import ACWGANGPGenerator
+from atgan_plugin.adapters.acwgan_gp import Generator
+from atgan_plugin.attack import atgan as attack_module
+from atgan_plugin.attack import guards as guards_module
+from atgan_plugin.attack.guards import DistillConfig
 from atgan_plugin.data import TensorDataset, load_dataset
-from atgan_plugin.guards import DistillConfig
 from atgan_plugin.models import build_classifier
+from atgan_plugin.paper.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
 
 CPU = torch.device("cpu")
 
@@ -264,7 +264,20 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("generator", "model_a", "oracle", "aux_classifier"):
         _pretrained_or_skip(name)
     runs = tmp_path_factory.mktemp("demo-runs")
-    args = ["demo", "--n", "16", "--steps", "20", "--batch-size", "8", "--device", "cpu", "--no-progress", "--runs-dir", str(runs)]
+    args = [
+        "demo",
+        "--n",
+        "16",
+        "--steps",
+        "20",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--runs-dir",
+        str(runs),
+    ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     (run_dir,) = runs.iterdir()

@@ -3,8 +3,9 @@
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/distributed_worker.py FOLDER
 
 FOLDER holds ``inputs.pt`` (the class means of the tiny generator, written by the test),
-``target.safetensors`` (the tiny target) and ``fit.json`` (the attack's keyword arguments). Every rank fits targets 2 and 7 together with
-:class:`~atgan_plugin.distributed.DataParallelATGANAttack` and writes a digest of its G_attack
+``target.safetensors`` (the tiny target) and ``fit.json`` (the attack's keyword arguments). Every
+rank fits targets 2 and 7 together with
+:class:`~atgan_plugin.attack.distributed.DataParallelATGANAttack` and writes a digest of its G_attack
 parameters to ``rank<r>.json``; rank 0 also saves the fits (``fit<t>.safetensors``).
 """
 
@@ -20,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import ClassMeanGenerator  # noqa: E402
 
-from atgan_plugin.distributed import DataParallelATGANAttack, init  # noqa: E402
+from atgan_plugin.attack.distributed import DataParallelATGANAttack, init  # noqa: E402
 from atgan_plugin.models import load_classifier  # noqa: E402
 
 
@@ -39,7 +40,9 @@ def main() -> None:
     for target in (2, 7):
         for p in fits[target].generator.parameters():
             digest.update(p.detach().numpy().tobytes())
-    (folder / f"rank{group.rank}.json").write_text(json.dumps({"digest": digest.hexdigest(), "config": fits[2].config.batch_size}))
+    (folder / f"rank{group.rank}.json").write_text(
+        json.dumps({"digest": digest.hexdigest(), "config": fits[2].config.batch_size})
+    )
     if group.is_main:
         for target in (2, 7):
             attack.save_fit(folder / f"fit{target}.safetensors", target=target)

@@ -29,11 +29,11 @@ import warnings
 from typing import Any
 
 import torch
-from atgan_plugin.adapters import load_generator
-from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle
 
+from atgan_plugin.adapters import load_generator
 from atgan_plugin.checkpoints import CheckpointError, tensor_digest
 from atgan_plugin.models import load_classifier
+from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle
 
 ADDRESS_SPACE = 6 << 30  # bytes of virtual memory a child may map (raised above what the imports hold)
 SECONDS = 30  # wall time a child may take
@@ -54,7 +54,12 @@ def _outcome(loader: str, path: str) -> dict[str, Any]:
         return {"outcome": "named", "type": type(error).__name__, "message": str(error)[:400]}
     except BaseException as error:  # noqa: BLE001 (what the fuzz is looking for)
         lines = traceback.format_exception(error)[-4:]
-        return {"outcome": "other", "type": type(error).__name__, "message": str(error)[:400], "traceback": "".join(lines)[-1500:]}
+        return {
+            "outcome": "other",
+            "type": type(error).__name__,
+            "message": str(error)[:400],
+            "traceback": "".join(lines)[-1500:],
+        }
     state = {name: tensor.detach() for name, tensor in module.state_dict().items()}
     architecture = ",".join(f"{name}{tuple(t.shape)}" for name, t in sorted(state.items()))
     return {
@@ -92,8 +97,10 @@ def main() -> None:
         seconds = time.perf_counter() - start
         if os.WIFSIGNALED(status):
             number = os.WTERMSIG(status)
-            result: dict[str, Any] = {"outcome": "timeout" if number == signal.SIGALRM else "crash",
-                                      "message": f"killed by {signal.Signals(number).name}"}  # fmt: skip
+            result: dict[str, Any] = {
+                "outcome": "timeout" if number == signal.SIGALRM else "crash",
+                "message": f"killed by {signal.Signals(number).name}",
+            }
         elif not payload:
             result = {"outcome": "crash", "message": f"exited with status {os.WEXITSTATUS(status)} and no result"}
         else:

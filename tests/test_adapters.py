@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import atgan_plugin.adapters as adapters
 import pytest
 import torch
-from atgan_plugin.adapters import ACWGANGPGenerator, ConditionalGenerator, check_generator, load_generator
 from safetensors.torch import save_file
 from torch import nn
 
-from atgan_plugin.acwgan_gp import Generator
+import atgan_plugin.adapters as adapters
+from atgan_plugin.adapters import ACWGANGPGenerator, ConditionalGenerator, check_generator, load_generator
+from atgan_plugin.adapters.acwgan_gp import Generator
 from atgan_plugin.checkpoints import Checkpoint, CheckpointError, save_checkpoint
 from atgan_plugin.models import build_classifier, save_classifier
 
@@ -136,7 +136,11 @@ def _wrong_shapes(tmp_path: Path, generator: ACWGANGPGenerator) -> Path:
 
 
 BAD_FILES: list[tuple[str, Callable[[Path, ACWGANGPGenerator], Path], str]] = [
-    ("truncated", _truncated, r"g\.safetensors is a truncated safetensors file \(its tensors need \d+ bytes of data, only \d+ follow\)"),
+    (
+        "truncated",
+        _truncated,
+        r"g\.safetensors is a truncated safetensors file \(its tensors need \d+ bytes of data, only \d+ follow\)",
+    ),
     ("foreign safetensors", _foreign, r"not a generator checkpoint of a known format"),
     ("classifier checkpoint", _classifier, r"not a generator checkpoint of a known format"),
     ("torch pickle", _pickle, r"not a generator checkpoint of a known format"),

@@ -1,4 +1,4 @@
-"""atgan_plugin._advertorch_compat: AdverTorch 0.2.3 imports and works on current torch."""
+"""atgan_plugin.attack._advertorch_compat: AdverTorch 0.2.3 imports and works on current torch."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import torch
 from torch import nn
 
-from atgan_plugin._advertorch_compat import _zero_gradients, install_zero_gradients_shim
+from atgan_plugin.attack._advertorch_compat import _zero_gradients, install_zero_gradients_shim
 
 # advertorch itself is imported inside the tests, after atgan_plugin has installed the shim.
 

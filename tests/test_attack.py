@@ -1,4 +1,4 @@
-"""atgan_plugin.attack.ATGANAttack: one class, a Foolbox 3 attack and an AdverTorch attack.
+"""atgan_plugin.attack.atgan.ATGANAttack: one class, a Foolbox 3 attack and an AdverTorch attack.
 
 Most tests use the small class-mean generator from conftest (a fit takes a fraction of a second)
 and the tiny trained Model D; the shipped AC-WGAN_GP generator is used where the claim is about
@@ -50,7 +50,6 @@ def batch(fashion_test: TensorDataset) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture
 def fmodel(tiny_target: nn.Module) -> fb.PyTorchModel:
     return fb.PyTorchModel(tiny_target, bounds=(0, 1), device="cpu")
-
 
 
 def predict(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -338,8 +337,9 @@ def test_pretrained_generator_fit_raises_success(pretrained_generator: nn.Module
     # A short fit (small batches, a larger step) of the paper's loss: the shipped generator's images are
     # recognised by the target at first, and fool it after. (Its guards slow a fit this short down; the
     # default fit's test is the slow one below.)
-    attack = ATGANAttack(tiny_target, generator=pretrained_generator, guard=None, steps=30, batch_size=16, lr=3e-4,
-                         progress=False)  # fmt: skip
+    attack = ATGANAttack(
+        tiny_target, generator=pretrained_generator, guard=None, steps=30, batch_size=16, lr=3e-4, progress=False
+    )
     attack.fit()
     success, baseline, _ = success_and_distance(attack, tiny_target)
     assert baseline < 0.4

@@ -57,7 +57,10 @@ def _wrap(module: nn.Module, **kwargs: Any) -> fb.PyTorchModel:
 
 
 def test_a_fresh_foolbox_wrapper_of_the_same_module_reuses_the_fit(
-    tiny_generator: nn.Module, tiny_target: nn.Module, fit_calls: list[int | None], batch: tuple[torch.Tensor, torch.Tensor]
+    tiny_generator: nn.Module,
+    tiny_target: nn.Module,
+    fit_calls: list[int | None],
+    batch: tuple[torch.Tensor, torch.Tensor],
 ) -> None:
     x, y = batch
     attack = ATGANAttack(generator=tiny_generator, **FAST)
@@ -86,9 +89,15 @@ def _reshaped_view(module: nn.Module) -> None:
 
 
 @pytest.mark.parametrize("face", ["advertorch", "foolbox"])
-@pytest.mark.parametrize("change", [_replace_data, _new_parameter, _reshaped_view], ids=["p.data =", "new Parameter", "other layout"])
+@pytest.mark.parametrize(
+    "change", [_replace_data, _new_parameter, _reshaped_view], ids=["p.data =", "new Parameter", "other layout"]
+)
 def test_a_replaced_parameter_refits(
-    face: str, change: Callable[[nn.Module], None], tiny_generator: nn.Module, tiny_target: nn.Module, fit_calls: list[int | None]
+    face: str,
+    change: Callable[[nn.Module], None],
+    tiny_generator: nn.Module,
+    tiny_target: nn.Module,
+    fit_calls: list[int | None],
 ) -> None:
     module = copy.deepcopy(tiny_target)
     model = module if face == "advertorch" else _wrap(module)

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from atgan_plugin import baselines
-from atgan_plugin._advertorch_compat import advertorch
+from atgan_plugin.attack._advertorch_compat import advertorch
 from atgan_plugin.data import TensorDataset
+from atgan_plugin.paper import baselines
 
 EPS, STEP, STEPS = 0.1, 0.01, 20  # Fashion-MNIST, appendix Table 6
 
@@ -32,7 +32,9 @@ def batch(fashion_test: TensorDataset) -> tuple[torch.Tensor, torch.Tensor]:
     return fashion_test.images[:64], fashion_test.labels[:64]
 
 
-def _foolbox(model: nn.Module, attack: fb.attacks.base.Attack, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+def _foolbox(
+    model: nn.Module, attack: fb.attacks.base.Attack, x: torch.Tensor, y: torch.Tensor, eps: float
+) -> torch.Tensor:
     _, clipped, _ = attack(fb.PyTorchModel(model, bounds=(0, 1), device="cpu"), x, y, epsilons=eps)
     return clipped  # type: ignore[no-any-return]
 
@@ -44,27 +46,47 @@ def _seeded(seed: int, run):  # type: ignore[no-untyped-def]
 
 
 CASES = [
-    ("fgsm-foolbox",
-     lambda m, x, y: baselines.fgsm(m, x, y, epsilon=EPS, toolkit="foolbox"),
-     lambda m, x, y: _foolbox(m, fb.attacks.FGSM(), x, y, EPS)),
-    ("fgsm-advertorch",
-     lambda m, x, y: baselines.fgsm(m, x, y, epsilon=EPS, toolkit="advertorch"),
-     lambda m, x, y: advertorch.attacks.GradientSignAttack(m, eps=EPS).perturb(x, y)),
-    ("pgd-foolbox",
-     lambda m, x, y: baselines.pgd(m, x, y, epsilon=EPS, step_size=STEP, steps=STEPS, toolkit="foolbox", seed=3),
-     lambda m, x, y: _seeded(3, lambda: _foolbox(m, fb.attacks.LinfPGD(abs_stepsize=STEP, steps=STEPS), x, y, EPS))),
-    ("pgd-advertorch",
-     lambda m, x, y: baselines.pgd(m, x, y, epsilon=EPS, step_size=STEP, steps=STEPS, toolkit="advertorch", seed=3),
-     lambda m, x, y: _seeded(3, lambda: advertorch.attacks.LinfPGDAttack(m, eps=EPS, nb_iter=STEPS, eps_iter=STEP).perturb(x, y))),
-    ("rfgsm-advertorch",  # neither toolkit ships R+FGSM: the composition written out by hand
-     lambda m, x, y: baselines.rfgsm(m, x, y, epsilon=0.2, alpha=0.1, toolkit="advertorch", seed=4),
-     lambda m, x, y: advertorch.attacks.GradientSignAttack(m, eps=0.1).perturb(
-         (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(4)).sign()).clamp(0, 1), y)),
-    ("rfgsm-foolbox",
-     lambda m, x, y: baselines.rfgsm(m, x, y, epsilon=0.2, alpha=0.1, toolkit="foolbox", seed=4),
-     lambda m, x, y: _foolbox(m, fb.attacks.FGSM(),
-                              (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(4)).sign()).clamp(0, 1), y, 0.1)),
-]  # fmt: skip
+    (
+        "fgsm-foolbox",
+        lambda m, x, y: baselines.fgsm(m, x, y, epsilon=EPS, toolkit="foolbox"),
+        lambda m, x, y: _foolbox(m, fb.attacks.FGSM(), x, y, EPS),
+    ),
+    (
+        "fgsm-advertorch",
+        lambda m, x, y: baselines.fgsm(m, x, y, epsilon=EPS, toolkit="advertorch"),
+        lambda m, x, y: advertorch.attacks.GradientSignAttack(m, eps=EPS).perturb(x, y),
+    ),
+    (
+        "pgd-foolbox",
+        lambda m, x, y: baselines.pgd(m, x, y, epsilon=EPS, step_size=STEP, steps=STEPS, toolkit="foolbox", seed=3),
+        lambda m, x, y: _seeded(3, lambda: _foolbox(m, fb.attacks.LinfPGD(abs_stepsize=STEP, steps=STEPS), x, y, EPS)),
+    ),
+    (
+        "pgd-advertorch",
+        lambda m, x, y: baselines.pgd(m, x, y, epsilon=EPS, step_size=STEP, steps=STEPS, toolkit="advertorch", seed=3),
+        lambda m, x, y: _seeded(
+            3, lambda: advertorch.attacks.LinfPGDAttack(m, eps=EPS, nb_iter=STEPS, eps_iter=STEP).perturb(x, y)
+        ),
+    ),
+    (
+        "rfgsm-advertorch",  # neither toolkit ships R+FGSM: the composition written out by hand
+        lambda m, x, y: baselines.rfgsm(m, x, y, epsilon=0.2, alpha=0.1, toolkit="advertorch", seed=4),
+        lambda m, x, y: advertorch.attacks.GradientSignAttack(m, eps=0.1).perturb(
+            (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(4)).sign()).clamp(0, 1), y
+        ),
+    ),
+    (
+        "rfgsm-foolbox",
+        lambda m, x, y: baselines.rfgsm(m, x, y, epsilon=0.2, alpha=0.1, toolkit="foolbox", seed=4),
+        lambda m, x, y: _foolbox(
+            m,
+            fb.attacks.FGSM(),
+            (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(4)).sign()).clamp(0, 1),
+            y,
+            0.1,
+        ),
+    ),
+]
 
 
 @pytest.mark.parametrize(("name", "ours", "direct"), CASES, ids=[case[0] for case in CASES])
@@ -85,8 +107,10 @@ def test_the_two_toolkits_agree(model, batch) -> None:  # type: ignore[no-untype
     fgsm = [baselines.fgsm(model, x, y, epsilon=EPS, toolkit=t) for t in baselines.TOOLKITS]
     assert torch.equal(fgsm[0], fgsm[1])
     # Without a random start PGD is deterministic; the toolkits then differ only by float rounding.
-    pgd = [baselines.pgd(model, x, y, epsilon=EPS, step_size=STEP, steps=STEPS, random_start=False, toolkit=t)
-           for t in baselines.TOOLKITS]  # fmt: skip
+    pgd = [
+        baselines.pgd(model, x, y, epsilon=EPS, step_size=STEP, steps=STEPS, random_start=False, toolkit=t)
+        for t in baselines.TOOLKITS
+    ]
     torch.testing.assert_close(pgd[0], pgd[1], atol=1e-6, rtol=0)
 
 
@@ -109,12 +133,23 @@ def test_baselines_leave_the_model_and_the_random_state_alone(tiny_target: nn.Mo
 def test_run_baseline_uses_table_6(model, batch) -> None:  # type: ignore[no-untyped-def]
     x, y = batch
     s = baselines.SETTINGS["fashion-mnist"]
-    assert (s.fgsm_epsilon, s.pgd_epsilon, s.pgd_step_size, s.pgd_steps, s.rfgsm_epsilon, s.rfgsm_alpha) == (0.1, 0.1, 0.01, 20, 0.2, 0.1)
+    assert (s.fgsm_epsilon, s.pgd_epsilon, s.pgd_step_size, s.pgd_steps, s.rfgsm_epsilon, s.rfgsm_alpha) == (
+        0.1,
+        0.1,
+        0.01,
+        20,
+        0.2,
+        0.1,
+    )
     assert torch.equal(baselines.run_baseline("fgsm", model, x, y), baselines.fgsm(model, x, y, epsilon=0.1))
-    assert torch.equal(baselines.run_baseline("pgd", model, x, y, seed=2),
-                       baselines.pgd(model, x, y, epsilon=0.1, step_size=0.01, steps=20, seed=2))  # fmt: skip
-    assert torch.equal(baselines.run_baseline("rfgsm", model, x, y, seed=2),
-                       baselines.rfgsm(model, x, y, epsilon=0.2, alpha=0.1, seed=2))  # fmt: skip
+    assert torch.equal(
+        baselines.run_baseline("pgd", model, x, y, seed=2),
+        baselines.pgd(model, x, y, epsilon=0.1, step_size=0.01, steps=20, seed=2),
+    )
+    assert torch.equal(
+        baselines.run_baseline("rfgsm", model, x, y, seed=2),
+        baselines.rfgsm(model, x, y, epsilon=0.2, alpha=0.1, seed=2),
+    )
     mnist = baselines.run_baseline("fgsm", model, x, y, dataset="mnist")
     assert (mnist - x).abs().max() > 0.29  # MNIST's ε = 0.3
 
@@ -122,7 +157,10 @@ def test_run_baseline_uses_table_6(model, batch) -> None:  # type: ignore[no-unt
 ERRORS = [
     (lambda m, x, y: baselines.fgsm(m, x, y, epsilon=EPS, toolkit="cleverhans"), "unknown toolkit 'cleverhans'"),
     (lambda m, x, y: baselines.run_baseline("cw", m, x, y), "unknown baseline 'cw'"),
-    (lambda m, x, y: baselines.run_baseline("fgsm", m, x, y, dataset="svhn"), "no baseline settings for dataset 'svhn'"),
+    (
+        lambda m, x, y: baselines.run_baseline("fgsm", m, x, y, dataset="svhn"),
+        "no baseline settings for dataset 'svhn'",
+    ),
     (lambda m, x, y: baselines.run_baseline("rfgsm", m, x, y, dataset="cifar10"), "no R\\+FGSM setting for 'cifar10'"),
     (lambda m, x, y: baselines.rfgsm(m, x, y, epsilon=0.1, alpha=0.1), "0 <= alpha < epsilon"),
     (lambda m, x, y: baselines.pgd(m, x, y, epsilon=EPS, step_size=STEP, steps=0), "at least one step"),

@@ -1,4 +1,4 @@
-"""atgan_plugin.cifar: WideResNet and the small CNN, CIFAR-10 from a local root, the paper's settings."""
+"""atgan_plugin.paper.cifar: WideResNet and the small CNN, CIFAR-10 from a local root, the paper's settings."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import pytest
 import torch
 import torchvision
 
+from atgan_plugin.attack.transfer import TransferConfig
 from atgan_plugin.checkpoints import CheckpointError
-from atgan_plugin.cifar import (
+from atgan_plugin.data import DatasetNotFoundError
+from atgan_plugin.models import build_classifier, save_classifier
+from atgan_plugin.paper.cifar import (
     CIFAR10_ATTACK_DEFAULTS,
     CIFAR10_TRANSFER_DEFAULTS,
     SmallCifarCNN,
@@ -22,9 +25,6 @@ from atgan_plugin.cifar import (
     load_cifar_classifier,
     save_cifar_classifier,
 )
-from atgan_plugin.data import DatasetNotFoundError
-from atgan_plugin.models import build_classifier, save_classifier
-from atgan_plugin.transfer import TransferConfig
 
 
 def test_paper_settings() -> None:
@@ -53,11 +53,20 @@ def test_wrn_32_10_is_madrys_w32_10() -> None:
     assert model.fc.in_features == 640
 
 
-@pytest.mark.parametrize("model, size", [(WideResNet(depth=10, widen_factor=1), 32), (SmallCifarCNN(width=4), 32),
-                                         (SmallCifarCNN(width=4, image_size=16, num_classes=4), 16)])  # fmt: skip
+@pytest.mark.parametrize(
+    "model, size",
+    [
+        (WideResNet(depth=10, widen_factor=1), 32),
+        (SmallCifarCNN(width=4), 32),
+        (SmallCifarCNN(width=4, image_size=16, num_classes=4), 16),
+    ],
+)
 def test_models_map_unit_images_to_logits(model: torch.nn.Module, size: int) -> None:
     out = model.eval()(torch.rand(3, 3, size, size))
-    assert out.shape == (3, model.fc.out_features if isinstance(model, WideResNet) else model.classifier[-1].out_features)
+    assert out.shape == (
+        3,
+        model.fc.out_features if isinstance(model, WideResNet) else model.classifier[-1].out_features,
+    )
     with pytest.raises(ValueError, match=r"expected images \(N, 3, H, W\), got \(3, 1, 32, 32\)"):
         model(torch.rand(3, 1, 32, 32))
 
@@ -78,7 +87,9 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
 
 
 def test_missing_data_names_the_expected_layout(tmp_path: Path) -> None:
-    with pytest.raises(DatasetNotFoundError, match=r"cifar-10-batches-py/ holding test_batch and batches\.meta") as info:
+    with pytest.raises(
+        DatasetNotFoundError, match=r"cifar-10-batches-py/ holding test_batch and batches\.meta"
+    ) as info:
         load_cifar10(tmp_path, "test")
     assert "nothing is downloaded" in str(info.value)
 
@@ -92,7 +103,10 @@ def test_reads_a_torchvision_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with open(folder / "test_batch", "wb") as f:
         pickle.dump({"data": data, "labels": [3, 1, 4, 1, 5]}, f)
     with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]}, f)
+        pickle.dump(
+            {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]},
+            f,
+        )
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
     dataset = load_cifar10(tmp_path, "test")
     assert dataset.images.shape == (5, 3, 32, 32) and dataset.images.dtype == torch.float32

@@ -20,10 +20,10 @@ from safetensors.torch import load_file
 
 import atgan_plugin.pretrained
 from atgan_plugin import ACWGANGPGenerator
-from atgan_plugin.acwgan_gp import Generator
+from atgan_plugin.adapters.acwgan_gp import Generator
+from atgan_plugin.attack.transfer import TransferConfig
 from atgan_plugin.cli import main
 from atgan_plugin.models import build_classifier, save_classifier
-from atgan_plugin.transfer import TransferConfig
 
 FAST = ["--steps", "2", "--batch-size", "8", "--device", "cpu", "--no-progress"]
 FIT_OPTIONS = ["--steps", "--lr", "--alpha", "--beta", "--kappa", "--gamma", "--rho-l0", "--rho-linf", "--batch-size"]
@@ -111,12 +111,18 @@ def test_attack_untargeted_writes_examples_fit_grid_and_options(
     assert recorded["options"]["steps"] == 2 and recorded["options"]["batch_size"] == 8
     assert recorded["options"]["kappa"] == TransferConfig.kappa  # defaults are recorded too
     # No --guard: "auto", the generator's own guards plus a distilled one.
-    assert recorded["checkpoints"] == {"generator": str(standins["generator"]), "model": str(standins["model"]), "guard": "auto"}
+    assert recorded["checkpoints"] == {
+        "generator": str(standins["generator"]),
+        "model": str(standins["model"]),
+        "guard": "auto",
+    }
     assert recorded["environment"]["torch"] == torch.__version__
 
 
 def test_attack_with_a_guard_records_it(standins: dict[str, Path], run: Callable[..., Result], tmp_path: Path) -> None:
-    result = run("attack", *checkpoint_args(standins, "generator", "model"), "--guard", standins["oracle"], "--n", "3", *FAST)
+    result = run(
+        "attack", *checkpoint_args(standins, "generator", "model"), "--guard", standins["oracle"], "--n", "3", *FAST
+    )
     assert_succeeded(result)
     folder = only_run_folder(tmp_path, "attack")
     assert json.loads((folder / "options.json").read_text())["checkpoints"]["guard"] == str(standins["oracle"])
@@ -131,7 +137,9 @@ def test_attack_targeted_then_reuse_the_saved_fit(standins: dict[str, Path], tmp
     assert_succeeded(first)
     fitted = runs / "00001-attack"
     # Reusing the fit: no fitting, no new g_attack file, the fit's target, the same images.
-    second = CliRunner().invoke(main, ["attack", "--fit", str(fitted / "g_attack.safetensors"), "--format", "pt", *common])
+    second = CliRunner().invoke(
+        main, ["attack", "--fit", str(fitted / "g_attack.safetensors"), "--format", "pt", *common]
+    )
     assert_succeeded(second)
     reused = runs / "00002-attack"
     assert not (reused / "g_attack.safetensors").exists()
@@ -184,14 +192,16 @@ def test_evaluate_all_targets_writes_the_target_grid(
 
 def test_evaluate_reuses_a_saved_fit(standins: dict[str, Path], tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    attack = CliRunner().invoke(main, ["attack", *checkpoint_args(standins, "generator", "model"), "--n", "2", *FAST,
-                                       "--runs-dir", str(runs)])  # fmt: skip
+    attack = CliRunner().invoke(
+        main, ["attack", *checkpoint_args(standins, "generator", "model"), "--n", "2", *FAST, "--runs-dir", str(runs)]
+    )
     assert_succeeded(attack)
     fit = runs / "00001-attack" / "g_attack.safetensors"
     args = [*checkpoint_args(standins, "generator", "model", "oracle"), "--n", "4", "--fit", str(fit)]
     # --steps 7 would show in the fit summary had it fitted again; the loaded fit ran 2 steps.
-    result = CliRunner().invoke(main, ["evaluate", *args, "--steps", "7", "--device", "cpu", "--no-progress",
-                                       "--runs-dir", str(runs)])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["evaluate", *args, "--steps", "7", "--device", "cpu", "--no-progress", "--runs-dir", str(runs)]
+    )
     assert_succeeded(result)
     report = json.loads((runs / "00002-evaluate" / "report.json").read_text())
     assert report["fits"][0]["config"]["steps"] == 2
@@ -248,30 +258,141 @@ def test_training_commands_are_still_there(command: str) -> None:
 ERROR_CASES = [
     # (id, command, arguments: names of stand-ins as {name} or literal strings, exit code, message)
     ("missing generator", "attack", ["--generator", "{missing}", "--model", "{model}"], 1, "does not exist"),
-    ("missing model", "evaluate", ["--generator", "{generator}", "--model", "{missing}", "--oracle", "{oracle}"], 1, "does not exist"),
-    ("missing oracle", "demo", ["--generator", "{generator}", "--model", "{model}", "--oracle", "{missing}"], 1, "does not exist"),
-    ("truncated generator", "attack", ["--generator", "{generator-truncated}", "--model", "{model}"], 1, "is a truncated safetensors file"),
-    ("truncated model", "evaluate", ["--generator", "{generator}", "--model", "{model-truncated}", "--oracle", "{oracle}"], 1, "truncated"),
-    ("text file as model", "attack", ["--generator", "{generator}", "--model", "{text}"], 1, "not a readable safetensors"),
-    ("generator as model", "attack", ["--generator", "{generator}", "--model", "{generator}"], 1, "expected 'classifier'"),
-    ("classifier as generator", "demo", ["--generator", "{model}", "--model", "{model}", "--oracle", "{oracle}"], 1, "not a generator checkpoint"),
-    ("truncated fit", "attack", ["--generator", "{generator}", "--model", "{model}", "--fit", "{model-truncated}"], 1, "truncated"),
-    ("classifier as fit", "attack", ["--generator", "{generator}", "--model", "{model}", "--fit", "{model}"], 1, "expected 'atgan.fitted_generator'"),
-    ("targets not numbers", "evaluate", ["--generator", "{generator}", "--model", "{model}", "--oracle", "{oracle}", "--targets", "0,x"], 2, "--targets"),
-    ("target class too large", "evaluate", ["--generator", "{generator}", "--model", "{model}", "--oracle", "{oracle}", "--targets", "3,10"], 2, "outside [0, 10)"),
-    ("target named twice", "evaluate", ["--generator", "{generator}", "--model", "{model}", "--oracle", "{oracle}", "--targets", "1,1"], 2, "twice"),
-    ("empty targets", "evaluate", ["--generator", "{generator}", "--model", "{model}", "--oracle", "{oracle}", "--targets", ""], 2, "--targets"),
-    ("attack target too large", "attack", ["--generator", "{generator}", "--model", "{model}", "--target", "10"], 2, "outside [0, 10)"),
-    ("negative target", "attack", ["--generator", "{generator}", "--model", "{model}", "--target", "-1"], 2, "--target"),
-    ("zero examples", "evaluate", ["--generator", "{generator}", "--model", "{model}", "--oracle", "{oracle}", "--n", "0"], 2, "--n"),
+    (
+        "missing model",
+        "evaluate",
+        ["--generator", "{generator}", "--model", "{missing}", "--oracle", "{oracle}"],
+        1,
+        "does not exist",
+    ),
+    (
+        "missing oracle",
+        "demo",
+        ["--generator", "{generator}", "--model", "{model}", "--oracle", "{missing}"],
+        1,
+        "does not exist",
+    ),
+    (
+        "truncated generator",
+        "attack",
+        ["--generator", "{generator-truncated}", "--model", "{model}"],
+        1,
+        "is a truncated safetensors file",
+    ),
+    (
+        "truncated model",
+        "evaluate",
+        ["--generator", "{generator}", "--model", "{model-truncated}", "--oracle", "{oracle}"],
+        1,
+        "truncated",
+    ),
+    (
+        "text file as model",
+        "attack",
+        ["--generator", "{generator}", "--model", "{text}"],
+        1,
+        "not a readable safetensors",
+    ),
+    (
+        "generator as model",
+        "attack",
+        ["--generator", "{generator}", "--model", "{generator}"],
+        1,
+        "expected 'classifier'",
+    ),
+    (
+        "classifier as generator",
+        "demo",
+        ["--generator", "{model}", "--model", "{model}", "--oracle", "{oracle}"],
+        1,
+        "not a generator checkpoint",
+    ),
+    (
+        "truncated fit",
+        "attack",
+        ["--generator", "{generator}", "--model", "{model}", "--fit", "{model-truncated}"],
+        1,
+        "truncated",
+    ),
+    (
+        "classifier as fit",
+        "attack",
+        ["--generator", "{generator}", "--model", "{model}", "--fit", "{model}"],
+        1,
+        "expected 'atgan.fitted_generator'",
+    ),
+    (
+        "targets not numbers",
+        "evaluate",
+        ["--generator", "{generator}", "--model", "{model}", "--oracle", "{oracle}", "--targets", "0,x"],
+        2,
+        "--targets",
+    ),
+    (
+        "target class too large",
+        "evaluate",
+        ["--generator", "{generator}", "--model", "{model}", "--oracle", "{oracle}", "--targets", "3,10"],
+        2,
+        "outside [0, 10)",
+    ),
+    (
+        "target named twice",
+        "evaluate",
+        ["--generator", "{generator}", "--model", "{model}", "--oracle", "{oracle}", "--targets", "1,1"],
+        2,
+        "twice",
+    ),
+    (
+        "empty targets",
+        "evaluate",
+        ["--generator", "{generator}", "--model", "{model}", "--oracle", "{oracle}", "--targets", ""],
+        2,
+        "--targets",
+    ),
+    (
+        "attack target too large",
+        "attack",
+        ["--generator", "{generator}", "--model", "{model}", "--target", "10"],
+        2,
+        "outside [0, 10)",
+    ),
+    (
+        "negative target",
+        "attack",
+        ["--generator", "{generator}", "--model", "{model}", "--target", "-1"],
+        2,
+        "--target",
+    ),
+    (
+        "zero examples",
+        "evaluate",
+        ["--generator", "{generator}", "--model", "{model}", "--oracle", "{oracle}", "--n", "0"],
+        2,
+        "--n",
+    ),
     ("zero fit steps", "attack", ["--generator", "{generator}", "--model", "{model}", "--steps", "0"], 2, "--steps"),
-    ("negative beta", "demo", ["--generator", "{generator}", "--model", "{model}", "--oracle", "{oracle}", "--beta", "-1"], 2, "--beta"),
-    ("unknown format", "attack", ["--generator", "{generator}", "--model", "{model}", "--format", "npz"], 2, "--format"),
-]  # fmt: skip
+    (
+        "negative beta",
+        "demo",
+        ["--generator", "{generator}", "--model", "{model}", "--oracle", "{oracle}", "--beta", "-1"],
+        2,
+        "--beta",
+    ),
+    (
+        "unknown format",
+        "attack",
+        ["--generator", "{generator}", "--model", "{model}", "--format", "npz"],
+        2,
+        "--format",
+    ),
+]
 
 
-@pytest.mark.parametrize(("command", "arguments", "exit_code", "message"), [case[1:] for case in ERROR_CASES],
-                         ids=[case[0] for case in ERROR_CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("command", "arguments", "exit_code", "message"),
+    [case[1:] for case in ERROR_CASES],
+    ids=[case[0] for case in ERROR_CASES],
+)
 def test_bad_input_gives_one_clean_error(
     standins: dict[str, Path], tmp_path: Path, command: str, arguments: list[str], exit_code: int, message: str
 ) -> None:
@@ -283,13 +404,26 @@ def test_bad_input_gives_one_clean_error(
 
 def test_a_fit_for_another_target_is_refused(standins: dict[str, Path], tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    made = CliRunner().invoke(main, ["attack", *checkpoint_args(standins, "generator", "model"), "--n", "2", *FAST,
-                                     "--runs-dir", str(runs)])  # fmt: skip
+    made = CliRunner().invoke(
+        main, ["attack", *checkpoint_args(standins, "generator", "model"), "--n", "2", *FAST, "--runs-dir", str(runs)]
+    )
     assert_succeeded(made)
     fit = runs / "00001-attack" / "g_attack.safetensors"
     elsewhere = tmp_path / "elsewhere"
-    attack = CliRunner().invoke(main, ["attack", *checkpoint_args(standins, "generator", "model"), "--fit", str(fit),
-                                       "--target", "4", *FAST, "--runs-dir", str(elsewhere)])  # fmt: skip
+    attack = CliRunner().invoke(
+        main,
+        [
+            "attack",
+            *checkpoint_args(standins, "generator", "model"),
+            "--fit",
+            str(fit),
+            "--target",
+            "4",
+            *FAST,
+            "--runs-dir",
+            str(elsewhere),
+        ],
+    )
     assert_clean_error(attack, 2, "fitted untargeted, not for target 4", elsewhere)
 
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from atgan_plugin.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.defenses import fgsm, pgd
+from atgan_plugin.paper.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
 
 CPU = torch.device("cpu")
 EPSILON = 0.1  # Fashion-MNIST, appendix Table 6
@@ -34,8 +34,9 @@ def _train(train: TensorDataset, regime: str, seed: int = 0, static_models: tupl
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = _mlp()
-        config = ClassifierTrainingConfig(epochs=1, regime=regime, epsilon=EPSILON, pgd_steps=PGD_STEPS,
-                                          pgd_step_size=PGD_STEP, seed=seed)  # fmt: skip
+        config = ClassifierTrainingConfig(
+            epochs=1, regime=regime, epsilon=EPSILON, pgd_steps=PGD_STEPS, pgd_step_size=PGD_STEP, seed=seed
+        )
         train_classifier(model, train, None, config, device=CPU, progress=False, static_models=static_models)
     return model
 
@@ -58,8 +59,12 @@ def models(fashion_train: TensorDataset) -> dict[str, nn.Module]:
 CASES = [
     ("adv", lambda m, s, x, y: fgsm(m, x, y, EPSILON)),
     ("ens", lambda m, s, x, y: fgsm(s, x, y, EPSILON)),  # FGSM transferred from the fixed pre-trained model
-    ("pgd", lambda m, s, x, y: pgd(m, x, y, epsilon=EPSILON, step_size=PGD_STEP, steps=PGD_STEPS,
-                                   generator=torch.Generator().manual_seed(0))),  # fmt: skip
+    (
+        "pgd",
+        lambda m, s, x, y: pgd(
+            m, x, y, epsilon=EPSILON, step_size=PGD_STEP, steps=PGD_STEPS, generator=torch.Generator().manual_seed(0)
+        ),
+    ),
 ]
 
 
@@ -78,8 +83,10 @@ def test_training_examples_stay_in_the_ball_and_leave_the_model_alone(models, fa
     model.zero_grad(set_to_none=True)
     before = copy.deepcopy(model.state_dict())
     x, y = fashion_test.images[:64], fashion_test.labels[:64]
-    for adversarial in (fgsm(model, x, y, EPSILON),
-                        pgd(model, x, y, epsilon=EPSILON, step_size=0.01, steps=3, generator=torch.Generator().manual_seed(1))):  # fmt: skip
+    for adversarial in (
+        fgsm(model, x, y, EPSILON),
+        pgd(model, x, y, epsilon=EPSILON, step_size=0.01, steps=3, generator=torch.Generator().manual_seed(1)),
+    ):
         assert (adversarial - x).abs().max() <= EPSILON + 1e-6
         assert adversarial.min() >= 0 and adversarial.max() <= 1
         assert not adversarial.requires_grad
@@ -91,9 +98,18 @@ def test_training_examples_stay_in_the_ball_and_leave_the_model_alone(models, fa
 def test_ens_needs_static_models_and_others_refuse_them(fashion_train: TensorDataset) -> None:
     data = fashion_train.subset(64)
     with pytest.raises(ValueError, match="regime 'ens' needs at least one fixed pre-trained model"):
-        train_classifier(_mlp(), data, None, ClassifierTrainingConfig(epochs=1, regime="ens"), device=CPU, progress=False)
+        train_classifier(
+            _mlp(), data, None, ClassifierTrainingConfig(epochs=1, regime="ens"), device=CPU, progress=False
+        )
     with pytest.raises(ValueError, match="static models are used only by regime 'ens', not 'adv'"):
-        train_classifier(_mlp(), data, None, ClassifierTrainingConfig(epochs=1, regime="adv"), device=CPU, progress=False,
-                         static_models=(_mlp(),))  # fmt: skip
+        train_classifier(
+            _mlp(),
+            data,
+            None,
+            ClassifierTrainingConfig(epochs=1, regime="adv"),
+            device=CPU,
+            progress=False,
+            static_models=(_mlp(),),
+        )
     with pytest.raises(ValueError, match="pgd_steps must be >= 1"):
         ClassifierTrainingConfig(regime="pgd", pgd_steps=0)

@@ -22,23 +22,34 @@ import torch
 from torch import nn
 
 from atgan_plugin import ACWGANGPGenerator, ATGANAttack
-from atgan_plugin.acwgan_gp import Generator
-from atgan_plugin.distributed import rank_seed, split_batch
-from atgan_plugin.generation import MANIFEST, GenerationPlan, file_sha256, read_shard, shard_inputs
+from atgan_plugin.adapters.acwgan_gp import Generator
+from atgan_plugin.attack.distributed import rank_seed, split_batch
+from atgan_plugin.attack.generation import MANIFEST, GenerationPlan, file_sha256, read_shard, shard_inputs
 from atgan_plugin.models import build_classifier, save_classifier
 
 TESTS = Path(__file__).parent
 CLASSIFIER_CONFIG = {"architecture": "D", "num_classes": 10, "in_channels": 1}
 # The tiny fit of tests/test_joint_fit.py, targets 2 and 7 together (ATGANAttack's keyword arguments).
-FIT: dict[str, Any] = dict(steps=60, batch_size=32, lr=0.1, joint_batch_size=16, search_steps=0, guard=None, targeted=True)
+FIT: dict[str, Any] = dict(
+    steps=60, batch_size=32, lr=0.1, joint_batch_size=16, search_steps=0, guard=None, targeted=True
+)
 
 
 def torchrun(*args: str | Path, cwd: Path, processes: int = 2, wait: bool = True) -> Any:
     """``torchrun --standalone --nproc-per-node <processes> <args>`` in ``cwd``, one thread per process."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ATGAN_CACHE_DIR": str(cwd / "cache"), "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}", *map(str, args)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        *map(str, args),
+    ]
     if not wait:
-        return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -106,19 +117,67 @@ def standins(tmp_path_factory: pytest.TempPathFactory) -> Path:
         torch.manual_seed(0)
         ACWGANGPGenerator(Generator()).save(folder / "generator.safetensors")
         save_classifier(folder / "model.safetensors", build_classifier("D"), CLASSIFIER_CONFIG, {})
-    result = torchrun("-m", "atgan_plugin.cli", "fit", "--generator", "generator.safetensors", "--model", "model.safetensors",
-                      "--targets", "3", "--no-untargeted", "--steps", "3", "--batch-size", "8", "--guard", "none",
-                      "--device", "cpu", "--runs-dir", "runs", cwd=folder)  # fmt: skip
+    result = torchrun(
+        "-m",
+        "atgan_plugin.cli",
+        "fit",
+        "--generator",
+        "generator.safetensors",
+        "--model",
+        "model.safetensors",
+        "--targets",
+        "3",
+        "--no-untargeted",
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--guard",
+        "none",
+        "--device",
+        "cpu",
+        "--runs-dir",
+        "runs",
+        cwd=folder,
+    )
     assert "1 fit(s)" in result.stdout and result.stdout.count("outputs in") == 1  # rank 0 alone reports
     assert [p.name for p in (folder / "runs").iterdir()] == ["00001-fit"]  # and alone makes a run folder
     return folder
 
 
 def test_two_process_evaluate_and_attack_write_one_run_folder_each(standins: Path) -> None:
-    common = ["--generator", "generator.safetensors", "--model", "model.safetensors", "--steps", "2", "--batch-size", "8",
-              "--joint-batch-size", "4", "--guard", "none", "--device", "cpu", "--runs-dir", "runs-cli", "--no-progress"]  # fmt: skip
-    evaluate = torchrun("-m", "atgan_plugin.cli", "evaluate", "--count", "20", "--targets", "1,2", "--oracle",
-                        "model.safetensors", *common, cwd=standins)  # fmt: skip
+    common = [
+        "--generator",
+        "generator.safetensors",
+        "--model",
+        "model.safetensors",
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--joint-batch-size",
+        "4",
+        "--guard",
+        "none",
+        "--device",
+        "cpu",
+        "--runs-dir",
+        "runs-cli",
+        "--no-progress",
+    ]
+    evaluate = torchrun(
+        "-m",
+        "atgan_plugin.cli",
+        "evaluate",
+        "--count",
+        "20",
+        "--targets",
+        "1,2",
+        "--oracle",
+        "model.safetensors",
+        *common,
+        cwd=standins,
+    )
     attack = torchrun("-m", "atgan_plugin.cli", "attack", "-n", "12", "--targets", "4,5", *common, cwd=standins)
     assert evaluate.stdout.count("report:") == 1 and "12 adversarial examples over targets [4, 5]" in attack.stdout
     folders = sorted(p.name for p in (standins / "runs-cli").iterdir())
@@ -130,9 +189,30 @@ def test_two_process_evaluate_and_attack_write_one_run_folder_each(standins: Pat
 
 
 def generate_args(out: str, n: int, shard_size: int) -> list[str]:
-    return ["-m", "atgan_plugin.cli", "generate", "--fit", "runs/00001-fit/g_attack-target3.safetensors", "-n", str(n),
-            "--out", out, "--shard-size", str(shard_size), "--generator", "generator.safetensors", "--model",
-            "model.safetensors", "--search-steps", "2", "--batch-size", "500", "--device", "cpu", "--no-progress"]  # fmt: skip
+    return [
+        "-m",
+        "atgan_plugin.cli",
+        "generate",
+        "--fit",
+        "runs/00001-fit/g_attack-target3.safetensors",
+        "-n",
+        str(n),
+        "--out",
+        out,
+        "--shard-size",
+        str(shard_size),
+        "--generator",
+        "generator.safetensors",
+        "--model",
+        "model.safetensors",
+        "--search-steps",
+        "2",
+        "--batch-size",
+        "500",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
 
 
 def check_manifest(folder: Path, n: int, shard_size: int) -> dict[str, Any]:

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from atgan_plugin import ATGANAttack
+from atgan_plugin.attack.losses import sample_rho
 from atgan_plugin.checkpoints import Checkpoint, CheckpointError, save_checkpoint
 from atgan_plugin.data import TensorDataset
-from atgan_plugin.losses import sample_rho
 from atgan_plugin.models import build_classifier
 
 FAST: dict[str, Any] = dict(steps=2, batch_size=8, progress=False)
@@ -46,7 +46,6 @@ def ctx(
         y=fashion_test.labels[:12].clone(),
         tmp=tmp_path,
     )
-
 
 
 def adversary(c: SimpleNamespace, **kwargs: Any) -> ATGANAttack:
@@ -93,6 +92,7 @@ IN_RANGE = r"must lie in \[0, 10\) \(the generator's classes\)"
 # ------------------------------------------------------------------------------------------------
 # Labels.
 
+# A table, one case per line: formatted, each case would spread over six or more lines.
 # fmt: off
 LABELS: list[Case] = [
     ("label 10", lambda c: adversary(c).perturb(c.x, with_value(c.y, 3, 10)), ValueError, r"source labels " + IN_RANGE + r", got \d\.\.10", True),
@@ -117,6 +117,7 @@ LABELS: list[Case] = [
 # ------------------------------------------------------------------------------------------------
 # Images.
 
+# A table, one case per line: formatted, each case would spread over six or more lines.
 # fmt: off
 IMAGES: list[Case] = [
     ("images (N, H, W)", lambda c: adversary(c).perturb(c.x[:, 0], c.y), ValueError, r"inputs must have shape \(N, 1, 28, 28\) to match the generator, got \(12, 28, 28\)", True),
@@ -144,6 +145,7 @@ IMAGES: list[Case] = [
 # ------------------------------------------------------------------------------------------------
 # Models, generators and configuration.
 
+# A table, one case per line: formatted, each case would spread over six or more lines.
 # fmt: off
 SETUP: list[Case] = [
     ("model has 7 classes", lambda c: adversary(c, model=c.model7).perturb(c.x, c.y), ValueError, r"the generator has 10 classes but the model returns logits of shape \(8, 7\); they must agree", False),
@@ -200,8 +202,7 @@ def _load_fit_of_another_generator(c: SimpleNamespace) -> None:
 
 def _load_fit_of_a_generator_checkpoint(c: SimpleNamespace) -> None:
     from atgan_plugin.adapters import ACWGANGPGenerator
-
-    from atgan_plugin.acwgan_gp import Generator
+    from atgan_plugin.adapters.acwgan_gp import Generator
 
     ACWGANGPGenerator(Generator()).save(c.tmp / "generator.safetensors")
     adversary(c).load_fit(c.tmp / "generator.safetensors")
@@ -210,18 +211,23 @@ def _load_fit_of_a_generator_checkpoint(c: SimpleNamespace) -> None:
 def _load_fit_with_a_nan_weight(c: SimpleNamespace) -> None:
     tensors = {k: v.clone() for k, v in c.G.state_dict().items()}
     next(t for t in tensors.values() if t.is_floating_point()).view(-1)[0] = float("nan")
-    save_checkpoint(c.tmp / "fit.safetensors", Checkpoint("atgan.fitted_generator", tensors, {}, {"target": None, "config": {}}))
+    save_checkpoint(
+        c.tmp / "fit.safetensors", Checkpoint("atgan.fitted_generator", tensors, {}, {"target": None, "config": {}})
+    )
     adversary(c).load_fit(c.tmp / "fit.safetensors")
 
 
 def _load_fit_with_target(target: Any) -> Callable[[SimpleNamespace], None]:
     def load(c: SimpleNamespace) -> None:
-        save_checkpoint(c.tmp / "fit.safetensors", Checkpoint("atgan.fitted_generator", c.G.state_dict(), {}, {"target": target}))
+        save_checkpoint(
+            c.tmp / "fit.safetensors", Checkpoint("atgan.fitted_generator", c.G.state_dict(), {}, {"target": target})
+        )
         adversary(c).load_fit(c.tmp / "fit.safetensors")
 
     return load
 
 
+# A table, one case per line: formatted, each case would spread over six or more lines.
 # fmt: off
 FITS: list[Case] = [
     ("load_fit of another generator", _load_fit_of_another_generator, ValueError, r"fit\.safetensors was fitted from a different generator than this attack's", False),
@@ -269,13 +275,13 @@ def test_sample_rho_bad_bounds(kwargs: dict[str, Any], match: str) -> None:
     [
         (lambda: build_classifier("E"), r"unknown architecture 'E'; known: \['A', 'B', 'C', 'D', 'oracle'\]"),
         (
-            lambda: __import__("atgan_plugin.classifier_training", fromlist=["x"]).ClassifierTrainingConfig(
+            lambda: __import__("atgan_plugin.paper.classifier_training", fromlist=["x"]).ClassifierTrainingConfig(
                 regime="trades"
             ),
             r"unknown training regime 'trades'",
         ),
         (
-            lambda: __import__("atgan_plugin.acwgan_gp", fromlist=["x"]).Generator(img_resolution=32),
+            lambda: __import__("atgan_plugin.adapters.acwgan_gp", fromlist=["x"]).Generator(img_resolution=32),
             r"built for 28x28 images, got 32",
         ),
         (
@@ -291,7 +297,7 @@ def test_bad_configuration(build: Callable[[], Any], match: str) -> None:
 
 
 def test_fit_stops_when_the_loss_is_not_finite(tiny_generator: nn.Module) -> None:
-    from atgan_plugin.transfer import TransferConfig, fit_attack_generator
+    from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
 
     def broken(x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)[:, :10] * float("nan")

@@ -1,4 +1,4 @@
-"""atgan_plugin.evaluation: success and realism metrics, the report, image grids.
+"""atgan_plugin.paper.evaluation: success and realism metrics, the report, image grids.
 
 With the target model itself as the "oracle", the metrics must satisfy exact identities (an image
 cannot both fool the model and be given its source class by the same model); those identities,
@@ -20,7 +20,7 @@ from torch import nn
 
 from atgan_plugin import ATGANAttack
 from atgan_plugin.data import TensorDataset
-from atgan_plugin.evaluation import EvaluationReport, evaluate_attack, save_difference_grid, save_target_grid
+from atgan_plugin.paper.evaluation import EvaluationReport, evaluate_attack, save_difference_grid, save_target_grid
 
 STRONG: dict[str, Any] = dict(steps=40, batch_size=32, lr=0.05, progress=False)
 FAST: dict[str, Any] = dict(steps=3, batch_size=16, lr=0.05, progress=False)

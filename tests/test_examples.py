@@ -88,8 +88,13 @@ def test_examples_name_what_is_missing(tmp_path: Path) -> None:
         "advertorch_robustness.py": ["--model", missing, "--generator", missing],
     }
     for script, args in arguments.items():
-        result = subprocess.run([sys.executable, str(EXAMPLES / script), *args, "--n", "1"],
-                                capture_output=True, text=True, timeout=120, env=_env())  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLES / script), *args, "--n", "1"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=_env(),
+        )
         assert result.returncode == 2, result.stderr
         assert f"{missing} does not exist" in result.stderr and "Traceback" not in result.stderr, result.stderr
 
@@ -97,8 +102,17 @@ def test_examples_name_what_is_missing(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_cli_end_to_end(shipped: dict[str, Path], tmp_path: Path) -> None:
     # Model D (the MLP) keeps the training step to seconds; the script defaults to Model A.
-    result = run_example("bash", EXAMPLES / "cli_end_to_end.sh", ARCH="D", TRAIN_SIZE="500", EPOCHS="1", STEPS="3",
-                         N="30", DEVICE="cpu", TMPDIR=str(tmp_path))  # fmt: skip
+    result = run_example(
+        "bash",
+        EXAMPLES / "cli_end_to_end.sh",
+        ARCH="D",
+        TRAIN_SIZE="500",
+        EPOCHS="1",
+        STEPS="3",
+        N="30",
+        DEVICE="cpu",
+        TMPDIR=str(tmp_path),
+    )
     for step in range(1, 6):
         assert f"== {step}." in result.stdout
     assert "30 adversarial examples (untargeted)" in result.stdout

@@ -30,12 +30,12 @@ from typing import Any
 
 import pytest
 import torch
-from atgan_plugin.adapters import StyleGAN2ADAGenerator
-from atgan_plugin.vendored.stylegan2_ada import Generator
-from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import dump_snapshot, snapshot_dict
 
+from atgan_plugin.adapters import StyleGAN2ADAGenerator
 from atgan_plugin.checkpoints import load_checkpoint, save_checkpoint
 from atgan_plugin.pretrained import ROOT as PRETRAINED
+from atgan_plugin.vendored.stylegan2_ada import Generator
+from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import dump_snapshot, snapshot_dict
 
 WORKER = Path(__file__).with_name("fuzz_worker.py")
 SHIPPED = sorted(PRETRAINED.glob("*/**/*.safetensors"))
@@ -63,8 +63,13 @@ class Case:
 
 class Worker:
     def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, str(WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+        )
 
     def load(self, loader: str, path: Path) -> dict[str, Any]:
         assert self.process.stdin is not None and self.process.stdout is not None
@@ -103,8 +108,15 @@ def _resaved(path: Path, folder: Path) -> bytes:
 def _tiny_stylegan() -> Generator:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return Generator(z_dim=8, c_dim=3, w_dim=8, img_resolution=8, img_channels=3, mapping_kwargs={"num_layers": 2},
-                         synthesis_kwargs={"channel_base": 64, "channel_max": 8, "conv_clamp": 256})  # fmt: skip
+        return Generator(
+            z_dim=8,
+            c_dim=3,
+            w_dim=8,
+            img_resolution=8,
+            img_channels=3,
+            mapping_kwargs={"num_layers": 2},
+            synthesis_kwargs={"channel_base": 64, "channel_max": 8, "conv_clamp": 256},
+        )
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +126,12 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Seed]:
     dump_snapshot(folder / "tiny.pkl", snapshot_dict(network), protocol=4)
     StyleGAN2ADAGenerator(network, class_center_samples=4).save(folder / "tiny.safetensors")
     return {
-        "generator": Seed("generator", "generator", _resaved(PRETRAINED / "fashion-mnist" / "generator.safetensors", folder), True),
-        "oracle": Seed("oracle", "classifier", _resaved(PRETRAINED / "fashion-mnist" / "oracle.safetensors", folder), True),
+        "generator": Seed(
+            "generator", "generator", _resaved(PRETRAINED / "fashion-mnist" / "generator.safetensors", folder), True
+        ),
+        "oracle": Seed(
+            "oracle", "classifier", _resaved(PRETRAINED / "fashion-mnist" / "oracle.safetensors", folder), True
+        ),
         "stylegan": Seed("stylegan", "generator", (folder / "tiny.safetensors").read_bytes(), True),
         "pickle": Seed("pickle", "generator", (folder / "tiny.pkl").read_bytes(), False),
     }
@@ -173,7 +189,9 @@ def edit_meta(edit: Callable[[dict[str, Any]], Any], raw: str | None = None) -> 
     def change(header: dict[str, Any]) -> None:
         meta = json.loads(header["__metadata__"]["atgan_plugin"])
         replaced = edit(meta)
-        header["__metadata__"]["atgan_plugin"] = raw if raw is not None else json.dumps(meta if replaced is None else replaced)
+        header["__metadata__"]["atgan_plugin"] = (
+            raw if raw is not None else json.dumps(meta if replaced is None else replaced)
+        )
 
     return edit_header(change)
 
@@ -192,7 +210,10 @@ def edit_tensor(change: Callable[[dict[str, Any]], None]) -> Make:
     """Edits the header entry of the largest tensor (the one a lie about could cost the most)."""
 
     def apply(header: dict[str, Any]) -> None:
-        name = max((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][1] - header[k]["data_offsets"][0])
+        name = max(
+            (k for k in header if k != "__metadata__"),
+            key=lambda k: header[k]["data_offsets"][1] - header[k]["data_offsets"][0],
+        )
         change(header[name])
 
     return edit_header(apply)
@@ -248,7 +269,10 @@ SAFETENSORS_CRAFTED: list[tuple[str, Callable[[str], Make]]] = [
     ("config field null", lambda s: edit_config(INT_FIELD[s], None)),
     ("config field a dict", lambda s: edit_config(INT_FIELD[s], {"a": 1})),
     ("kind is a number", lambda s: edit_meta(lambda m: m.update(kind=7))),
-    ("kind of another network", lambda s: edit_meta(lambda m: m.update(kind="classifier" if s != "oracle" else "acwgan_gp.generator"))),
+    (
+        "kind of another network",
+        lambda s: edit_meta(lambda m: m.update(kind="classifier" if s != "oracle" else "acwgan_gp.generator")),
+    ),
     ("format 2", lambda s: edit_meta(lambda m: m.update(format="2"))),
     ("training is a list", lambda s: edit_meta(lambda m: m.update(training=[]))),
     ("digest of other tensors", lambda s: edit_meta(lambda m: m.update(tensors_sha256="0" * 64))),
@@ -266,12 +290,15 @@ SAFETENSORS_CRAFTED: list[tuple[str, Callable[[str], Make]]] = [
     ("offsets past the end", lambda s: edit_tensor(lambda t: t.update(data_offsets=[0, 2**40]))),
     ("offsets reversed", lambda s: edit_tensor(lambda t: t.update(data_offsets=t["data_offsets"][::-1]))),
     ("tensor entry removed", lambda s: edit_header(lambda h: h.pop(sorted(k for k in h if k != "__metadata__")[0]))),
-    ("tensor entry added", lambda s: edit_header(lambda h: h.update(evil={"dtype": "F32", "shape": [2**20], "data_offsets": [0, 4]}))),
+    (
+        "tensor entry added",
+        lambda s: edit_header(lambda h: h.update(evil={"dtype": "F32", "shape": [2**20], "data_offsets": [0, 4]})),
+    ),
     ("length prefix 0", lambda s: prefix(lambda n: 0)),
     ("length prefix 7", lambda s: prefix(lambda n: 7)),
     ("length prefix + 8", lambda s: prefix(lambda n: n + 8)),
     ("length prefix 2**63", lambda s: prefix(lambda n: 2**63)),
-]  # fmt: skip
+]
 
 PICKLE_CRAFTED: list[tuple[str, Make]] = [
     ("15 bytes claiming 2**60 bytes", raw(b"\x80\x04\x8e" + (2**60).to_bytes(8, "little") + b"ab.")),
@@ -284,7 +311,10 @@ PICKLE_CRAFTED: list[tuple[str, Make]] = [
     ("tuple key 200,000 deep", raw(b"\x80\x04}" + b")" + b"\x85" * 200_000 + b"K\x01s.")),
     ("list 200,000 deep", raw(b"\x80\x04" + b"]" * 200_000 + b"a" * 199_999 + b".")),
     ("200,000 marks", raw(b"\x80\x04" + b"(" * 200_000 + b"}.")),
-    ("tuple of 2**60 shared nodes", raw(b"\x80\x04)\x94" + b"".join(b"h%c" % i + b"h%c" % i + b"\x86\x94" for i in range(60)) + b"}.")),
+    (
+        "tuple of 2**60 shared nodes",
+        raw(b"\x80\x04)\x94" + b"".join(b"h%c" % i + b"h%c" % i + b"\x86\x94" for i in range(60)) + b"}."),
+    ),
     ("a list that holds itself", raw(b"\x80\x04]\x94h\x00a}\x94(\x8c\x05G_emah\x00u.")),
     ("int of 100,000 digits", raw(b"\x80\x02I" + b"9" * 100_000 + b"\n.")),
     ("no STOP", raw(b"\x80\x04}")),
@@ -300,24 +330,46 @@ PICKLE_CRAFTED: list[tuple[str, Make]] = [
     ("class name a number", edit_snapshot(lambda m: m.update(class_name=3))),
     ("version a string", edit_snapshot(lambda m: m.update(version="6"))),
     ("modules a list", edit_snapshot(lambda m: m["state"].update(_modules=[1]))),
-    ("parameter a string", edit_snapshot(lambda m: m["state"]["_modules"]["mapping"].meta["state"]["_buffers"].update(w_avg="x"))),
-    ("w_avg NaN", edit_snapshot(lambda m: m["state"]["_modules"]["mapping"].meta["state"]["_buffers"].update(w_avg=torch.full((8,), float("nan"))))),
-]  # fmt: skip
+    (
+        "parameter a string",
+        edit_snapshot(lambda m: m["state"]["_modules"]["mapping"].meta["state"]["_buffers"].update(w_avg="x")),
+    ),
+    (
+        "w_avg NaN",
+        edit_snapshot(
+            lambda m: (
+                m["state"]["_modules"]["mapping"].meta["state"]["_buffers"].update(w_avg=torch.full((8,), float("nan")))
+            )
+        ),
+    ),
+]
 
 
 def random_cases(seed: Seed, count: int) -> list[Case]:
     """Truncations (header and anywhere) and bit flips (header, body, or anywhere for pickles)."""
     if seed.loader == "generator" and not seed.digest_protected:  # the pickle: no header/body split
-        kinds = [("truncation", truncate("anywhere")), ("1 flip", flip("anywhere", 1)), ("4 flips", flip("anywhere", 4))]
+        kinds = [
+            ("truncation", truncate("anywhere")),
+            ("1 flip", flip("anywhere", 1)),
+            ("4 flips", flip("anywhere", 4)),
+        ]
     else:
-        kinds = [("header truncation", truncate("header")), ("truncation", truncate("anywhere")),
-                 ("header flip", flip("header", 1)), ("3 header flips", flip("header", 3)), ("body flip", flip("body", 1))]  # fmt: skip
+        kinds = [
+            ("header truncation", truncate("header")),
+            ("truncation", truncate("anywhere")),
+            ("header flip", flip("header", 1)),
+            ("3 header flips", flip("header", 3)),
+            ("body flip", flip("body", 1)),
+        ]
     return [Case(f"{seed.name}: {kinds[i % len(kinds)][0]} #{i}", seed, kinds[i % len(kinds)][1]) for i in range(count)]
 
 
 def crafted_cases(seeds: dict[str, Seed]) -> list[Case]:
-    cases = [Case(f"{name}: {what}", seeds[name], make(name)) for name in ("generator", "oracle", "stylegan")
-             for what, make in SAFETENSORS_CRAFTED]  # fmt: skip
+    cases = [
+        Case(f"{name}: {what}", seeds[name], make(name))
+        for name in ("generator", "oracle", "stylegan")
+        for what, make in SAFETENSORS_CRAFTED
+    ]
     return cases + [Case(f"pickle: {what}", seeds["pickle"], make) for what, make in PICKLE_CRAFTED]
 
 
@@ -357,7 +409,13 @@ def run_cases(worker: Worker, folder: Path, seeds: dict[str, Seed], cases: list[
         problem = judge(case, result, references[case.seed.name])
         if problem is not None:
             problems.append(f"{case.name}: {problem}")
-    return {"problems": problems, "cases": len(cases), "outcomes": dict(outcomes), "slowest_s": slowest, "peak_rss_mb": largest}
+    return {
+        "problems": problems,
+        "cases": len(cases),
+        "outcomes": dict(outcomes),
+        "slowest_s": slowest,
+        "peak_rss_mb": largest,
+    }
 
 
 def test_every_shipped_checkpoint_loads_in_the_worker(worker: Worker) -> None:
@@ -371,8 +429,10 @@ def test_every_shipped_checkpoint_loads_in_the_worker(worker: Worker) -> None:
 def test_fuzz_fast_slice(worker: Worker, seeds: dict[str, Seed], tmp_path: Path) -> None:
     cases = crafted_cases(seeds) + [case for seed in seeds.values() for case in random_cases(seed, 6)]
     report = run_cases(worker, tmp_path, seeds, cases, rng_seed=0)
-    print(f"fuzz fast slice: {report['cases']} cases {report['outcomes']}, slowest {report['slowest_s']} s, "
-          f"peak RSS {report['peak_rss_mb']} MB")  # fmt: skip
+    print(
+        f"fuzz fast slice: {report['cases']} cases {report['outcomes']}, slowest {report['slowest_s']} s, "
+        f"peak RSS {report['peak_rss_mb']} MB"
+    )
     assert not report["problems"], "\n".join(report["problems"][:20])
 
 
@@ -381,6 +441,8 @@ def test_fuzz_fast_slice(worker: Worker, seeds: dict[str, Seed], tmp_path: Path)
 def test_fuzz_long(worker: Worker, seeds: dict[str, Seed], tmp_path: Path, rng_seed: int) -> None:
     cases = [case for seed in seeds.values() for case in random_cases(seed, 150)]
     report = run_cases(worker, tmp_path, seeds, cases, rng_seed=rng_seed)
-    print(f"fuzz long run {rng_seed}: {report['cases']} cases {report['outcomes']}, slowest {report['slowest_s']} s, "
-          f"peak RSS {report['peak_rss_mb']} MB")  # fmt: skip
+    print(
+        f"fuzz long run {rng_seed}: {report['cases']} cases {report['outcomes']}, slowest {report['slowest_s']} s, "
+        f"peak RSS {report['peak_rss_mb']} MB"
+    )
     assert not report["problems"], "\n".join(report["problems"][:20])

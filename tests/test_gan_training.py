@@ -1,4 +1,4 @@
-"""atgan_plugin.gan_training: a few AC-WGAN_GP steps on a real slice; files, resuming, divergence."""
+"""atgan_plugin.paper.gan_training: a few AC-WGAN_GP steps on a real slice; files, resuming, divergence."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 import torch
-from atgan_plugin.adapters import ACWGANGPGenerator, load_generator
 from PIL import Image
 
-from atgan_plugin import gan_training
-from atgan_plugin.acwgan_gp import AuxiliaryClassifier
+from atgan_plugin.adapters import ACWGANGPGenerator, load_generator
+from atgan_plugin.adapters.acwgan_gp import AuxiliaryClassifier
 from atgan_plugin.checkpoints import load_checkpoint, load_training_state
 from atgan_plugin.data import TensorDataset
-from atgan_plugin.gan_training import GANTrainingConfig, TrainingDivergedError, train_acwgan_gp
 from atgan_plugin.models import load_classifier
+from atgan_plugin.paper import gan_training
+from atgan_plugin.paper.gan_training import GANTrainingConfig, TrainingDivergedError, train_acwgan_gp
 
 CPU = torch.device("cpu")
 # Small and fast: the networks are full size, so the cost is per step and per state.pt write

@@ -12,22 +12,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from atgan_plugin.adapters import ACWGANGPGenerator, SharedGuards, load_generator
 from torch import nn
 
 from atgan_plugin import ATGANAttack
-from atgan_plugin import guards as guards_module
-from atgan_plugin.checkpoints import Checkpoint, save_checkpoint
-from atgan_plugin.guards import (
+from atgan_plugin.adapters import ACWGANGPGenerator, SharedGuards, load_generator
+from atgan_plugin.attack import guards as guards_module
+from atgan_plugin.attack.guards import (
     DistillConfig,
     cached_distilled_guard,
     generator_fingerprint,
     is_distilled_guard,
     resolve_guards,
 )
-from atgan_plugin.losses import adversarial_loss
+from atgan_plugin.attack.losses import adversarial_loss
+from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.checkpoints import Checkpoint, save_checkpoint
 from atgan_plugin.models import GUARD_KIND, build_classifier, build_guard
-from atgan_plugin.transfer import TransferConfig, fit_attack_generator
 
 
 @pytest.fixture
@@ -96,7 +96,9 @@ def test_none_and_explicit_guards_are_taken_as_given(tiny_generator: nn.Module, 
 def test_the_attack_resolves_auto_at_the_first_fit_not_at_construction(
     tiny_generator: nn.Module, tiny_target: nn.Module, distill_calls: list[int], tmp_path: Path
 ) -> None:
-    attack = ATGANAttack(tiny_target, generator=tiny_generator, steps=2, batch_size=8, guard_cache_dir=tmp_path, progress=False)
+    attack = ATGANAttack(
+        tiny_target, generator=tiny_generator, steps=2, batch_size=8, guard_cache_dir=tmp_path, progress=False
+    )
     assert attack.guard == "auto" and distill_calls == []
     assert "guard='auto'" in repr(attack)
     attack.fit()
@@ -112,13 +114,15 @@ def test_prepare_guard_makes_the_distillation_explicit(tiny_generator: nn.Module
     assert list((tmp_path / "guards").glob("*.safetensors"))
 
 
-def test_guard_none_reproduces_the_papers_loss_exactly(tiny_generator: nn.Module, tiny_target: nn.Module,
-                                                        distill_calls: list[int]) -> None:  # fmt: skip
+def test_guard_none_reproduces_the_papers_loss_exactly(
+    tiny_generator: nn.Module, tiny_target: nn.Module, distill_calls: list[int]
+) -> None:
     """guard=None, search_steps=0 is the paper's attack: the fit is fit_attack_generator's without a
     guard (α·L_adv + β·L_dist), step for step, and the outputs are G_attack's images as they are."""
     config = TransferConfig(steps=6, batch_size=8, seed=3)
-    attack = ATGANAttack(tiny_target, generator=tiny_generator, guard=None, search_steps=0, steps=6, batch_size=8, seed=3,
-                         progress=False)  # fmt: skip
+    attack = ATGANAttack(
+        tiny_target, generator=tiny_generator, guard=None, search_steps=0, steps=6, batch_size=8, seed=3, progress=False
+    )
     fit = attack.fit()
     direct = fit_attack_generator(tiny_generator, tiny_target, config=config, progress=False)
     assert [r["loss"] for r in fit.history] == [r["loss"] for r in direct.history]
@@ -138,7 +142,9 @@ def test_guard_none_reproduces_the_papers_loss_exactly(tiny_generator: nn.Module
 # The cache.
 
 
-def test_the_cache_is_reused(tiny_generator: nn.Module, distill_calls: list[int], tmp_path: Path, recipe: DistillConfig) -> None:
+def test_the_cache_is_reused(
+    tiny_generator: nn.Module, distill_calls: list[int], tmp_path: Path, recipe: DistillConfig
+) -> None:
     first = cached_distilled_guard(tiny_generator, recipe, cache_dir=tmp_path, progress=False)
     second = cached_distilled_guard(copy.deepcopy(tiny_generator), recipe, cache_dir=tmp_path, progress=False)
     assert distill_calls == [1]
@@ -147,8 +153,8 @@ def test_the_cache_is_reused(tiny_generator: nn.Module, distill_calls: list[int]
 
 
 def test_the_cache_is_invalidated_when_the_generators_weights_change(
-    tiny_generator: nn.Module, distill_calls: list[int], tmp_path: Path
-, recipe: DistillConfig) -> None:
+    tiny_generator: nn.Module, distill_calls: list[int], tmp_path: Path, recipe: DistillConfig
+) -> None:
     cached_distilled_guard(tiny_generator, recipe, cache_dir=tmp_path, progress=False)
     changed = copy.deepcopy(tiny_generator)
     with torch.no_grad():
@@ -158,14 +164,16 @@ def test_the_cache_is_invalidated_when_the_generators_weights_change(
     assert distill_calls == [1, 1]
     assert len(list((tmp_path / "guards").iterdir())) == 2
     # Another recipe is another file too.
-    cached_distilled_guard(tiny_generator, DistillConfig(steps=5, batch_size=8, width=4), cache_dir=tmp_path, progress=False)
+    cached_distilled_guard(
+        tiny_generator, DistillConfig(steps=5, batch_size=8, width=4), cache_dir=tmp_path, progress=False
+    )
     assert len(distill_calls) == 3
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "another generator's"])
 def test_a_corrupt_cache_file_is_rebuilt_with_a_warning_never_loaded(
-    damage: str, tiny_generator: nn.Module, distill_calls: list[int], tmp_path: Path
-, recipe: DistillConfig) -> None:
+    damage: str, tiny_generator: nn.Module, distill_calls: list[int], tmp_path: Path, recipe: DistillConfig
+) -> None:
     cached_distilled_guard(tiny_generator, recipe, cache_dir=tmp_path, progress=False)
     (path,) = (tmp_path / "guards").iterdir()
     if damage == "garbage":
@@ -175,7 +183,9 @@ def test_a_corrupt_cache_file_is_rebuilt_with_a_warning_never_loaded(
     else:  # a valid guard file, but it records another generator's fingerprint
         guard = small_guard(seed=7)
         config = {"architecture": "guard", "num_classes": 10, "in_channels": 1, "width": 4}
-        save_checkpoint(path, Checkpoint("classifier", dict(guard.state_dict()), config, {"generator_sha256": "0" * 64}))
+        save_checkpoint(
+            path, Checkpoint("classifier", dict(guard.state_dict()), config, {"generator_sha256": "0" * 64})
+        )
     with pytest.warns(UserWarning, match="distilling it again"):
         guard = cached_distilled_guard(tiny_generator, recipe, cache_dir=tmp_path, progress=False)
     assert distill_calls == [1, 1]
@@ -209,7 +219,9 @@ def test_a_generator_without_guards_loads_with_none(random_generator: ACWGANGPGe
     assert load_generator(tmp_path / "g.safetensors").default_guards == ()
 
 
-def test_a_guard_that_cannot_be_rebuilt_is_refused_when_saving(random_generator: ACWGANGPGenerator, tmp_path: Path) -> None:
+def test_a_guard_that_cannot_be_rebuilt_is_refused_when_saving(
+    random_generator: ACWGANGPGenerator, tmp_path: Path
+) -> None:
     random_generator.default_guards = SharedGuards((nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),))
     with pytest.raises(TypeError, match="cannot be stored in a checkpoint"):
         random_generator.save(tmp_path / "g.safetensors")

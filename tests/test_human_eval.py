@@ -39,8 +39,16 @@ from atgan_plugin.human_eval.items import ItemSet, order_for
 from atgan_plugin.human_eval.table import agreement, wilson_interval
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def copy_run(demo_run: Path, copy: Path) -> Path:
@@ -78,7 +86,9 @@ def test_items_pair_the_same_latents_and_are_made_once(items: ItemSet, run_dir: 
         assert sum(it.cls == cls for it in items.items) == 5
     assert all((items.folder / it.image).is_file() for it in items.items)
     stored = load_items(run_dir / "human-eval")
-    assert stored is not None and sorted(stored.items, key=lambda it: it.id) == sorted(items.items, key=lambda it: it.id)
+    assert stored is not None and sorted(stored.items, key=lambda it: it.id) == sorted(
+        items.items, key=lambda it: it.id
+    )
     assert stored.class_names[9] == "Ankle boot"
 
 
@@ -243,7 +253,9 @@ def served(items: ItemSet) -> Iterator[Callable[..., tuple[int, Any]]]:
         try:
             with urllib.request.urlopen(req, timeout=10) as response:
                 raw = response.read()
-                return response.status, json.loads(raw) if response.headers["Content-Type"] == "application/json" else raw
+                return response.status, json.loads(raw) if response.headers[
+                    "Content-Type"
+                ] == "application/json" else raw
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
@@ -265,7 +277,9 @@ def test_server_is_blind_and_refuses_bad_answers(served: Callable[..., tuple[int
     assert served("/api/answer", {"rater": "erin", "item": first["id"], "realistic": 1})[0] == 400
     assert served("/api/answer", {"rater": "a b", "item": first["id"], "realistic": True})[0] == 400
     assert served("/api/answer", {"rater": "erin", "item": first["id"], "realistic": True, "class": 3}) == (
-        200, {"saved": first["id"], "answered": 1, "total": 50})  # fmt: skip
+        200,
+        {"saved": first["id"], "answered": 1, "total": 50},
+    )
     assert served("/api/answer", {"rater": "erin", "item": first["id"], "realistic": False})[0] == 409
     status, state = served("/api/state?rater=erin")
     assert state["answered"] == 1 and first["id"] not in [it["id"] for it in state["remaining"]]
@@ -292,7 +306,9 @@ def _start_server(run_dir: Path) -> tuple[subprocess.Popen[str], str]:
     raise AssertionError("the server did not start:\n" + "".join(lines))
 
 
-def _answer(page: Any, given: dict[str, tuple[bool, int]], rule: Callable[[str, int], tuple[bool, int]], count: int) -> None:
+def _answer(
+    page: Any, given: dict[str, tuple[bool, int]], rule: Callable[[str, int], tuple[bool, int]], count: int
+) -> None:
     """Answers ``count`` items on ``page`` with the keyboard (y/n, then the class digit), recording them."""
     for _ in range(count):
         item = page.get_attribute("#item", "data-item")
@@ -361,7 +377,12 @@ def test_two_raters_in_a_browser_with_a_killed_server(demo_run: Path, tmp_path: 
     assert table["raters"] == {"alice": 20, "bob": 20} and table["problems"] == []
     for row in table["classes"]:
         for source in ("orig", "attack"):
-            votes = [given[r][i][0] for r in given for i in given[r] if info[i].cls == row["class"] and info[i].source == source]
+            votes = [
+                given[r][i][0]
+                for r in given
+                for i in given[r]
+                if info[i].cls == row["class"] and info[i].source == source
+            ]
             assert (row[source]["realistic"], row[source]["n"]) == (sum(votes), len(votes))
     assert table["all"]["orig"]["class_right"] == 10  # alice named the shown class, bob never did
     same = sum(given["alice"][i][0] == given["bob"][i][0] for i in info)

@@ -1,11 +1,11 @@
-"""atgan_plugin.inversion: finding z with G(z, y) ≈ x."""
+"""atgan_plugin.attack.inversion: finding z with G(z, y) ≈ x."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from atgan_plugin.inversion import invert_latents
+from atgan_plugin.attack.inversion import invert_latents
 
 
 def mse(a: torch.Tensor, b: torch.Tensor) -> float:

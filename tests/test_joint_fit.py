@@ -1,4 +1,4 @@
-"""atgan_plugin.joint_fit: every target in one fit, and ATGANAttack's use of it."""
+"""atgan_plugin.attack.joint_fit: every target in one fit, and ATGANAttack's use of it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from atgan_plugin import ATGANAttack
-from atgan_plugin.joint_fit import StackedGenerator, fit_attack_generators
-from atgan_plugin.transfer import FitDivergedError, TransferConfig, fit_attack_generator
+from atgan_plugin.attack.joint_fit import StackedGenerator, fit_attack_generators
+from atgan_plugin.attack.transfer import FitDivergedError, TransferConfig, fit_attack_generator
 
 CONFIG = TransferConfig(steps=12, batch_size=16, lr=0.05, tv=0.05)
 TARGETED: dict[str, Any] = dict(steps=60, batch_size=32, lr=0.1, progress=False, search_steps=0)
@@ -57,7 +57,9 @@ def test_with_a_full_batch_per_target_it_is_the_separate_fits(
     joint = fit_attack_generators(tiny_generator, tiny_target, targets, config=CONFIG, guard=guard, progress=False)
     assert list(joint) == targets
     for target in targets:
-        alone = fit_attack_generator(tiny_generator, tiny_target, target=target, config=CONFIG, guard=guard, progress=False)
+        alone = fit_attack_generator(
+            tiny_generator, tiny_target, target=target, config=CONFIG, guard=guard, progress=False
+        )
         fit = joint[target]
         assert fit.target == target and fit.config == CONFIG
         assert max_difference(fit.generator, alone.generator) < 1e-4  # floating-point rounding only
@@ -84,7 +86,10 @@ def test_only_the_fine_tuned_parameters_are_stacked(tiny_generator: nn.Module) -
     # As StyleGAN2-ADA's adapter fine-tunes only its synthesis network: the rest is shared, not copied.
     fine_tuned = [tiny_generator.mix.weight]
     stack = StackedGenerator(tiny_generator, fine_tuned, 4)
-    assert set(stack.stacked) == {"mix.weight"} and stack.stacked["mix.weight"].shape == (4, *tiny_generator.mix.weight.shape)
+    assert set(stack.stacked) == {"mix.weight"} and stack.stacked["mix.weight"].shape == (
+        4,
+        *tiny_generator.mix.weight.shape,
+    )
     assert "class_logits" in stack.shared
     with torch.no_grad():
         stack.stacked["mix.weight"][1] += 1.0
@@ -97,7 +102,9 @@ def test_only_the_fine_tuned_parameters_are_stacked(tiny_generator: nn.Module) -
 
 def test_the_callers_generator_is_untouched(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
     before = copy.deepcopy(tiny_generator.state_dict())
-    fit_attack_generators(tiny_generator, tiny_target, [1, 2], config=TransferConfig(steps=2, batch_size=4), progress=False)
+    fit_attack_generators(
+        tiny_generator, tiny_target, [1, 2], config=TransferConfig(steps=2, batch_size=4), progress=False
+    )
     after = tiny_generator.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert all(p.grad is None for p in tiny_generator.parameters()) and not tiny_generator.training
@@ -117,8 +124,9 @@ def test_errors_name_the_problem(
     tiny_generator: nn.Module, tiny_target: nn.Module, targets: list[int], kwargs: dict[str, Any], error: str
 ) -> None:
     with pytest.raises(ValueError, match=error):
-        fit_attack_generators(tiny_generator, tiny_target, targets, config=TransferConfig(steps=1, batch_size=2),
-                              progress=False, **kwargs)  # fmt: skip
+        fit_attack_generators(
+            tiny_generator, tiny_target, targets, config=TransferConfig(steps=1, batch_size=2), progress=False, **kwargs
+        )
 
 
 def test_a_diverged_fit_names_its_targets(tiny_generator: nn.Module) -> None:
@@ -126,14 +134,18 @@ def test_a_diverged_fit_names_its_targets(tiny_generator: nn.Module) -> None:
         return torch.full((len(images), 10), float("nan"))
 
     with pytest.raises(FitDivergedError, match=r"targets \[4, 6\]"):
-        fit_attack_generators(tiny_generator, nan_model, [4, 6], config=TransferConfig(steps=2, batch_size=2), progress=False)
+        fit_attack_generators(
+            tiny_generator, nan_model, [4, 6], config=TransferConfig(steps=2, batch_size=2), progress=False
+        )
 
 
 # ------------------------------------------------------------------------------------------------
 # ATGANAttack: several targets, one fit.
 
 
-def success_and_agreement(attack: ATGANAttack, model: nn.Module, judge: nn.Module, target: int, n: int = 400) -> tuple[float, float]:
+def success_and_agreement(
+    attack: ATGANAttack, model: nn.Module, judge: nn.Module, target: int, n: int = 400
+) -> tuple[float, float]:
     """Success on fresh examples and the judge's agreement ratio (on G_attack's images over G_orig's)."""
     rng = torch.Generator().manual_seed(99)
     sources = (target + 1 + torch.randint(9, (n,), generator=rng)) % 10
@@ -172,8 +184,9 @@ def test_fitting_targets_together_matches_separate_fits(
 def test_a_targeted_call_fits_its_targets_together_and_each_saves(
     tiny_generator: nn.Module, tiny_target: nn.Module, fit_calls: list[int | None], tmp_path: Path
 ) -> None:
-    attack = ATGANAttack(tiny_target, generator=tiny_generator, guard=None, targeted=True, steps=3, batch_size=8,
-                         progress=False)  # fmt: skip
+    attack = ATGANAttack(
+        tiny_target, generator=tiny_generator, guard=None, targeted=True, steps=3, batch_size=8, progress=False
+    )
     x = torch.rand(6, 1, 28, 28)
     targets = torch.tensor([2, 2, 5, 5, 9, 9])
     attack.perturb(x, targets, source_labels=torch.tensor([0, 1, 0, 1, 0, 1]))
@@ -197,8 +210,11 @@ def test_joint_batch_none_is_the_separate_fits(tiny_generator: nn.Module, tiny_t
 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
-    [({"joint_batch_size": 0}, "joint_batch_size"), ({"joint_batch_size": True}, "joint_batch_size"),
-     ({"precision": "fp16"}, "precision")],  # fmt: skip
+    [
+        ({"joint_batch_size": 0}, "joint_batch_size"),
+        ({"joint_batch_size": True}, "joint_batch_size"),
+        ({"precision": "fp16"}, "precision"),
+    ],
 )
 def test_attack_options_are_checked(tiny_generator: nn.Module, kwargs: dict[str, Any], error: str) -> None:
     with pytest.raises(ValueError, match=error):
@@ -214,11 +230,19 @@ def test_target_and_targets_together_are_refused(tiny_generator: nn.Module, tiny
 # bf16 autocast keeps the results.
 
 
-def test_bf16_fit_and_generation_keep_success(tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module) -> None:
+def test_bf16_fit_and_generation_keep_success(
+    tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module
+) -> None:
     results = {}
     for precision in ("fp32", "bf16"):
-        attack = ATGANAttack(tiny_target, generator=tiny_generator, guard=None, targeted=True, precision=precision,
-                             **{**TARGETED, "search_steps": 4})  # fmt: skip
+        attack = ATGANAttack(
+            tiny_target,
+            generator=tiny_generator,
+            guard=None,
+            targeted=True,
+            precision=precision,
+            **{**TARGETED, "search_steps": 4},
+        )
         attack.fit(targets=[3, 6])
         results[precision] = [success_and_agreement(attack, tiny_target, tiny_guard, t) for t in (3, 6)]
     for (s32, r32), (s16, r16) in zip(results["fp32"], results["bf16"], strict=True):
@@ -240,17 +264,28 @@ def test_compiled_generation_equals_eager(tiny_generator: nn.Module, tiny_target
 @pytest.mark.gpu
 def test_generation_on_cuda_matches_the_cpu(tiny_generator: nn.Module, tiny_target: nn.Module, tmp_path: Path) -> None:
     # The GPU path of mass generation: pinned host buffers and non-blocking copies give the CPU's examples.
-    from atgan_plugin.generation import GenerationPlan, check_plan, generate_shards, read_shard
+    from atgan_plugin.attack.generation import GenerationPlan, check_plan, generate_shards, read_shard
 
     results = []
     for device in ("cpu", "cuda"):
         model = copy.deepcopy(tiny_target).to(device)
-        attack = ATGANAttack(model, generator=tiny_generator, guard=None, steps=3, batch_size=8, device=device, progress=False)
+        attack = ATGANAttack(
+            model, generator=tiny_generator, guard=None, steps=3, batch_size=8, device=device, progress=False
+        )
         attack.fit()
         if device == "cuda":
             attack.fit().generator.load_state_dict(results[0][1])
-        plan = GenerationPlan(total=50, shard_size=20, seed=0, target=None, search_steps=8, precision="fp32", fit_sha256="-",
-                              generator_sha256="-", model_sha256="-")  # fmt: skip
+        plan = GenerationPlan(
+            total=50,
+            shard_size=20,
+            seed=0,
+            target=None,
+            search_steps=8,
+            precision="fp32",
+            fit_sha256="-",
+            generator_sha256="-",
+            model_sha256="-",
+        )
         out = tmp_path / device
         check_plan(out, plan)
         generate_shards(attack, model, plan, out, batch_size=16, progress=False)

@@ -12,16 +12,13 @@ from typing import Any
 
 import pytest
 import torch
-from atgan_plugin.adapters import ACWGANGPGenerator, StyleGAN2ADAGenerator, load_generator
-from atgan_plugin.vendored.stylegan2_ada import Generator as StyleGAN
-from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle
-from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import dump_snapshot, snapshot_dict
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
 from atgan_plugin import checkpoints
-from atgan_plugin.acwgan_gp import Generator
+from atgan_plugin.adapters import ACWGANGPGenerator, StyleGAN2ADAGenerator, load_generator
+from atgan_plugin.adapters.acwgan_gp import Generator
 from atgan_plugin.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -31,12 +28,17 @@ from atgan_plugin.checkpoints import (
     save_checkpoint,
 )
 from atgan_plugin.models import build_classifier, load_classifier, save_classifier
+from atgan_plugin.vendored.stylegan2_ada import Generator as StyleGAN
+from atgan_plugin.vendored.stylegan2_ada.snapshot import load_generator_pickle
+from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import dump_snapshot, snapshot_dict
 
 Make = Callable[[Path], Path]
 
 
 def classifier_file(folder: Path) -> Path:
-    save_classifier(folder / "d.safetensors", build_classifier("D"), {"architecture": "D", "num_classes": 10, "in_channels": 1}, {})
+    save_classifier(
+        folder / "d.safetensors", build_classifier("D"), {"architecture": "D", "num_classes": 10, "in_channels": 1}, {}
+    )
     return folder / "d.safetensors"
 
 
@@ -48,12 +50,22 @@ def generator_file(folder: Path) -> Path:
 
 def tiny_stylegan() -> StyleGAN:
     torch.manual_seed(0)
-    return StyleGAN(z_dim=4, c_dim=2, w_dim=4, img_resolution=8, img_channels=1, mapping_kwargs={"num_layers": 1},
-                    synthesis_kwargs={"channel_base": 32, "channel_max": 4})  # fmt: skip
+    return StyleGAN(
+        z_dim=4,
+        c_dim=2,
+        w_dim=4,
+        img_resolution=8,
+        img_channels=1,
+        mapping_kwargs={"num_layers": 1},
+        synthesis_kwargs={"channel_base": 32, "channel_max": 4},
+    )
 
 
 def with_meta(make: Make, edit: Callable[[dict[str, Any]], Any], *, replace: bool = False) -> Make:
-    """``make``'s file with its metadata JSON edited in place (or, with ``replace``, replaced by what ``edit`` returns)."""
+    """``make``'s file with its metadata JSON edited in place.
+
+    With ``replace``, the metadata is replaced by what ``edit`` returns.
+    """
 
     def rewrite(folder: Path) -> Path:
         path = make(folder)
@@ -122,7 +134,9 @@ def nan_weight(folder: Path) -> Path:
     model = build_classifier("D")
     with torch.no_grad():
         model[1].weight[0, 0] = float("nan")
-    save_classifier(folder / "nan.safetensors", model, {"architecture": "D"}, {})  # digest over the NaN: only finiteness catches it
+    save_classifier(
+        folder / "nan.safetensors", model, {"architecture": "D"}, {}
+    )  # digest over the NaN: only finiteness catches it
     return folder / "nan.safetensors"
 
 
@@ -147,6 +161,7 @@ def largest_tensor(header: dict[str, Any]) -> dict[str, Any]:
 C, G = classifier_file, generator_file
 AS_CLASSIFIER, AS_GENERATOR, AS_PICKLE = load_classifier, load_generator, load_generator_pickle
 
+# A table, one case per line: formatted, each case would spread over six or more lines.
 # fmt: off
 CASES: list[tuple[str, Make, Callable[[Path], Any], str]] = [
     # Architecture fields bounded before anything is built.
@@ -267,7 +282,9 @@ def test_a_sha256sums_beside_a_file_without_a_digest_vouches_for_it(tmp_path: Pa
         warnings.simplefilter("error")
         load_classifier(path)
     (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  {path.name}\n")
-    with pytest.raises(CheckpointError, match=r"does not match its SHA256SUMS entry: the file is corrupt or was replaced"):
+    with pytest.raises(
+        CheckpointError, match=r"does not match its SHA256SUMS entry: the file is corrupt or was replaced"
+    ):
         load_classifier(path)
 
 

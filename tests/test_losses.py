@@ -1,4 +1,4 @@
-"""atgan_plugin.losses: the C&W-style adversarial loss, the noise ρ and the distance loss."""
+"""atgan_plugin.attack.losses: the C&W-style adversarial loss, the noise ρ and the distance loss."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from atgan_plugin.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss
+from atgan_plugin.attack.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss
 
 
 def reference_loss(row: list[float], label: int, *, targeted: bool, kappa: float) -> float:
@@ -157,9 +157,13 @@ def test_distance_loss_is_the_unsquared_l2_norm_per_sample() -> None:
 
 def test_source_guard_loss_counts_only_lost_evidence() -> None:
     reference = torch.tensor([[2.0, 0.0, 0.0], [2.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
-    attack = torch.tensor([[2.0, 0.0, 0.0],  # unchanged: no loss
-                           [0.0, 0.0, 2.0],  # the class was erased: the cross-entropy grew
-                           [5.0, 0.0, 0.0]])  # more typical than G_orig: not rewarded, no loss
+    attack = torch.tensor(
+        [
+            [2.0, 0.0, 0.0],  # unchanged: no loss
+            [0.0, 0.0, 2.0],  # the class was erased: the cross-entropy grew
+            [5.0, 0.0, 0.0],
+        ]
+    )  # more typical than G_orig: not rewarded, no loss
     sources = torch.zeros(3, dtype=torch.long)
     loss = source_guard_loss(attack, reference, sources)
     ce = lambda row: -torch.log_softmax(row, 0)[0]  # noqa: E731

@@ -1,4 +1,4 @@
-"""atgan_plugin.models and atgan_plugin.classifier_training: target models A–D and the oracle."""
+"""atgan_plugin.models and atgan_plugin.paper.classifier_training: target models A–D and the oracle."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from atgan_plugin.checkpoints import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
-from atgan_plugin.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.models import ARCHITECTURES, build_classifier, load_classifier, save_classifier
+from atgan_plugin.paper.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
 
 CPU = torch.device("cpu")
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from atgan_plugin import ATGANAttack
 from atgan_plugin.data import TensorDataset
-from atgan_plugin.evaluation import evaluate_attack, save_difference_grid
+from atgan_plugin.paper.evaluation import evaluate_attack, save_difference_grid
 
 
 def _torchattacks(model: nn.Module, G: nn.Module, x: torch.Tensor, y: torch.Tensor, targeted: bool) -> None:
@@ -37,8 +37,11 @@ def _art(model: nn.Module, G: nn.Module, x: torch.Tensor, y: torch.Tensor, targe
 
     from atgan_plugin.art import ATGAN
 
-    estimator = PyTorchClassifier(model, nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10, clip_values=(0, 1))
+    estimator = PyTorchClassifier(
+        model, nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10, clip_values=(0, 1)
+    )
     ATGAN(estimator, generator=G, targeted=targeted, **FAST).generate(x.numpy(), (TARGETS if targeted else y).numpy())
+
 
 FAST: dict[str, Any] = dict(steps=2, batch_size=8, progress=False)
 TARGETS = torch.tensor([3, 7]).repeat(4)  # for the 8 inputs: two targets, two fits

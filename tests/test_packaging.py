@@ -83,13 +83,16 @@ def test_wheel_holds_the_mapped_packages(names: list[str]) -> None:
     expected = sorted(f"atgan_plugin/adapters/{p.name}" for p in (ROOT / "adapters").glob("*.py"))
     assert expected and adapters == expected
     vendored = sorted(n for n in names if n.startswith("atgan_plugin/vendored/stylegan2_ada/"))
-    expected_vendored = sorted(f"atgan_plugin/vendored/stylegan2_ada/{p.name}" for p in (ROOT / "vendored" / "stylegan2_ada").iterdir()
-                               if p.suffix == ".py" or p.name == "README.md")  # fmt: skip
+    expected_vendored = sorted(
+        f"atgan_plugin/vendored/stylegan2_ada/{p.name}"
+        for p in (ROOT / "vendored" / "stylegan2_ada").iterdir()
+        if p.suffix == ".py" or p.name == "README.md"
+    )
     assert "atgan_plugin/vendored/stylegan2_ada/networks.py" in expected_vendored and vendored == expected_vendored
     for required in (
         "atgan_plugin/__init__.py",
-        "atgan_plugin/attack.py",
-        "atgan_plugin/cifar.py",
+        "atgan_plugin/attack/atgan.py",
+        "atgan_plugin/paper/cifar.py",
         "atgan_plugin/vendored/__init__.py",
         "atgan_plugin/vendored/README.md",
         "atgan_plugin/py.typed",

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from atgan_plugin.adapters import ACWGANGPGenerator
 from torch import nn
 
-from atgan_plugin.classifier_training import accuracy
+from atgan_plugin.adapters import ACWGANGPGenerator
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.models import build_classifier
+from atgan_plugin.paper.classifier_training import accuracy
 from atgan_plugin.pretrained import NAMES, pretrained_path
 
 CPU = torch.device("cpu")
@@ -69,7 +69,7 @@ def test_every_checkpoint_has_a_training_record() -> None:
 
 
 def test_shipped_guard_is_the_gans_auxiliary_classifier(fashion_test: TensorDataset) -> None:
-    from atgan_plugin.acwgan_gp import AuxiliaryClassifier
+    from atgan_plugin.adapters.acwgan_gp import AuxiliaryClassifier
     from atgan_plugin.pretrained import load_pretrained_classifier
 
     checkpoints_or_skip()
@@ -92,8 +92,10 @@ def test_shipped_robust_guards_are_adversarially_trained(
     assert accuracy(guard, fashion_test, device=CPU) > 0.75
     # What makes it a guard worth having: FGSM at the Table 6 ε hurts it far less than normally trained Model A.
     x, y = fashion_test.images[:500], fashion_test.labels[:500]
-    robust = {name: (model(fgsm(model, x, y, 0.1)).argmax(1) == y).float().mean().item()
-              for name, model in (("guard", guard), ("model_a", pretrained_model_a))}  # fmt: skip
+    robust = {
+        name: (model(fgsm(model, x, y, 0.1)).argmax(1) == y).float().mean().item()
+        for name, model in (("guard", guard), ("model_a", pretrained_model_a))
+    }
     assert robust["guard"] > robust["model_a"] + 0.3, robust
 
 

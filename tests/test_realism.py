@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from atgan_plugin.metrics.realism import PenultimateFeatures, RobustFrechetDistance, added_edges
 from atgan_plugin.models import build_classifier
-from atgan_plugin.realism import PenultimateFeatures, RobustFrechetDistance, added_edges
 
 
 def batches(images: torch.Tensor, size: int = 100) -> list[torch.Tensor]:

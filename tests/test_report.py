@@ -22,7 +22,7 @@ from torch import nn
 
 from atgan_plugin import ATGANAttack
 from atgan_plugin.cli import main
-from atgan_plugin.evaluation import save_class_grid
+from atgan_plugin.paper.evaluation import save_class_grid
 from atgan_plugin.report import RunFolderError, format_value, write_report
 
 _VOID = {"meta", "link", "img", "br", "hr", "input", "source", "wbr"}
@@ -117,11 +117,20 @@ def test_new_fields_and_histories_appear_without_code_changes(tmp_path: Path) ->
     results = {
         "seconds": 12.5,
         "environment": {"python": "3.11", "machine": "a test <machine> & co"},
-        "white_box": [{"model": "A-nor", "fgsm": 0.25, "atgan": {"success": 0.99, "ratio": 0.9871}},
-                      {"model": "B-adv", "pgd": 0.125, "new_metric": 7}],  # fmt: skip
+        "white_box": [
+            {"model": "A-nor", "fgsm": 0.25, "atgan": {"success": 0.99, "ratio": 0.9871}},
+            {"model": "B-adv", "pgd": 0.125, "new_metric": 7},
+        ],
         "a_new_section": {"depth": {"deeper": [1, 2, 3], "label": "x"}, "flag": True, "empty": None},
-        "fits": [{"target": 3, "history": [{"step": 10, "loss": 2.0, "success": 0.1},
-                                           {"step": 20, "loss": 1.0, "success": 0.6, "realism": 0.8}]}],  # fmt: skip
+        "fits": [
+            {
+                "target": 3,
+                "history": [
+                    {"step": 10, "loss": 2.0, "success": 0.1},
+                    {"step": 20, "loss": 1.0, "success": 0.6, "realism": 0.8},
+                ],
+            }
+        ],
     }
     (tmp_path / "results.json").write_text(json.dumps(results))
     page = Page(write_report(tmp_path).read_text())

@@ -17,17 +17,39 @@ import torch
 from click.testing import CliRunner, Result
 
 from atgan_plugin import ACWGANGPGenerator
-from atgan_plugin.acwgan_gp import Generator
+from atgan_plugin.adapters.acwgan_gp import Generator
+from atgan_plugin.attack.transfer import ROBUST_GUARD_TRANSFER, fit_attack_generator
 from atgan_plugin.cli import main
 from atgan_plugin.models import build_classifier, save_classifier
-from atgan_plugin.reproduce import ATTACKS, SLOTS, TRANSFER_ROWS, ReproduceConfig
-from atgan_plugin.transfer import ROBUST_GUARD_TRANSFER, fit_attack_generator
+from atgan_plugin.paper.reproduce import ATTACKS, SLOTS, TRANSFER_ROWS, ReproduceConfig
 
-SECTIONS = ["## Run", "## Settings", "## White-box success rate, % (Table 1 style)", "## Realism beside success",
-            "## Time per 1,000 adversarial examples (s)", "## Transfer from Model A (Nor.) to Model C",
-            "## AT-GAN against Model A (Nor.) versus the noise ρ (Tables 8 and 9 style)", "## Figures", "## Missing and not run"]  # fmt: skip
-METRICS = {"n", "success_rate", "rejected_rate", "fooled_rate", "oracle_agreement", "oracle_agreement_reference",
-           "reference_error", "mean_l2", "mean_linf", "added_edges", "fd", "fd_reference", "seconds_per_1000", "fit_seconds"}  # fmt: skip
+SECTIONS = [
+    "## Run",
+    "## Settings",
+    "## White-box success rate, % (Table 1 style)",
+    "## Realism beside success",
+    "## Time per 1,000 adversarial examples (s)",
+    "## Transfer from Model A (Nor.) to Model C",
+    "## AT-GAN against Model A (Nor.) versus the noise ρ (Tables 8 and 9 style)",
+    "## Figures",
+    "## Missing and not run",
+]
+METRICS = {
+    "n",
+    "success_rate",
+    "rejected_rate",
+    "fooled_rate",
+    "oracle_agreement",
+    "oracle_agreement_reference",
+    "reference_error",
+    "mean_l2",
+    "mean_linf",
+    "added_edges",
+    "fd",
+    "fd_reference",
+    "seconds_per_1000",
+    "fit_seconds",
+}
 PRESENT = ("A-nor", "C-nor", "C-iter")
 
 
@@ -56,13 +78,33 @@ def assert_succeeded(result: Result) -> None:
 
 
 def test_quick_reproduction_writes_every_section(standins: Path, tmp_path: Path) -> None:
-    result = invoke("reproduce", "--quick", "--checkpoints", standins / "checkpoints", "--generator", standins / "generator.safetensors",
-                    "--oracle", standins / "oracle.safetensors", "--device", "cpu", "--no-progress", "--runs-dir", tmp_path / "runs")  # fmt: skip
+    result = invoke(
+        "reproduce",
+        "--quick",
+        "--checkpoints",
+        standins / "checkpoints",
+        "--generator",
+        standins / "generator.safetensors",
+        "--oracle",
+        standins / "oracle.safetensors",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--runs-dir",
+        tmp_path / "runs",
+    )
     assert_succeeded(result)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name == "00001-reproduce"
-    assert {p.name for p in run_dir.iterdir()} == {"options.json", "results.md", "results.json", "difference.png", "targets.png",
-                                                   "report.html", "complete.json"}
+    assert {p.name for p in run_dir.iterdir()} == {
+        "options.json",
+        "results.md",
+        "results.json",
+        "difference.png",
+        "targets.png",
+        "report.html",
+        "complete.json",
+    }
 
     markdown = (run_dir / "results.md").read_text()
     positions = [markdown.index(section) for section in SECTIONS]
@@ -89,9 +131,12 @@ def test_quick_reproduction_writes_every_section(standins: Path, tmp_path: Path)
     assert sorted(report["transfer"]) == ["C-iter", "C-nor"]
     assert all(sorted(per_attack) == sorted(TRANSFER_ROWS) for per_attack in report["transfer"].values())
     transferable, atgan = report["transfer_fit"]["settings"], report["settings"]["atgan"]
-    assert transferable["kappa"] > atgan["kappa"] and transferable["steps"] == int(0.75 * atgan["steps"]) == 2  # --quick sizes carry over
+    assert (
+        transferable["kappa"] > atgan["kappa"] and transferable["steps"] == int(0.75 * atgan["steps"]) == 2
+    )  # --quick sizes carry over
     assert set(report["transfer_fit"]["white_box"]) == METRICS
-    # --generator without --transfer-guard: the shipped robust guards are not its; the run's own ("auto": a distilled one).
+    # --generator without --transfer-guard: the shipped robust guards are not its;
+    # the run's own ("auto": a distilled one).
     assert report["transfer_fit"]["guards"] == ["Sequential"]
     assert "| AT-GAN, transferable fit (κ 40, γ 200, 2 steps, 1 guard) |" in markdown
     assert "The transferable fit against A-nor itself" in markdown
@@ -102,8 +147,19 @@ def test_quick_reproduction_writes_every_section(standins: Path, tmp_path: Path)
 
 
 def test_quick_reproduction_on_the_shipped_checkpoints(pretrained_model_a, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    result = invoke("reproduce", "--quick", "--n", "8", "--no-ablation", "--no-figures", "--device", "cpu", "--no-progress",
-                    "--runs-dir", tmp_path / "runs")  # fmt: skip
+    result = invoke(
+        "reproduce",
+        "--quick",
+        "--n",
+        "8",
+        "--no-ablation",
+        "--no-figures",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--runs-dir",
+        tmp_path / "runs",
+    )
     assert_succeeded(result)
     (run_dir,) = (tmp_path / "runs").iterdir()
     report = json.loads((run_dir / "results.json").read_text())
@@ -112,8 +168,10 @@ def test_quick_reproduction_on_the_shipped_checkpoints(pretrained_model_a, tmp_p
     # transferable fit keeps the shipped robust guards it was measured with.
     options = json.loads((run_dir / "options.json").read_text())
     assert options["checkpoints"]["guard"] == "auto"
-    assert [Path(p).name for p in options["checkpoints"]["transfer_guard"].split(", ")] == ["robust_guard.safetensors",
-                                                                                           "robust_guard_2.safetensors"]  # fmt: skip
+    assert [Path(p).name for p in options["checkpoints"]["transfer_guard"].split(", ")] == [
+        "robust_guard.safetensors",
+        "robust_guard_2.safetensors",
+    ]
     assert len(report["transfer_fit"]["guards"]) == 2
     assert report["settings"]["atgan"]["beta"] == 1.0 and report["settings"]["atgan"]["gamma"] > 0
     assert report["settings"]["atgan"]["search_steps"] == 8 and report["settings"]["guard"] == "auto"
@@ -129,15 +187,32 @@ def quick_run(standins: Path, slots: tuple[str, ...], runs: Path, *extra: str) -
     folder.mkdir()
     for slot in slots:
         (folder / f"{slot}.safetensors").symlink_to(standins / "checkpoints" / f"{slot}.safetensors")
-    result = invoke("reproduce", "--quick", "--checkpoints", folder, "--generator", standins / "generator.safetensors",
-                    "--oracle", standins / "oracle.safetensors", "--no-ablation", "--no-figures", "--device", "cpu",
-                    "--no-progress", "--runs-dir", runs, *extra)  # fmt: skip
+    result = invoke(
+        "reproduce",
+        "--quick",
+        "--checkpoints",
+        folder,
+        "--generator",
+        standins / "generator.safetensors",
+        "--oracle",
+        standins / "oracle.safetensors",
+        "--no-ablation",
+        "--no-figures",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--runs-dir",
+        runs,
+        *extra,
+    )
     assert_succeeded(result)
     return sorted(runs.iterdir())[-1]
 
 
 def test_merge_joins_runs_over_disjoint_checkpoints(standins: Path, tmp_path: Path) -> None:
-    first = quick_run(standins, ("A-nor", "C-nor"), tmp_path / "runs", "--figures")  # parts may differ in what they run beside
+    first = quick_run(
+        standins, ("A-nor", "C-nor"), tmp_path / "runs", "--figures"
+    )  # parts may differ in what they run beside
     second = quick_run(standins, ("C-iter",), tmp_path / "runs")
     result = invoke("reproduce-merge", first, second, "--runs-dir", tmp_path / "merged")
     assert_succeeded(result)
@@ -151,7 +226,9 @@ def test_merge_joins_runs_over_disjoint_checkpoints(standins: Path, tmp_path: Pa
     assert report["transfer_fit"] == parts[0]["transfer_fit"] and parts[1]["transfer_fit"] is None
     assert report["seconds"] == pytest.approx(parts[0]["seconds"] + parts[1]["seconds"])
     assert [part["slots"] for part in report["environment"]["parts"]] == [["A-nor", "C-nor"], ["C-iter"]]
-    assert report["config"]["figures"] is True and {"difference.png", "targets.png"} <= {p.name for p in run_dir.iterdir()}
+    assert report["config"]["figures"] is True and {"difference.png", "targets.png"} <= {
+        p.name for p in run_dir.iterdir()
+    }
     markdown = (run_dir / "results.md").read_text()
     assert "Merged from runs over disjoint checkpoints" in markdown and "| C Iter. |" in markdown
 
@@ -159,7 +236,10 @@ def test_merge_joins_runs_over_disjoint_checkpoints(standins: Path, tmp_path: Pa
 def test_merge_refuses_overlaps_and_different_settings(standins: Path, tmp_path: Path) -> None:
     first = quick_run(standins, ("A-nor", "C-nor"), tmp_path / "runs")
     other_n = quick_run(standins, ("C-iter",), tmp_path / "runs", "--n", "4")
-    for parts, message in (((first, first), "measures A-nor, C-nor again"), ((first, other_n), "differs from part 1 in config (n)")):
+    for parts, message in (
+        ((first, first), "measures A-nor, C-nor again"),
+        ((first, other_n), "differs from part 1 in config (n)"),
+    ):
         result = invoke("reproduce-merge", *parts, "--runs-dir", tmp_path / "merged")
         assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
     assert not (tmp_path / "merged").exists()
@@ -168,7 +248,9 @@ def test_merge_refuses_overlaps_and_different_settings(standins: Path, tmp_path:
 @pytest.mark.parametrize(("folder", "message"), [("empty", "no target checkpoints in"), ("absent", "does not exist")])
 def test_reproduce_errors_are_one_line(folder: str, message: str, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    result = invoke("reproduce", "--quick", "--checkpoints", tmp_path / folder, "--device", "cpu", "--runs-dir", tmp_path / "runs")
+    result = invoke(
+        "reproduce", "--quick", "--checkpoints", tmp_path / folder, "--device", "cpu", "--runs-dir", tmp_path / "runs"
+    )
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "runs").exists()
@@ -196,11 +278,17 @@ def test_train_classifier_ens_records_its_static_models(standins: Path, tmp_path
     assert len(record["static_models"][str(static)]) == 64  # sha256
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--regime", "ens"], "--regime ens needs at least one --static-model"),
-    (["--regime", "adv", "--static-model", "x.safetensors"], "static models are used only by --regime ens, not adv"),
-    (["--regime", "pgd", "--pgd-steps", "0"], "0 is not in the range x>=1"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--regime", "ens"], "--regime ens needs at least one --static-model"),
+        (
+            ["--regime", "adv", "--static-model", "x.safetensors"],
+            "static models are used only by --regime ens, not adv",
+        ),
+        (["--regime", "pgd", "--pgd-steps", "0"], "0 is not in the range x>=1"),
+    ],
+)
 def test_train_classifier_refuses_bad_regime_options(args: list[str], message: str, tmp_path: Path) -> None:
     result = invoke(*TRAIN, *args, "--out", tmp_path / "m.safetensors")
     assert result.exit_code == 2, result.output
@@ -212,8 +300,11 @@ def test_train_classifier_refuses_bad_regime_options(args: list[str], message: s
 
 
 @pytest.mark.slow
-def test_transferable_fit_transfers_realistically_more_often(pretrained_generator: torch.nn.Module, pretrained_model_a: torch.nn.Module) -> None:
-    # Table 1's fit (400 steps, the robust guard) against the transferable one (0.75x the steps, κ 40, both robust guards).
+def test_transferable_fit_transfers_realistically_more_often(
+    pretrained_generator: torch.nn.Module, pretrained_model_a: torch.nn.Module
+) -> None:
+    # Table 1's fit (400 steps, the robust guard) against the transferable one
+    # (0.75x the steps, κ 40, both robust guards).
     from atgan_plugin.models import load_classifier
     from atgan_plugin.pretrained import load_pretrained_classifier, pretrained_targets_dir
 
@@ -227,7 +318,9 @@ def test_transferable_fit_transfers_realistically_more_often(pretrained_generato
     assert transferable is not None and transferable.steps == 300
     transferred = {}
     for name, config, fit_guards in (("table_1", table_1, guards[:1]), ("transferable", transferable, guards)):
-        fit = fit_attack_generator(pretrained_generator, pretrained_model_a, config=config, guard=fit_guards, progress=False)
+        fit = fit_attack_generator(
+            pretrained_generator, pretrained_model_a, config=config, guard=fit_guards, progress=False
+        )
         with torch.no_grad():
             images = fit.generator(z, y)
             realistic = (model_c(images).argmax(1) != y) & (oracle(images.float()).argmax(1) == y)

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from atgan_plugin.adapters import ACWGANGPGenerator
 from click.testing import CliRunner
 from torch import nn
 
-from atgan_plugin import evaluation
+from atgan_plugin.adapters import ACWGANGPGenerator
 from atgan_plugin.cli import main
 from atgan_plugin.models import save_classifier
+from atgan_plugin.paper import evaluation
 from atgan_plugin.runs import is_complete
 
 FAST = ["--steps", "2", "--batch-size", "8", "--device", "cpu", "--no-progress", "--n", "4"]
@@ -21,7 +21,9 @@ FAST = ["--steps", "2", "--batch-size", "8", "--device", "cpu", "--no-progress",
 @pytest.fixture
 def checkpoints(tmp_path: Path, random_generator: ACWGANGPGenerator, tiny_target: nn.Module) -> list[str]:
     random_generator.save(tmp_path / "generator.safetensors")
-    save_classifier(tmp_path / "model.safetensors", tiny_target, {"architecture": "D", "num_classes": 10, "in_channels": 1}, {})
+    save_classifier(
+        tmp_path / "model.safetensors", tiny_target, {"architecture": "D", "num_classes": 10, "in_channels": 1}, {}
+    )
     return ["--generator", str(tmp_path / "generator.safetensors"), "--model", str(tmp_path / "model.safetensors")]
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from atgan_plugin import ATGANAttack
-from atgan_plugin.shrink import fooled_with_margin, shrink_towards_reference
+from atgan_plugin.attack.shrink import fooled_with_margin, shrink_towards_reference
 
 
 class Brightness(nn.Module):
@@ -23,7 +23,11 @@ def test_fooled_with_margin_untargeted_and_targeted() -> None:
     labels = torch.tensor([0, 2, 0])
     assert fooled_with_margin(logits, labels, targeted=False, margin=0.0).tolist() == [False, True, False]
     assert fooled_with_margin(logits, labels, targeted=False, margin=0.01).tolist() == [False, False, False]
-    assert fooled_with_margin(logits, torch.tensor([0, 1, 0]), targeted=True, margin=0.5).tolist() == [True, False, False]
+    assert fooled_with_margin(logits, torch.tensor([0, 1, 0]), targeted=True, margin=0.5).tolist() == [
+        True,
+        False,
+        False,
+    ]
 
 
 def test_shrink_finds_the_boundary_on_the_segment_and_keeps_every_success() -> None:
@@ -46,12 +50,16 @@ def test_shrink_finds_the_boundary_on_the_segment_and_keeps_every_success() -> N
 
 def test_zero_steps_returns_the_adversarial_images() -> None:
     reference, adversarial = torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2)
-    images, t = shrink_towards_reference(reference, adversarial, lambda x: torch.ones(len(x), dtype=torch.bool), steps=0)
+    images, t = shrink_towards_reference(
+        reference, adversarial, lambda x: torch.ones(len(x), dtype=torch.bool), steps=0
+    )
     assert torch.equal(images, adversarial) and torch.equal(t, torch.ones(2))
 
 
 @pytest.mark.parametrize("targeted", [False, True])
-def test_the_attack_shrinks_without_losing_success(targeted: bool, tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
+def test_the_attack_shrinks_without_losing_success(
+    targeted: bool, tiny_generator: nn.Module, tiny_target: nn.Module
+) -> None:
     common = dict(steps=60, batch_size=32, lr=0.1 if targeted else 0.05, guard=None, progress=False, targeted=targeted)
     raw = ATGANAttack(tiny_target, generator=tiny_generator, search_steps=0, **common)
     shrunk = ATGANAttack(tiny_target, generator=tiny_generator, search_steps=8, **common)

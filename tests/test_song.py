@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atgan_plugin._advertorch_compat import AdvertorchAttack
-from atgan_plugin.song import SETTINGS, SongAttack, SongConfig, _adversarial_ce, latent_search
+from atgan_plugin.attack._advertorch_compat import AdvertorchAttack
+from atgan_plugin.paper.song import SETTINGS, SongAttack, SongConfig, _adversarial_ce, latent_search
 
 CPU = torch.device("cpu")
 
@@ -51,9 +51,12 @@ def test_one_step_by_hand(tiny_generator: nn.Module, tiny_target: nn.Module) -> 
 def test_adversarial_ce_targeted_and_untargeted() -> None:
     logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]])
     log_p = F.log_softmax(logits, dim=1)
-    torch.testing.assert_close(_adversarial_ce(logits, torch.tensor([0, 1]), None), -torch.stack([log_p[0, 1], log_p[1, 2]]))
-    torch.testing.assert_close(_adversarial_ce(logits, torch.tensor([0, 1]), torch.tensor([2, 0])),
-                               -torch.stack([log_p[0, 2], log_p[1, 0]]))  # fmt: skip
+    torch.testing.assert_close(
+        _adversarial_ce(logits, torch.tensor([0, 1]), None), -torch.stack([log_p[0, 1], log_p[1, 2]])
+    )
+    torch.testing.assert_close(
+        _adversarial_ce(logits, torch.tensor([0, 1]), torch.tensor([2, 0])), -torch.stack([log_p[0, 2], log_p[1, 0]])
+    )
 
 
 def test_success_rises_with_steps_on_the_tiny_generator(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
@@ -67,12 +70,21 @@ def test_success_rises_with_steps_on_the_tiny_generator(tiny_generator: nn.Modul
     assert rates[2] >= rates[0] + 0.15, rates
 
 
-def test_success_rises_with_steps_at_the_papers_settings(pretrained_generator: nn.Module, pretrained_model_a: nn.Module) -> None:
+def test_success_rises_with_steps_at_the_papers_settings(
+    pretrained_generator: nn.Module, pretrained_model_a: nn.Module
+) -> None:
     sources = torch.arange(16) % 10
     z0 = pretrained_generator.sample_z(16, generator=torch.Generator().manual_seed(0))
-    rates = [_success(pretrained_model_a, SongAttack(pretrained_model_a, generator=pretrained_generator, steps=steps,
-                                                     progress=False).search(sources, z=z0), sources)  # type: ignore[arg-type]
-             for steps in (1, 20)]  # fmt: skip
+    rates = [
+        _success(
+            pretrained_model_a,
+            SongAttack(pretrained_model_a, generator=pretrained_generator, steps=steps, progress=False).search(
+                sources, z=z0
+            ),
+            sources,
+        )  # type: ignore[arg-type]
+        for steps in (1, 20)
+    ]
     assert rates[1] >= rates[0] + 2 / 16, rates
 
 
@@ -82,7 +94,9 @@ def test_the_hinge_keeps_z_near_z0(tiny_generator: nn.Module, tiny_target: nn.Mo
     drift = {}
     for lambda1 in (0.0, 100.0):
         config = SongConfig(steps=30, lr=4.0, lambda1=lambda1, noise_variance=0.0)
-        z = latent_search(copy.deepcopy(tiny_generator).requires_grad_(False), tiny_target, z0, sources, config=config).z
+        z = latent_search(
+            copy.deepcopy(tiny_generator).requires_grad_(False), tiny_target, z0, sources, config=config
+        ).z
         drift[lambda1] = float((z - z0).abs().amax())
     assert drift[100.0] < 0.5 < drift[0.0], drift
 
@@ -104,19 +118,35 @@ def test_is_a_foolbox_and_an_advertorch_attack(tiny_generator: nn.Module) -> Non
 
 
 FACES: list[tuple[str, Callable[..., torch.Tensor]]] = [
-    ("foolbox-untargeted", lambda g, m, x, y, t: SongAttack(generator=g, steps=5, lr=16.0, lambda1=0.0, progress=False)(
-        _fmodel(m), x, y, epsilons=None)[0]),
-    ("foolbox-targeted", lambda g, m, x, y, t: SongAttack(generator=g, steps=5, lr=16.0, lambda1=0.0, progress=False)(
-        _fmodel(m), x, fb.criteria.TargetedMisclassification(t), epsilons=None, source_labels=y)[0]),
-    ("advertorch-untargeted", lambda g, m, x, y, t: SongAttack(m, generator=g, steps=5, lr=16.0, lambda1=0.0,
-                                                               progress=False).perturb(x, y)),
-    ("advertorch-targeted", lambda g, m, x, y, t: SongAttack(m, generator=g, targeted=True, steps=5, lr=16.0, lambda1=0.0,
-                                                             progress=False).perturb(x, t, source_labels=y)),
-]  # fmt: skip
+    (
+        "foolbox-untargeted",
+        lambda g, m, x, y, t: SongAttack(generator=g, steps=5, lr=16.0, lambda1=0.0, progress=False)(
+            _fmodel(m), x, y, epsilons=None
+        )[0],
+    ),
+    (
+        "foolbox-targeted",
+        lambda g, m, x, y, t: SongAttack(generator=g, steps=5, lr=16.0, lambda1=0.0, progress=False)(
+            _fmodel(m), x, fb.criteria.TargetedMisclassification(t), epsilons=None, source_labels=y
+        )[0],
+    ),
+    (
+        "advertorch-untargeted",
+        lambda g, m, x, y, t: SongAttack(m, generator=g, steps=5, lr=16.0, lambda1=0.0, progress=False).perturb(x, y),
+    ),
+    (
+        "advertorch-targeted",
+        lambda g, m, x, y, t: SongAttack(
+            m, generator=g, targeted=True, steps=5, lr=16.0, lambda1=0.0, progress=False
+        ).perturb(x, t, source_labels=y),
+    ),
+]
 
 
 @pytest.mark.parametrize(("name", "call"), FACES, ids=[f[0] for f in FACES])
-def test_faces_return_images_of_the_inputs_shape_and_leave_the_model_alone(name, call, tiny_generator, tiny_target) -> None:  # type: ignore[no-untyped-def]
+def test_faces_return_images_of_the_inputs_shape_and_leave_the_model_alone(
+    name, call, tiny_generator, tiny_target
+) -> None:  # type: ignore[no-untyped-def]
     model = copy.deepcopy(tiny_target).train()  # the caller's model in training mode
     model.zero_grad(set_to_none=True)
     before = copy.deepcopy(model.state_dict())
@@ -135,14 +165,19 @@ def test_faces_return_images_of_the_inputs_shape_and_leave_the_model_alone(name,
 
 def test_seed_makes_a_run_reproducible(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
     x, y = torch.rand(8, 1, 28, 28), torch.arange(8)
-    runs = [SongAttack(tiny_target, generator=tiny_generator, steps=3, seed=s, progress=False).perturb(x, y) for s in (0, 0, 1)]
+    runs = [
+        SongAttack(tiny_target, generator=tiny_generator, steps=3, seed=s, progress=False).perturb(x, y)
+        for s in (0, 0, 1)
+    ]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
 def test_search_returns_the_starting_image_as_reference(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
     z0 = tiny_generator.sample_z(4, generator=torch.Generator().manual_seed(0))
     y = torch.arange(4)
-    images, reference = SongAttack(tiny_target, generator=tiny_generator, steps=2, progress=False).search(y, z=z0, with_reference=True)  # type: ignore[misc]
+    images, reference = SongAttack(tiny_target, generator=tiny_generator, steps=2, progress=False).search(
+        y, z=z0, with_reference=True
+    )  # type: ignore[misc]
     with torch.no_grad():
         torch.testing.assert_close(reference, tiny_generator(z0, y))
     assert images.shape == reference.shape
@@ -153,10 +188,26 @@ ERRORS = [
     (lambda g, m: SongAttack(m, generator=g, steps=0), ValueError, "steps must be >= 1"),
     (lambda g, m: SongAttack(m, generator=g, lr=0.0), ValueError, "lr and reference_batch must be positive"),
     (lambda g, m: SongAttack(m, generator=g, aux="f"), TypeError, "aux must be a torch.nn.Module"),
-    (lambda g, m: SongAttack(generator=g).perturb(torch.rand(2, 1, 28, 28)), ValueError, "no model: for the AdverTorch face"),
-    (lambda g, m: SongAttack(generator=g).search(torch.tensor([0])), ValueError, r"no model given: pass one to search\(\)"),
-    (lambda g, m: SongAttack(m, generator=g).search(torch.tensor([11])), ValueError, r"source labels must lie in \[0, 10\)"),
-    (lambda g, m: SongAttack(m, generator=g, targeted=True).perturb(torch.rand(2, 1, 28, 28)), ValueError, "needs the target labels"),
+    (
+        lambda g, m: SongAttack(generator=g).perturb(torch.rand(2, 1, 28, 28)),
+        ValueError,
+        "no model: for the AdverTorch face",
+    ),
+    (
+        lambda g, m: SongAttack(generator=g).search(torch.tensor([0])),
+        ValueError,
+        r"no model given: pass one to search\(\)",
+    ),
+    (
+        lambda g, m: SongAttack(m, generator=g).search(torch.tensor([11])),
+        ValueError,
+        r"source labels must lie in \[0, 10\)",
+    ),
+    (
+        lambda g, m: SongAttack(m, generator=g, targeted=True).perturb(torch.rand(2, 1, 28, 28)),
+        ValueError,
+        "needs the target labels",
+    ),
 ]
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+
+from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.vendored.stylegan2_ada import Generator
 from atgan_plugin.vendored.stylegan2_ada.snapshot import (
     ForbiddenGlobalError,
@@ -29,22 +31,36 @@ from atgan_plugin.vendored.stylegan2_ada.snapshot import (
 )
 from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import dump_snapshot, snapshot_dict, write_snapshot
 
-from atgan_plugin.checkpoints import CheckpointError
-
-CIFAR_KWARGS: dict[str, Any] = dict(z_dim=512, c_dim=10, w_dim=512, img_resolution=32, img_channels=3,
-                                    mapping_kwargs={"num_layers": 2},
-                                    synthesis_kwargs={"channel_base": 32768, "channel_max": 512,
-                                                      "num_fp16_res": 4, "conv_clamp": 256})  # fmt: skip
+CIFAR_KWARGS: dict[str, Any] = dict(
+    z_dim=512,
+    c_dim=10,
+    w_dim=512,
+    img_resolution=32,
+    img_channels=3,
+    mapping_kwargs={"num_layers": 2},
+    synthesis_kwargs={"channel_base": 32768, "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256},
+)
 
 
 def tiny_network(architecture: str = "skip", c_dim: int = 4, seed: int = 0, resolution: int = 16) -> Generator:
     """A small generator with non-trivial noise strengths and w_avg (zero at init in the original)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        network = Generator(z_dim=8, c_dim=c_dim, w_dim=16, img_resolution=resolution, img_channels=3,
-                            mapping_kwargs={"num_layers": 2},
-                            synthesis_kwargs={"channel_base": 128, "channel_max": 16, "num_fp16_res": 2,
-                                              "conv_clamp": 256, "architecture": architecture})  # fmt: skip
+        network = Generator(
+            z_dim=8,
+            c_dim=c_dim,
+            w_dim=16,
+            img_resolution=resolution,
+            img_channels=3,
+            mapping_kwargs={"num_layers": 2},
+            synthesis_kwargs={
+                "channel_base": 128,
+                "channel_max": 16,
+                "num_fp16_res": 2,
+                "conv_clamp": 256,
+                "architecture": architecture,
+            },
+        )
         with torch.no_grad():
             for name, p in network.named_parameters():
                 if name.endswith("noise_strength"):
@@ -81,29 +97,64 @@ def test_cifar_configuration_has_nvidias_names_and_shapes() -> None:
     assert len(names) == 77
     assert sum(p.numel() for p in network.parameters()) == 20_215_315
     assert sum(b.numel() for b in network.buffers()) == 3_392
-    expected_head = ["synthesis.b4.const", "synthesis.b4.resample_filter", "synthesis.b4.conv1.weight",
-                     "synthesis.b4.conv1.noise_strength", "synthesis.b4.conv1.bias", "synthesis.b4.conv1.resample_filter",
-                     "synthesis.b4.conv1.noise_const", "synthesis.b4.conv1.affine.weight", "synthesis.b4.conv1.affine.bias",
-                     "synthesis.b4.torgb.weight", "synthesis.b4.torgb.bias", "synthesis.b4.torgb.affine.weight",
-                     "synthesis.b4.torgb.affine.bias", "synthesis.b8.resample_filter", "synthesis.b8.conv0.weight"]  # fmt: skip
+    expected_head = [
+        "synthesis.b4.const",
+        "synthesis.b4.resample_filter",
+        "synthesis.b4.conv1.weight",
+        "synthesis.b4.conv1.noise_strength",
+        "synthesis.b4.conv1.bias",
+        "synthesis.b4.conv1.resample_filter",
+        "synthesis.b4.conv1.noise_const",
+        "synthesis.b4.conv1.affine.weight",
+        "synthesis.b4.conv1.affine.bias",
+        "synthesis.b4.torgb.weight",
+        "synthesis.b4.torgb.bias",
+        "synthesis.b4.torgb.affine.weight",
+        "synthesis.b4.torgb.affine.bias",
+        "synthesis.b8.resample_filter",
+        "synthesis.b8.conv0.weight",
+    ]
     assert names[:15] == expected_head
-    assert names[-7:] == ["mapping.w_avg", "mapping.embed.weight", "mapping.embed.bias", "mapping.fc0.weight",
-                          "mapping.fc0.bias", "mapping.fc1.weight", "mapping.fc1.bias"]  # fmt: skip
-    shapes = {"synthesis.b4.const": (512, 4, 4), "synthesis.b32.conv0.noise_const": (32, 32),
-              "synthesis.b8.torgb.weight": (3, 512, 1, 1), "synthesis.b4.conv1.noise_strength": (),
-              "mapping.embed.weight": (512, 10), "mapping.fc0.weight": (512, 1024)}  # fmt: skip
+    assert names[-7:] == [
+        "mapping.w_avg",
+        "mapping.embed.weight",
+        "mapping.embed.bias",
+        "mapping.fc0.weight",
+        "mapping.fc0.bias",
+        "mapping.fc1.weight",
+        "mapping.fc1.bias",
+    ]
+    shapes = {
+        "synthesis.b4.const": (512, 4, 4),
+        "synthesis.b32.conv0.noise_const": (32, 32),
+        "synthesis.b8.torgb.weight": (3, 512, 1, 1),
+        "synthesis.b4.conv1.noise_strength": (),
+        "mapping.embed.weight": (512, 10),
+        "mapping.fc0.weight": (512, 1024),
+    }
     for name, shape in shapes.items():
         assert tuple(state[name].shape) == shape, name
     assert network.num_ws == 8
-    assert [(b.resolution, b.use_fp16) for b in network.synthesis.blocks()] == [(4, False), (8, True), (16, True), (32, True)]
+    assert [(b.resolution, b.use_fp16) for b in network.synthesis.blocks()] == [
+        (4, False),
+        (8, True),
+        (16, True),
+        (32, True),
+    ]
     assert network.mapping.fc0.weight_gain == pytest.approx(0.01 / 32)
     assert network.synthesis.b4.conv1.affine.weight_gain == pytest.approx(1 / 512**0.5)
 
 
 @pytest.mark.parametrize("resolution, num_ws", [(4, 2), (32, 8), (256, 14), (1024, 18)])
 def test_num_ws_is_2_log2_res_minus_2(resolution: int, num_ws: int) -> None:
-    network = Generator(z_dim=4, c_dim=0, w_dim=4, img_resolution=resolution, img_channels=3,
-                        synthesis_kwargs={"channel_base": 2048, "channel_max": 2})  # fmt: skip
+    network = Generator(
+        z_dim=4,
+        c_dim=0,
+        w_dim=4,
+        img_resolution=resolution,
+        img_channels=3,
+        synthesis_kwargs={"channel_base": 2048, "channel_max": 2},
+    )
     assert network.num_ws == network.mapping.num_ws == num_ws
 
 
@@ -130,8 +181,10 @@ def test_truncation_psi_zero_gives_the_w_avg_image() -> None:
         centre = network.synthesis(network.mapping.w_avg.expand(4, network.num_ws, -1))
     torch.testing.assert_close(a, centre)
     # A cutoff truncates only the first ws: the images then depend on z again.
-    assert not torch.allclose(images(network, seed=1, truncation_psi=0, truncation_cutoff=2),
-                              images(network, seed=2, truncation_psi=0, truncation_cutoff=2))  # fmt: skip
+    assert not torch.allclose(
+        images(network, seed=1, truncation_psi=0, truncation_cutoff=2),
+        images(network, seed=2, truncation_psi=0, truncation_cutoff=2),
+    )
 
 
 def test_shape_errors_name_both_sizes() -> None:
@@ -184,7 +237,12 @@ def test_round_trip_gives_the_same_network(tmp_path: Path, protocol: int, archit
     for name, tensor in network.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
-    for kwargs in ({}, {"noise_mode": "none"}, {"truncation_psi": 0.7}, {"truncation_psi": 0.5, "truncation_cutoff": 2}):
+    for kwargs in (
+        {},
+        {"noise_mode": "none"},
+        {"truncation_psi": 0.7},
+        {"truncation_psi": 0.5, "truncation_cutoff": 2},
+    ):
         assert torch.equal(images(loaded, **kwargs), images(network, **kwargs)), kwargs
 
 
@@ -246,9 +304,15 @@ def test_a_side_effect_global_is_refused_and_never_runs(tmp_path: Path, protocol
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("function, name", [(eval, "builtins.eval"), (getattr, "builtins.getattr"),
-                                            (shutil.rmtree, "shutil.rmtree"),
-                                            (torch.nn.Linear, "torch.nn.modules.linear.Linear")])  # fmt: skip
+@pytest.mark.parametrize(
+    "function, name",
+    [
+        (eval, "builtins.eval"),
+        (getattr, "builtins.getattr"),
+        (shutil.rmtree, "shutil.rmtree"),
+        (torch.nn.Linear, "torch.nn.modules.linear.Linear"),
+    ],
+)
 def test_other_globals_are_refused_by_name(tmp_path: Path, function: Any, name: str) -> None:
     data = {"training_set_kwargs": None, "G_ema": _Reduce(function, "x")}
     path = tmp_path / "bad.pkl"
@@ -338,7 +402,9 @@ def test_other_network_classes_are_rejected(tmp_path: Path) -> None:
 
 def test_recorded_attributes_must_match_the_rebuilt_network(tmp_path: Path) -> None:
     def change_clamp(meta: dict[str, Any]) -> None:
-        layer = meta["state"]["_modules"]["synthesis"].meta["state"]["_modules"]["b8"].meta["state"]["_modules"]["conv1"]
+        layer = (
+            meta["state"]["_modules"]["synthesis"].meta["state"]["_modules"]["b8"].meta["state"]["_modules"]["conv1"]
+        )
         layer.meta["state"]["conv_clamp"] = 128
 
     with pytest.raises(CheckpointError, match=r"synthesis\.b8\.conv1\.conv_clamp is 128 in the file but 256"):
@@ -386,8 +452,12 @@ def test_build_cannot_rewrite_the_readers_own_objects(tmp_path: Path, snapshot: 
     from atgan_plugin.vendored.stylegan2_ada import snapshot as reader
 
     defaults = reader._rebuild_tensor_v2.__defaults__
-    for i, (module, name, attributes) in enumerate([("dnnlib.util", "EasyDict", {"__setitem__": None}),
-                                                    ("torch._utils", "_rebuild_tensor_v2", {"__defaults__": (1,)})]):  # fmt: skip
+    for i, (module, name, attributes) in enumerate(
+        [
+            ("dnnlib.util", "EasyDict", {"__setitem__": None}),
+            ("torch._utils", "_rebuild_tensor_v2", {"__defaults__": (1,)}),
+        ]
+    ):
         state = pickle.dumps((None, attributes), protocol=3)[2:-1]  # the pickled tuple without PROTO and STOP
         path = tmp_path / f"build-{i}.pkl"
         path.write_bytes(b"\x80\x03c" + f"{module}\n{name}\n".encode() + state + b"b0}.")  # BUILD, POP, {}
@@ -401,19 +471,28 @@ def test_build_cannot_rewrite_the_readers_own_objects(tmp_path: Path, snapshot: 
 
 def test_overlapping_tensor_views_are_refused(tmp_path: Path) -> None:
     # A stride-0 view of a 4-element storage claiming 2**40 elements: refused before any copy.
-    storage = torch.storage.TypedStorage(wrap_storage=torch.zeros(4).untyped_storage(), dtype=torch.float32, _internal=True)
+    storage = torch.storage.TypedStorage(
+        wrap_storage=torch.zeros(4).untyped_storage(), dtype=torch.float32, _internal=True
+    )
     tensor = _Reduce(torch._utils._rebuild_tensor_v2, storage, 0, (2**40,), (0,), False, collections.OrderedDict())
 
     def edit(meta: dict[str, Any]) -> None:
-        meta["state"]["_modules"]["synthesis"].meta["state"]["_modules"]["b4"].meta["state"]["_parameters"]["const"] = tensor
+        meta["state"]["_modules"]["synthesis"].meta["state"]["_modules"]["b4"].meta["state"]["_parameters"]["const"] = (
+            tensor
+        )
 
     with pytest.raises(CheckpointError, match="has more elements than its storage of 4"):
         _edit_and_load(tmp_path, edit)
 
 
-@pytest.mark.parametrize("edit", [lambda meta: meta["state"].update(_parameters=[1, 2]),
-                                  lambda meta: meta["state"].update(_init_kwargs=[1, 2]),
-                                  lambda meta: meta["state"]["_init_kwargs"].update(img_resolution=2**20)])  # fmt: skip
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda meta: meta["state"].update(_parameters=[1, 2]),
+        lambda meta: meta["state"].update(_init_kwargs=[1, 2]),
+        lambda meta: meta["state"]["_init_kwargs"].update(img_resolution=2**20),
+    ],
+)
 def test_malformed_records_give_checkpoint_errors(tmp_path: Path, edit: Any) -> None:
     with pytest.raises(CheckpointError):
         _edit_and_load(tmp_path, edit)
@@ -431,9 +510,13 @@ def test_a_legacy_storage_view_is_read(tmp_path: Path) -> None:
         def persistent_id(self, obj: Any) -> Any:
             return ("storage", torch.FloatStorage, "root", "cpu", 6, ("view", 2, 3)) if obj is marker else None
 
-    head = b"".join(pickle.dumps(part, protocol=2) for part in (0x1950A86A20F9469CFC6C, 1001,
-                                                                  {"protocol_version": 1001, "little_endian": True}))  # fmt: skip
+    head = b"".join(
+        pickle.dumps(part, protocol=2)
+        for part in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True})
+    )
     buffer = io.BytesIO()
     _Storage(buffer, protocol=2).dump(marker)
-    blob = head + buffer.getvalue() + pickle.dumps(["root"], protocol=2) + struct.pack("<q", 6) + values.numpy().tobytes()
+    blob = (
+        head + buffer.getvalue() + pickle.dumps(["root"], protocol=2) + struct.pack("<q", 6) + values.numpy().tobytes()
+    )
     assert torch.equal(_load_storage_blob(blob), values[2:5])

@@ -15,15 +15,15 @@ import foolbox as fb
 import pytest
 import torch
 import torch.nn.functional as F
-from atgan_plugin.adapters import ConditionalGenerator, StyleGAN2ADAGenerator, check_generator, load_generator
-from atgan_plugin.vendored.stylegan2_ada import Generator
-from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import write_snapshot
 from torch import nn
 
 from atgan_plugin import ATGANAttack
+from atgan_plugin.adapters import ConditionalGenerator, StyleGAN2ADAGenerator, check_generator, load_generator
+from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
 from atgan_plugin.checkpoints import CheckpointError
-from atgan_plugin.cifar import SmallCifarCNN
-from atgan_plugin.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.paper.cifar import SmallCifarCNN
+from atgan_plugin.vendored.stylegan2_ada import Generator
+from atgan_plugin.vendored.stylegan2_ada.snapshot_writer import write_snapshot
 
 NUM_CLASSES = 4
 
@@ -31,10 +31,15 @@ NUM_CLASSES = 4
 def tiny_network(c_dim: int = NUM_CLASSES, seed: int = 0) -> Generator:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        network = Generator(z_dim=8, c_dim=c_dim, w_dim=16, img_resolution=16, img_channels=3,
-                            mapping_kwargs={"num_layers": 2},
-                            synthesis_kwargs={"channel_base": 128, "channel_max": 16, "num_fp16_res": 2,
-                                              "conv_clamp": 256})  # fmt: skip
+        network = Generator(
+            z_dim=8,
+            c_dim=c_dim,
+            w_dim=16,
+            img_resolution=16,
+            img_channels=3,
+            mapping_kwargs={"num_layers": 2},
+            synthesis_kwargs={"channel_base": 128, "channel_max": 16, "num_fp16_res": 2, "conv_clamp": 256},
+        )
         with torch.no_grad():
             for block in network.synthesis.blocks():
                 block.torgb.weight.mul_(0.2)  # keep random-init images inside [-1, 1], unsaturated
@@ -121,12 +126,16 @@ def test_truncation_psi_zero_gives_the_class_mean_image(generator: StyleGAN2ADAG
     assert (images[0] - images[3]).abs().max() > 1e-3  # another class, another mean
     # The class mean: the image of the class's mean w (estimated from 256 fixed latents) ...
     with torch.no_grad():
-        centre_image = generator.network.synthesis(generator.class_w_avg[:1, None].expand(1, generator.network.num_ws, -1))
+        centre_image = generator.network.synthesis(
+            generator.class_w_avg[:1, None].expand(1, generator.network.num_ws, -1)
+        )
     torch.testing.assert_close(images[0], ((centre_image[0] + 1) / 2).clamp(0, 1))
     # ... which is close to the mean w over many fresh latents of that class (error << spread of w).
     with torch.no_grad():
         z_many = torch.randn(4096, 8, generator=torch.Generator().manual_seed(11))
-        w_many = generator.network.mapping(z_many, F.one_hot(torch.zeros(4096, dtype=torch.long), NUM_CLASSES).float())[:, 0]
+        w_many = generator.network.mapping(z_many, F.one_hot(torch.zeros(4096, dtype=torch.long), NUM_CLASSES).float())[
+            :, 0
+        ]
     spread = (w_many - w_many.mean(0)).norm(dim=1).mean()
     assert (generator.class_w_avg[0] - w_many.mean(0)).norm() < 0.3 * spread  # other classes: > 1.6
 
@@ -158,10 +167,15 @@ def test_fine_tune_chooses_the_attack_parameters(fine_tune: str, prefixes: set[s
     assert len(chosen) == sum(1 for name, _ in generator.named_parameters() if name.split(".")[1] in prefixes)
 
 
-@pytest.mark.parametrize("kwargs, message", [({"noise_mode": "fixed"}, "noise_mode must be one of"),
-                                             ({"fine_tune": "mapping"}, "fine_tune must be one of"),
-                                             ({"precision": "fp8"}, "precision must be one of"),
-                                             ({"truncation_center": "median"}, "truncation_center must be one of")])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"noise_mode": "fixed"}, "noise_mode must be one of"),
+        ({"fine_tune": "mapping"}, "fine_tune must be one of"),
+        ({"precision": "fp8"}, "precision must be one of"),
+        ({"truncation_center": "median"}, "truncation_center must be one of"),
+    ],
+)
 def test_bad_options_are_named(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         StyleGAN2ADAGenerator(tiny_network(), **kwargs)
@@ -197,7 +211,9 @@ def test_load_generator_reads_an_nvidia_layout_pickle(tmp_path: Path, generator:
 def test_load_generator_refuses_an_unconditional_pickle(tmp_path: Path) -> None:
     path = tmp_path / "uncond.pkl"
     write_snapshot(path, tiny_network(c_dim=0))
-    with pytest.raises(CheckpointError, match=r"unconditional \(c_dim = 0\); a class-conditional generator is required"):
+    with pytest.raises(
+        CheckpointError, match=r"unconditional \(c_dim = 0\); a class-conditional generator is required"
+    ):
         load_generator(path)
 
 
@@ -260,7 +276,7 @@ def test_both_faces_work_with_the_adapter(generator: StyleGAN2ADAGenerator, cifa
 def test_a_joint_fit_stacks_the_synthesis_only_and_equals_separate_fits(
     generator: StyleGAN2ADAGenerator, cifar_like_target: nn.Module
 ) -> None:
-    from atgan_plugin.joint_fit import StackedGenerator, fit_attack_generators
+    from atgan_plugin.attack.joint_fit import StackedGenerator, fit_attack_generators
 
     stack = StackedGenerator(generator, list(generator.attack_parameters()), 2)
     assert stack.stacked and all(name.startswith("network.synthesis.") for name in stack.stacked)
@@ -296,15 +312,16 @@ def test_mixed_precision_on_cuda(generator: StyleGAN2ADAGenerator, cifar_like_ta
 def test_gets_a_distilled_guard_that_holds_the_source_class_while_the_fit_raises_success(
     cifar_like_target: nn.Module, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from atgan_plugin import guards
-    from atgan_plugin.guards import DistillConfig, is_distilled_guard
+    from atgan_plugin.attack import guards
+    from atgan_plugin.attack.guards import DistillConfig, is_distilled_guard
 
     generator = StyleGAN2ADAGenerator(tiny_network()).eval()
     assert generator.default_guards == ()  # as NVIDIA's pickles: nothing to guard with but a distilled guard
     # This toy GAN's four classes differ little: a small ε keeps the guard well above chance (0.25).
     monkeypatch.setattr(guards, "DEFAULT_DISTILL", DistillConfig(steps=150, batch_size=32, width=8, epsilon=0.01))
-    attack = ATGANAttack(cifar_like_target, generator=generator, steps=40, batch_size=16, lr=1e-3, search_steps=0,
-                         progress=False)  # fmt: skip
+    attack = ATGANAttack(
+        cifar_like_target, generator=generator, steps=40, batch_size=16, lr=1e-3, search_steps=0, progress=False
+    )
     (guard,) = attack.prepare_guard()
     assert is_distilled_guard(guard)
     z, y = latents(generator, 200, seed=9)

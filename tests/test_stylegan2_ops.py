@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from atgan_plugin.vendored.stylegan2_ada.ops import (
     bias_act,
     fir_filter,
@@ -25,8 +26,10 @@ def test_fir_filter_is_the_normalised_outer_product() -> None:
     assert f.sum().item() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("up, down, pad, size", [(1, 1, (0, 0, 0, 0), 5), (2, 1, (2, 1, 2, 1), 16), (1, 2, (1, 1, 1, 1), 4),
-                                                 (2, 1, (-1, -1, 0, 0), 11)])  # fmt: skip
+@pytest.mark.parametrize(
+    "up, down, pad, size",
+    [(1, 1, (0, 0, 0, 0), 5), (2, 1, (2, 1, 2, 1), 16), (1, 2, (1, 1, 1, 1), 4), (2, 1, (-1, -1, 0, 0), 11)],
+)
 def test_upfirdn2d_output_size(up: int, down: int, pad: tuple[int, int, int, int], size: int) -> None:
     x = torch.randn(2, 3, 8, 8)
     y = upfirdn2d(x, fir_filter(), up=up, down=down, pad=pad)

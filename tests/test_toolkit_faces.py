@@ -106,7 +106,10 @@ def test_torchattacks_targeted_by_label_and_by_function(
 
 
 def test_torchattacks_targeted_random_picks_other_classes(
-    tiny_generator: nn.Module, tiny_target: nn.Module, fit_calls: list[int | None], batch: tuple[torch.Tensor, torch.Tensor]
+    tiny_generator: nn.Module,
+    tiny_target: nn.Module,
+    fit_calls: list[int | None],
+    batch: tuple[torch.Tensor, torch.Tensor],
 ) -> None:
     x, y = batch[0][:4], torch.full((4,), 2)
     atk = TorchATGAN(tiny_target, generator=tiny_generator, **FAST)
@@ -143,7 +146,9 @@ def test_torchattacks_multiattack_and_robust_accuracy(
     assert robust_accuracy <= 30.0
 
 
-def test_torchattacks_face_refuses_what_torchattacks_sets_itself(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
+def test_torchattacks_face_refuses_what_torchattacks_sets_itself(
+    tiny_generator: nn.Module, tiny_target: nn.Module
+) -> None:
     with pytest.raises(TypeError, match="torchattacks face sets 'targeted'"):
         TorchATGAN(tiny_target, generator=tiny_generator, targeted=True)
     with pytest.raises(TypeError, match="unexpected keyword argument 'stepz'"):

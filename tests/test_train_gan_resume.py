@@ -19,15 +19,21 @@ from typing import Any
 
 import pytest
 import torch
-from atgan_plugin.adapters import load_generator
 from click.testing import CliRunner, Result
 
-from atgan_plugin import gan_training
+from atgan_plugin.adapters import load_generator
 from atgan_plugin.checkpoints import load_checkpoint, load_training_state
 from atgan_plugin.cli import main
 from atgan_plugin.data import TensorDataset
-from atgan_plugin.gan_training import GANTrainingConfig, ResumeMismatchError, check_resume, is_finished, train_acwgan_gp
 from atgan_plugin.models import load_classifier
+from atgan_plugin.paper import gan_training
+from atgan_plugin.paper.gan_training import (
+    GANTrainingConfig,
+    ResumeMismatchError,
+    check_resume,
+    is_finished,
+    train_acwgan_gp,
+)
 from atgan_plugin.runs import is_complete
 
 FAST = ["--train-size", "256", "--batch-size", "8", "--critic-steps", "1", "--device", "cpu", "--no-progress"]
@@ -39,8 +45,11 @@ def train_gan(out: Path, *args: str) -> Result:
 
 def snapshot(folder: Path) -> dict[str, tuple[int, bytes | None]]:
     """Every file under ``folder`` with its modification time and, for small files, its bytes."""
-    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes() if p.stat().st_size < 100_000 else None)
-            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes() if p.stat().st_size < 100_000 else None)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def assert_finished(out: Path, steps: int) -> None:
@@ -74,7 +83,8 @@ def test_a_finished_folder_is_marked_and_left_alone(finished: Path, monkeypatch:
     assert "already trained for 2 steps" in result.output and steps == []
     after = snapshot(finished)
     assert {k: v for k, v in after.items() if k not in ("options.json", "complete.json")} == {
-        k: v for k, v in before.items() if k not in ("options.json", "complete.json")}  # fmt: skip
+        k: v for k, v in before.items() if k not in ("options.json", "complete.json")
+    }
 
 
 # (id, changed arguments, message)
@@ -114,7 +124,7 @@ def test_a_new_learning_rate_is_applied_and_recorded(tmp_path: Path) -> None:
 
 KILL_AT_THE_LAST_GENERATOR = r"""
 import os, signal, sys
-from atgan_plugin import gan_training
+from atgan_plugin.paper import gan_training
 
 original = gan_training.save_checkpoint
 
@@ -135,8 +145,13 @@ def test_killed_after_the_last_state_the_rerun_completes_the_networks(tmp_path: 
     out = tmp_path / "gan"
     arguments = ["train-gan", *FAST, "--out", str(out), "--steps", "3", "--checkpoint-every", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_THE_LAST_GENERATOR, *arguments], env=env,
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AT_THE_LAST_GENERATOR, *arguments],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert load_training_state(out / "state.pt")["step"] == 3
     assert load_checkpoint(out / "generator.safetensors").training["step"] == 2  # the previous checkpoint's
@@ -173,7 +188,7 @@ def test_a_kill_mid_run_loses_at_most_checkpoint_every_steps(
 
 def test_check_resume_names_the_architecture_of_older_states(tmp_path: Path, fashion_train: TensorDataset) -> None:
     """A state.pt written before the config was recorded in it: the shapes tell the architecture."""
-    from atgan_plugin.acwgan_gp import Generator
+    from atgan_plugin.adapters.acwgan_gp import Generator
 
     torch.save({"G": Generator(z_dim=100).state_dict(), "step": 1}, tmp_path / "state.pt")
     data = fashion_train.subset(64)

@@ -1,4 +1,4 @@
-"""atgan_plugin.transfer: fit_attack_generator, the stage-2 fine-tuning of G_orig into G_attack."""
+"""atgan_plugin.attack.transfer: fit_attack_generator, the stage-2 fine-tuning of G_orig into G_attack."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from atgan_plugin.transfer import FitResult, TransferConfig, fit_attack_generator, sample_sources, to_bounds
+from atgan_plugin.attack.transfer import FitResult, TransferConfig, fit_attack_generator, sample_sources, to_bounds
 
 CONFIG = TransferConfig(steps=12, batch_size=16, lr=0.05)
 
@@ -148,13 +148,17 @@ def test_the_guard_keeps_the_source_class_for_the_guard(
 def test_the_guard_is_only_read(tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module) -> None:
     guard = copy.deepcopy(tiny_guard).train()
     before = parameters_of(guard)
-    fit_attack_generator(tiny_generator, tiny_target, config=TransferConfig(steps=3, batch_size=8), guard=guard, progress=False)
+    fit_attack_generator(
+        tiny_generator, tiny_target, config=TransferConfig(steps=3, batch_size=8), guard=guard, progress=False
+    )
     assert guard.training and all(m.training for m in guard.modules())
     for name, p in guard.named_parameters():
         assert torch.equal(p, before[name]) and p.grad is None and p.requires_grad
 
 
-def test_gamma_zero_turns_the_guard_off(tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module) -> None:
+def test_gamma_zero_turns_the_guard_off(
+    tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module
+) -> None:
     config = TransferConfig(steps=3, batch_size=8, gamma=0.0)
     with_guard = fit_attack_generator(tiny_generator, tiny_target, config=config, guard=tiny_guard, progress=False)
     without = fit_attack_generator(tiny_generator, tiny_target, config=config, progress=False)
@@ -162,11 +166,17 @@ def test_gamma_zero_turns_the_guard_off(tiny_generator: nn.Module, tiny_target: 
     assert all(torch.equal(a[n], b[n]) for n in a)
 
 
-def test_each_of_several_guards_weighs_gamma(tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module) -> None:
+def test_each_of_several_guards_weighs_gamma(
+    tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module
+) -> None:
     # Two guards sum their L_guard terms: the same guard twice is one guard at twice γ, step for step.
     config = TransferConfig(steps=5, batch_size=16, lr=0.05, kappa=1.0, gamma=3.0)
-    twice = fit_attack_generator(tiny_generator, tiny_target, config=config, guard=[tiny_guard, tiny_guard], progress=False)
-    doubled = fit_attack_generator(tiny_generator, tiny_target, config=replace(config, gamma=6.0), guard=tiny_guard, progress=False)
+    twice = fit_attack_generator(
+        tiny_generator, tiny_target, config=config, guard=[tiny_guard, tiny_guard], progress=False
+    )
+    doubled = fit_attack_generator(
+        tiny_generator, tiny_target, config=replace(config, gamma=6.0), guard=tiny_guard, progress=False
+    )
     single = fit_attack_generator(tiny_generator, tiny_target, config=config, guard=tiny_guard, progress=False)
     a, b, c = (parameters_of(fit.generator) for fit in (twice, doubled, single))
     assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
@@ -178,4 +188,6 @@ def test_each_of_several_guards_weighs_gamma(tiny_generator: nn.Module, tiny_tar
 def test_a_guard_of_other_classes_is_refused(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
     guard = nn.Sequential(nn.Flatten(), nn.Linear(784, 3))
     with pytest.raises(ValueError, match="guard returns logits of shape"):
-        fit_attack_generator(tiny_generator, tiny_target, config=TransferConfig(steps=1, batch_size=4), guard=guard, progress=False)
+        fit_attack_generator(
+            tiny_generator, tiny_target, config=TransferConfig(steps=1, batch_size=4), guard=guard, progress=False
+        )

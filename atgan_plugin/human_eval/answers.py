@@ -43,7 +43,9 @@ class Answer:
 def check_rater(name: str) -> str:
     """A rater's name is the name of their file: letters, digits, ``_.-``, at most 64 characters."""
     if not _RATER.fullmatch(name):
-        raise ValueError(f"rater name {name!r} must be 1-64 letters, digits, '_', '.' or '-' (it names the answers file)")
+        raise ValueError(
+            f"rater name {name!r} must be 1-64 letters, digits, '_', '.' or '-' (it names the answers file)"
+        )
     return name
 
 

@@ -45,10 +45,29 @@ def write_csv(items: ItemSet) -> tuple[list[Path], list[str]]:
     ordered = sorted(items.items, key=lambda item: item.id)
     names = items.class_names
     paths = [items.folder / name for name in ("items.csv", "key.csv", "answers.csv")]
-    _write_rows(paths[0], ["item", "image", "class", "class_name", "question"],
-                [[it.id, it.image, it.cls, names[it.cls], f"Is this a realistic {names[it.cls]}?"] for it in ordered])  # fmt: skip
-    _write_rows(paths[1], ["item", "source", "pair"], [[it.id, it.source, "" if it.pair is None else it.pair] for it in ordered])
-    rows = [[a.rater, a.item, info[a.item].cls, names[info[a.item].cls], info[a.item].source, int(a.realistic),
-             "" if a.cls is None else a.cls, a.time] for rater in sorted(by_rater) for a in by_rater[rater]]  # fmt: skip
-    _write_rows(paths[2], ["rater", "item", "class", "class_name", "source", "realistic", "class_answered", "time"], rows)
+    _write_rows(
+        paths[0],
+        ["item", "image", "class", "class_name", "question"],
+        [[it.id, it.image, it.cls, names[it.cls], f"Is this a realistic {names[it.cls]}?"] for it in ordered],
+    )
+    _write_rows(
+        paths[1], ["item", "source", "pair"], [[it.id, it.source, "" if it.pair is None else it.pair] for it in ordered]
+    )
+    rows = [
+        [
+            a.rater,
+            a.item,
+            info[a.item].cls,
+            names[info[a.item].cls],
+            info[a.item].source,
+            int(a.realistic),
+            "" if a.cls is None else a.cls,
+            a.time,
+        ]
+        for rater in sorted(by_rater)
+        for a in by_rater[rater]
+    ]
+    _write_rows(
+        paths[2], ["rater", "item", "class", "class_name", "source", "realistic", "class_answered", "time"], rows
+    )
     return paths, problems

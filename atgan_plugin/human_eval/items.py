@@ -70,7 +70,9 @@ def load_items(folder: Path) -> ItemSet | None:
         items = tuple(Item(d["id"], int(d["class"]), d["source"], d["pair"], d["image"]) for d in data["items"])
         return ItemSet(folder, items, tuple(data["class_names"]), dict(data["settings"]))
     except (ValueError, KeyError, TypeError) as error:
-        raise RunFolderError(f"{path} is not an item set written by atgan human-eval ({error}); remove the folder to make a new one") from error
+        raise RunFolderError(
+            f"{path} is not an item set written by atgan human-eval ({error}); remove the folder to make a new one"
+        ) from error
 
 
 def _save_png(image: torch.Tensor, path: Path) -> None:
@@ -83,7 +85,7 @@ def _save_png(image: torch.Tensor, path: Path) -> None:
 def _run_networks(run_dir: Path, fit_path: Path | None, device: torch.device) -> tuple[Any, Any, Any, dict[str, str]]:
     """The run's generator, target model and fitted attack, from its ``options.json`` and fit file."""
     from atgan_plugin.adapters import load_generator
-    from atgan_plugin.attack import ATGANAttack
+    from atgan_plugin.attack.atgan import ATGANAttack
     from atgan_plugin.models import load_classifier
 
     options_path = run_dir / "options.json"
@@ -94,12 +96,16 @@ def _run_networks(run_dir: Path, fit_path: Path | None, device: torch.device) ->
     checkpoints = json.loads(options_path.read_text()).get("checkpoints", {})
     missing = [name for name in ("generator", "model") if name not in checkpoints]
     if missing:
-        raise RunFolderError(f"{options_path} names no {' and no '.join(missing)} checkpoint (made by atgan demo, evaluate or attack?)")
+        raise RunFolderError(
+            f"{options_path} names no {' and no '.join(missing)} checkpoint (made by atgan demo, evaluate or attack?)"
+        )
     if fit_path is None:
         candidates = [run_dir / "g_attack.safetensors", *([Path(checkpoints["fit"])] if "fit" in checkpoints else [])]
         fit_path = next((path for path in candidates if path.is_file()), None)
         if fit_path is None:
-            raise RunFolderError(f"{run_dir} holds no fitted G_attack (looked for {', '.join(map(str, candidates))}); pass --fit")
+            raise RunFolderError(
+                f"{run_dir} holds no fitted G_attack (looked for {', '.join(map(str, candidates))}); pass --fit"
+            )
     generator = load_generator(checkpoints["generator"], device=device)
     model = load_classifier(checkpoints["model"], device=device)
     attack = ATGANAttack(model, generator=generator, device=device, progress=False)
@@ -166,16 +172,30 @@ def build_items(
                 _save_png(test.images[index], folder / item.image)
                 items.append(item)
 
-    settings = {"seed": seed, "per_class": per_class, "real_control": real_control, "dataset": dataset,
-                "target": fit.target, **paths}  # fmt: skip
-    records = [{"id": it.id, "class": it.cls, "source": it.source, "pair": it.pair, "image": it.image}
-               for it in sorted(items, key=lambda it: it.id)]  # fmt: skip
+    settings = {
+        "seed": seed,
+        "per_class": per_class,
+        "real_control": real_control,
+        "dataset": dataset,
+        "target": fit.target,
+        **paths,
+    }
+    records = [
+        {"id": it.id, "class": it.cls, "source": it.source, "pair": it.pair, "image": it.image}
+        for it in sorted(items, key=lambda it: it.id)
+    ]
     # items.json comes last: a set whose writing was cut short has none and is made again.
-    runs.write_json(folder / "items.json", {"format": _FORMAT, "settings": settings, "class_names": list(class_names), "items": records})
+    runs.write_json(
+        folder / "items.json",
+        {"format": _FORMAT, "settings": settings, "class_names": list(class_names), "items": records},
+    )
     return ItemSet(folder, tuple(items), class_names, settings)
 
 
 def describe(items: ItemSet) -> str:
     counts = {source: sum(item.source == source for item in items.items) for source in SOURCES}
-    parts = [f"{counts['orig']} G_orig", f"{counts['attack']} AT-GAN"] + ([f"{counts['real']} real"] if counts["real"] else [])
-    return f"{len(items.items)} items ({', '.join(parts)}): {items.settings['per_class']} latents per class through each generator"
+    parts = [f"{counts['orig']} G_orig", f"{counts['attack']} AT-GAN"] + (
+        [f"{counts['real']} real"] if counts["real"] else []
+    )
+    per_class = items.settings["per_class"]
+    return f"{len(items.items)} items ({', '.join(parts)}): {per_class} latents per class through each generator"

@@ -30,8 +30,11 @@ from atgan_plugin.human_eval.items import ItemSet, order_for
 
 __all__ = ["HumanEvalApp", "make_server"]
 
-_STATIC = {"/": ("page.html", "text/html; charset=utf-8"), "/static/page.js": ("page.js", "text/javascript; charset=utf-8"),
-           "/static/page.css": ("page.css", "text/css; charset=utf-8")}  # fmt: skip
+_STATIC = {
+    "/": ("page.html", "text/html; charset=utf-8"),
+    "/static/page.js": ("page.js", "text/javascript; charset=utf-8"),
+    "/static/page.css": ("page.css", "text/css; charset=utf-8"),
+}
 _MAX_BODY = 4096  # an answer is a few dozen bytes
 
 
@@ -45,8 +48,12 @@ class HumanEvalApp:
         self.lock = threading.Lock()  # one answer at a time: check "not answered yet", then append
 
     def config(self) -> dict[str, Any]:
-        return {"ask_class": self.ask_class, "class_names": list(self.items.class_names), "rater": self.rater,
-                "total": len(self.items.items)}  # fmt: skip
+        return {
+            "ask_class": self.ask_class,
+            "class_names": list(self.items.class_names),
+            "rater": self.rater,
+            "total": len(self.items.items),
+        }
 
     def state(self, rater: str) -> dict[str, Any]:
         with self.lock:
@@ -54,9 +61,20 @@ class HumanEvalApp:
         done = {a.item for a in answers}
         info = self.items.index
         remaining = [info[item_id] for item_id in order_for(self.items, rater) if item_id not in done]
-        return {"rater": rater, "answered": len(done), "total": len(info),
-                "remaining": [{"id": it.id, "class": it.cls, "class_name": self.items.class_names[it.cls],
-                               "image": f"/images/{it.id}.png"} for it in remaining]}  # fmt: skip
+        return {
+            "rater": rater,
+            "answered": len(done),
+            "total": len(info),
+            "remaining": [
+                {
+                    "id": it.id,
+                    "class": it.cls,
+                    "class_name": self.items.class_names[it.cls],
+                    "image": f"/images/{it.id}.png",
+                }
+                for it in remaining
+            ],
+        }
 
     def answer(self, body: dict[str, Any]) -> tuple[HTTPStatus, dict[str, Any]]:
         rater = check_rater(str(body.get("rater", "")))
@@ -64,8 +82,11 @@ class HumanEvalApp:
         with self.lock:
             answers, _ = read_answers(self.items, rater)
             if any(a.item == item for a in answers):
-                return HTTPStatus.CONFLICT, {"error": f"item {item} is already answered; the first answer counts",
-                                             "answered": len(answers)}  # fmt: skip
+                return HTTPStatus.CONFLICT, {
+                    "error": f"item {item} is already answered; the first answer counts",
+                    "answered": len(answers),
+                }
+            # The body's values are untyped JSON; append_answer checks them (parse_answer) before writing.
             append_answer(self.items, rater, item, body.get("realistic"), body.get("class"))  # type: ignore[arg-type]
         return HTTPStatus.OK, {"saved": item, "answered": len(answers) + 1, "total": len(self.items.items)}
 
@@ -104,7 +125,11 @@ def _handler(app: HumanEvalApp) -> type[BaseHTTPRequestHandler]:
             query = parse_qs(url.query)
             if url.path in _STATIC:
                 name, content_type = _STATIC[url.path]
-                self._send(HTTPStatus.OK, resources.files("atgan_plugin.human_eval").joinpath("static", name).read_bytes(), content_type)
+                self._send(
+                    HTTPStatus.OK,
+                    resources.files("atgan_plugin.human_eval").joinpath("static", name).read_bytes(),
+                    content_type,
+                )
             elif url.path == "/api/config":
                 self._json(HTTPStatus.OK, app.config())
             elif url.path == "/api/state":
@@ -128,7 +153,9 @@ def _handler(app: HumanEvalApp) -> type[BaseHTTPRequestHandler]:
                 return
             length = int(self.headers.get("Content-Length") or 0)
             if not 0 < length <= _MAX_BODY:
-                self._json(HTTPStatus.BAD_REQUEST, {"error": f"an answer is a JSON object of at most {_MAX_BODY} bytes"})
+                self._json(
+                    HTTPStatus.BAD_REQUEST, {"error": f"an answer is a JSON object of at most {_MAX_BODY} bytes"}
+                )
                 return
             try:
                 body = json.loads(self.rfile.read(length))

@@ -40,8 +40,12 @@ def _share(answers: Sequence[Answer], shown: dict[str, int] | None = None) -> di
     n = len(answers)
     yes = sum(a.realistic for a in answers)
     interval = wilson_interval(yes, n)
-    cell: dict[str, Any] = {"realistic": yes, "n": n, "percent": 100 * yes / n if n else None,
-                            "ci95": [100 * interval[0], 100 * interval[1]] if interval else None}  # fmt: skip
+    cell: dict[str, Any] = {
+        "realistic": yes,
+        "n": n,
+        "percent": 100 * yes / n if n else None,
+        "ci95": [100 * interval[0], 100 * interval[1]] if interval else None,
+    }
     if shown is not None:
         named = [a for a in answers if a.cls is not None]
         if named:
@@ -61,7 +65,12 @@ def agreement(by_rater: dict[str, list[Answer]]) -> dict[str, Any] | None:
         return None
     votes = {r: {a.item: a.realistic for a in by_rater[r]} for r in raters}
     common = sorted(set.intersection(*(set(v) for v in votes.values())))
-    result: dict[str, Any] = {"raters": len(raters), "items": len(common), "percent_agreement": None, "fleiss_kappa": None}
+    result: dict[str, Any] = {
+        "raters": len(raters),
+        "items": len(common),
+        "percent_agreement": None,
+        "fleiss_kappa": None,
+    }
     if not common:
         return result
     m = len(raters)
@@ -93,7 +102,10 @@ def table10(items: ItemSet, by_rater: dict[str, list[Answer]], problems: Sequenc
         cells = {s: _share([a for a in selected if info[a.item].source == s], shown) for s in sources}
         return {**cells, "ratio": _ratio(cells["attack"], cells["orig"])}
 
-    rows = [{"class": k, "name": items.class_names[k], **row([a for a in answers if info[a.item].cls == k])} for k in classes]
+    rows = [
+        {"class": k, "name": items.class_names[k], **row([a for a in answers if info[a.item].cls == k])}
+        for k in classes
+    ]
     return {
         "classes": rows,
         "all": {"class": None, "name": "all classes", **row(answers)},
@@ -123,17 +135,28 @@ def render_markdown(table: dict[str, Any]) -> str:
         label = row["name"] if row["class"] is None else f"{row['class']} {row['name']}"
         lines.append("| " + " | ".join([label, *(_percent(row[s]) for s in sources), ratio]) + " |")
     raters = ", ".join(f"{name} ({count})" for name, count in table["raters"].items()) or "none yet"
-    out = ["Table 10: share of images judged realistic, % (realistic/answers; 95 % Wilson interval)", "", *lines, "",
-           f"raters (answers): {raters}; {table['items']} items"]  # fmt: skip
+    out = [
+        "Table 10: share of images judged realistic, % (realistic/answers; 95 % Wilson interval)",
+        "",
+        *lines,
+        "",
+        f"raters (answers): {raters}; {table['items']} items",
+    ]
     named = table["all"]["attack"].get("class_named")
     if named:
-        parts = [f"{_LABELS[s]} {100 * table['all'][s]['class_right'] / table['all'][s]['class_named']:.1f} %"
-                 for s in sources if table["all"][s].get("class_named")]  # fmt: skip
+        parts = [
+            f"{_LABELS[s]} {100 * table['all'][s]['class_right'] / table['all'][s]['class_named']:.1f} %"
+            for s in sources
+            if table["all"][s].get("class_named")
+        ]
         out.append("named the shown class: " + ", ".join(parts))
     agree = table["agreement"]
     if agree is not None and agree["items"]:
         kappa = "–" if agree["fleiss_kappa"] is None else f"{agree['fleiss_kappa']:.3f}"
-        text = f"agreement of {agree['raters']} raters on {agree['items']} items: {agree['percent_agreement']:.1f} %, Fleiss' κ {kappa}"
+        text = (
+            f"agreement of {agree['raters']} raters on {agree['items']} items: "
+            f"{agree['percent_agreement']:.1f} %, Fleiss' κ {kappa}"
+        )
         if agree.get("cohen_kappa") is not None:
             text += f", Cohen's κ {agree['cohen_kappa']:.3f}"
         out.append(text)

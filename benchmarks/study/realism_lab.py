@@ -1,7 +1,7 @@
 """Realism lab for issue 11 (not shipped): held-out models, candidate fit losses, three realism measures.
 
-    python lab.py models --out OUT [--device cuda] [--epochs-scale 1]
-    python lab.py sweep --models OUT --out OUT --configs NAMES --workers 8 --steps 500 --n 5000
+python lab.py models --out OUT [--device cuda] [--epochs-scale 1]
+python lab.py sweep --models OUT --out OUT --configs NAMES --workers 8 --steps 500 --n 5000
 """
 
 from __future__ import annotations
@@ -23,14 +23,13 @@ from torch import nn
 sys.path.insert(0, os.environ.get("ATGAN_PKG", ""))
 
 from atgan_plugin.adapters import load_generator  # noqa: E402
-
-from atgan_plugin.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier  # noqa: E402
+from atgan_plugin.attack.losses import adversarial_loss, sample_rho  # noqa: E402
+from atgan_plugin.attack.transfer import sample_sources  # noqa: E402
 from atgan_plugin.data import load_dataset  # noqa: E402
 from atgan_plugin.defenses import fgsm_random_start, pgd  # noqa: E402
-from atgan_plugin.losses import adversarial_loss, sample_rho  # noqa: E402
 from atgan_plugin.models import load_classifier, save_classifier  # noqa: E402
+from atgan_plugin.paper.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier  # noqa: E402
 from atgan_plugin.pretrained import pretrained_path  # noqa: E402
-from atgan_plugin.transfer import sample_sources  # noqa: E402
 
 DATA_DIR = os.environ.get("ATGAN_DATA")
 
@@ -41,15 +40,35 @@ DATA_DIR = os.environ.get("ATGAN_DATA")
 
 def user_normal_net() -> nn.Module:  # all-convolutional, global average pooling
     return nn.Sequential(
-        nn.Conv2d(1, 48, 3, padding=1), nn.ReLU(), nn.Conv2d(48, 96, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(96, 96, 3, padding=1), nn.ReLU(), nn.Conv2d(96, 192, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(192, 192, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(192, 10))
+        nn.Conv2d(1, 48, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(48, 96, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(96, 96, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(96, 192, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(192, 192, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(192, 10),
+    )
 
 
 def user_pgd_net() -> nn.Module:  # Madry et al.'s MNIST network
     return nn.Sequential(
-        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 7 * 7, 1024), nn.ReLU(), nn.Linear(1024, 10))
+        nn.Conv2d(1, 32, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 1024),
+        nn.ReLU(),
+        nn.Linear(1024, 10),
+    )
 
 
 class _Res(nn.Module):
@@ -68,8 +87,15 @@ class OracleInd(nn.Module):  # small ResNet, 128-d penultimate features
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
-        self.body = nn.Sequential(_Res(64), nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.ReLU(), _Res(128),
-                                  nn.Conv2d(128, 128, 3, stride=2, padding=1), nn.ReLU(), _Res(128))
+        self.body = nn.Sequential(
+            _Res(64),
+            nn.Conv2d(64, 128, 3, stride=2, padding=1),
+            nn.ReLU(),
+            _Res(128),
+            nn.Conv2d(128, 128, 3, stride=2, padding=1),
+            nn.ReLU(),
+            _Res(128),
+        )
         self.head = nn.Linear(128, 10)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,29 +116,60 @@ def train_held_out(name: str, out: Path, device: torch.device, scale: float) -> 
     if name == "user_normal":
         config = ClassifierTrainingConfig(epochs=max(1, round(5 * scale)), batch_size=128, lr=1e-3, seed=11)
     elif name == "user_pgd":
-        config = ClassifierTrainingConfig(epochs=max(1, round(8 * scale)), batch_size=256, lr=2e-3, regime="pgd",
-                                          epsilon=0.1, pgd_steps=20, pgd_step_size=0.01, seed=12)
+        config = ClassifierTrainingConfig(
+            epochs=max(1, round(8 * scale)),
+            batch_size=256,
+            lr=2e-3,
+            regime="pgd",
+            epsilon=0.1,
+            pgd_steps=20,
+            pgd_step_size=0.01,
+            seed=12,
+        )
     else:
-        config = ClassifierTrainingConfig(epochs=max(1, round(8 * scale)), batch_size=256, lr=2e-3, regime="pgd",
-                                          epsilon=0.1, pgd_steps=10, pgd_step_size=0.025, seed=13)
+        config = ClassifierTrainingConfig(
+            epochs=max(1, round(8 * scale)),
+            batch_size=256,
+            lr=2e-3,
+            regime="pgd",
+            epsilon=0.1,
+            pgd_steps=10,
+            pgd_step_size=0.025,
+            seed=13,
+        )
     if scale < 1:
         train = train.subset(max(2000, int(60000 * scale)))
     start = time.perf_counter()
     history = []
     for epoch in range(config.epochs):  # one epoch at a time, saved after each: a timeout keeps the last one
-        result = train_classifier(model, train, test, replace(config, epochs=1, seed=config.seed + 1000 * epoch),
-                                  device=device, progress=False)
+        result = train_classifier(
+            model,
+            train,
+            test,
+            replace(config, epochs=1, seed=config.seed + 1000 * epoch),
+            device=device,
+            progress=False,
+        )
         history.append(result["test_accuracy"])
-        torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, out / f"{name}.pt.tmp")
+        torch.save(
+            {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, out / f"{name}.pt.tmp"
+        )
         os.replace(out / f"{name}.pt.tmp", out / f"{name}.pt")
-        info = {"name": name, "test_accuracy": result["test_accuracy"], "history": history,
-                "seconds": time.perf_counter() - start, "config": asdict(config), "epochs_done": epoch + 1}
+        info = {
+            "name": name,
+            "test_accuracy": result["test_accuracy"],
+            "history": history,
+            "seconds": time.perf_counter() - start,
+            "config": asdict(config),
+            "epochs_done": epoch + 1,
+        }
         (out / f"{name}.json").write_text(json.dumps(info, indent=1))
     return info
 
 
 def load_target(name: str, models_dir: Path, device: torch.device) -> nn.Module:
     from atgan_plugin.pretrained import pretrained_targets_dir
+
     if name in HELD_OUT:
         return load_held_out(name, models_dir, device)
     path = pretrained_targets_dir() / f"{name}.safetensors"
@@ -133,22 +190,42 @@ def train_features(out: Path, device: torch.device, scale: float) -> dict:
     --epochs 8 --batch-size 256 --lr 2e-3 --seed 3 --half` runs (same calls, same order)."""
     from atgan_plugin.models import build_classifier
     from atgan_plugin.utils import seed_everything
+
     seed_everything(3)
     train = load_dataset("fashion-mnist", "train", DATA_DIR)
     test = load_dataset("fashion-mnist", "test", DATA_DIR)
     if scale < 1:
         train = train.subset(max(2000, int(60000 * scale)))
-    config = ClassifierTrainingConfig(epochs=max(1, round(8 * scale)), batch_size=256, lr=2e-3, regime="pgd",
-                                      epsilon=0.1, pgd_steps=10, pgd_step_size=0.025, seed=3)
+    config = ClassifierTrainingConfig(
+        epochs=max(1, round(8 * scale)),
+        batch_size=256,
+        lr=2e-3,
+        regime="pgd",
+        epsilon=0.1,
+        pgd_steps=10,
+        pgd_step_size=0.025,
+        seed=3,
+    )
     model = build_classifier("oracle", num_classes=10, in_channels=1)
     start = time.perf_counter()
     result = train_classifier(model, train, test, config, device=device, progress=False)
-    training = {**result, "dataset": "fashion-mnist", "seconds": time.perf_counter() - start,
-                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                "torch": torch.__version__}
-    save_classifier(out / "features.safetensors", model, {"architecture": "oracle", "num_classes": 10, "in_channels": 1},
-                    training, half=True)
-    training["test_accuracy_stored"] = accuracy(load_classifier(out / "features.safetensors", device), test, device=device)
+    training = {
+        **result,
+        "dataset": "fashion-mnist",
+        "seconds": time.perf_counter() - start,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+    }
+    save_classifier(
+        out / "features.safetensors",
+        model,
+        {"architecture": "oracle", "num_classes": 10, "in_channels": 1},
+        training,
+        half=True,
+    )
+    training["test_accuracy_stored"] = accuracy(
+        load_classifier(out / "features.safetensors", device), test, device=device
+    )
     (out / "features.json").write_text(json.dumps(training, indent=1))
     return {"name": "features", "test_accuracy": result["test_accuracy"], "seconds": training["seconds"]}
 
@@ -160,9 +237,18 @@ def train_features(out: Path, device: torch.device, scale: float) -> dict:
 def small_guard_net(channels: int, classes: int, width: int = 32) -> nn.Module:
     w = width
     return nn.Sequential(
-        nn.Conv2d(channels, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16 * w, classes))
+        nn.Conv2d(channels, w, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(w, 2 * w, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * w, classes),
+    )
 
 
 DISTILL_RECIPES = {  # name: (width, steps, batch, epsilon)
@@ -172,8 +258,15 @@ DISTILL_RECIPES = {  # name: (width, steps, batch, epsilon)
 }
 
 
-def distill_guard(generator: nn.Module, device: torch.device, steps: int, epsilon: float, batch: int = 128,
-                  seed: int = 0, width: int = 32) -> nn.Module:
+def distill_guard(
+    generator: nn.Module,
+    device: torch.device,
+    steps: int,
+    epsilon: float,
+    batch: int = 128,
+    seed: int = 0,
+    width: int = 32,
+) -> nn.Module:
     g = copy.deepcopy(generator).to(device).eval().requires_grad_(False)
     c = g.image_shape[0]
     k = int(g.num_classes)
@@ -246,8 +339,9 @@ def trainable_params(g_attack: nn.Module, mode: str) -> list[nn.Parameter]:
     raise ValueError(mode)
 
 
-def fit(cfg: Cfg, g_orig: nn.Module, target: nn.Module, guards: dict[str, nn.Module], device: torch.device,
-        seed: int = 0) -> tuple[nn.Module, list]:
+def fit(
+    cfg: Cfg, g_orig: nn.Module, target: nn.Module, guards: dict[str, nn.Module], device: torch.device, seed: int = 0
+) -> tuple[nn.Module, list]:
     g_orig = copy.deepcopy(g_orig).to(device).eval().requires_grad_(False)
     g_attack = copy.deepcopy(g_orig)
     params = trainable_params(g_attack, cfg.trainable)
@@ -297,8 +391,9 @@ def fit(cfg: Cfg, g_orig: nn.Module, target: nn.Module, guards: dict[str, nn.Mod
             sched.step()
         if step % 50 == 49:
             with torch.no_grad():
-                hist.append({"step": step + 1, "loss": loss.item(),
-                             "success": (logits.argmax(1) != y).float().mean().item()})
+                hist.append(
+                    {"step": step + 1, "loss": loss.item(), "success": (logits.argmax(1) != y).float().mean().item()}
+                )
     return g_attack.requires_grad_(False), hist
 
 
@@ -309,6 +404,7 @@ def fit(cfg: Cfg, g_orig: nn.Module, target: nn.Module, guards: dict[str, nn.Mod
 def penultimate(model: nn.Module) -> nn.Module:
     """Features before the last linear layer."""
     if isinstance(model, OracleInd):
+
         class F_(nn.Module):
             def __init__(self, m: nn.Module):
                 super().__init__()
@@ -316,6 +412,7 @@ def penultimate(model: nn.Module) -> nn.Module:
 
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 return self.m.features(x)
+
         return F_(model)
     layers = list(model.children())
     while not isinstance(layers[-1], nn.Linear):
@@ -343,7 +440,7 @@ def frechet(s1: tuple, s2: tuple) -> float:
 
 @torch.no_grad()
 def features_of(net: nn.Module, images: torch.Tensor, bs: int = 1000) -> torch.Tensor:
-    return torch.cat([net(images[i:i + bs]) for i in range(0, len(images), bs)]).float()
+    return torch.cat([net(images[i : i + bs]) for i in range(0, len(images), bs)]).float()
 
 
 def hp(x: torch.Tensor) -> torch.Tensor:
@@ -358,9 +455,14 @@ def artefacts(adv: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
     hp_a, hp_r = hp(adv).pow(2).flatten(1).sum(1).mean().item(), hp(ref).pow(2).flatten(1).sum(1).mean().item()
     dx = (d[..., :, 1:] - d[..., :, :-1]).pow(2).flatten(1).sum(1).mean().item()
     dy = (d[..., 1:, :] - d[..., :-1, :]).pow(2).flatten(1).sum(1).mean().item()
-    return {"tv_ratio": tv_a / tv_r, "hp_ratio": hp_a / hp_r, "tv_diff": tv_per_sample(d).mean().item(),
-            "hf_share_diff": hp(d).pow(2).sum().item() / max(d.pow(2).sum().item(), 1e-12),
-            "grad_x_diff": dx, "grad_y_diff": dy}
+    return {
+        "tv_ratio": tv_a / tv_r,
+        "hp_ratio": hp_a / hp_r,
+        "tv_diff": tv_per_sample(d).mean().item(),
+        "hf_share_diff": hp(d).pow(2).sum().item() / max(d.pow(2).sum().item(), 1e-12),
+        "grad_x_diff": dx,
+        "grad_y_diff": dy,
+    }
 
 
 @dataclass
@@ -388,14 +490,17 @@ def make_judge(models_dir: Path, device: torch.device) -> Judge:
 
 
 @torch.no_grad()
-def blend(adv: torch.Tensor, ref: torch.Tensor, target: nn.Module, y: torch.Tensor, steps: int = 8,
-          margin: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def blend(
+    adv: torch.Tensor, ref: torch.Tensor, target: nn.Module, y: torch.Tensor, steps: int = 8, margin: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per example, the smallest t in (0, 1] (binary search) with ref + t (adv - ref) still fooling the target."""
+
     def fooled(x: torch.Tensor) -> torch.Tensor:
         lp = features_of(target, x).log_softmax(1)
         own = lp.gather(1, y[:, None]).squeeze(1)
         other = lp.scatter(1, y[:, None], float("-inf")).amax(1)
         return other - own > margin
+
     lo = torch.zeros(len(adv), device=adv.device)
     hi = torch.ones(len(adv), device=adv.device)
     ok = fooled(adv)
@@ -409,14 +514,22 @@ def blend(adv: torch.Tensor, ref: torch.Tensor, target: nn.Module, y: torch.Tens
 
 
 @torch.no_grad()
-def measure(g: nn.Module, g_orig: nn.Module, target: nn.Module, judge: Judge, n: int, device: torch.device,
-            seed: int = 1, blended: bool = False) -> dict:
+def measure(
+    g: nn.Module,
+    g_orig: nn.Module,
+    target: nn.Module,
+    judge: Judge,
+    n: int,
+    device: torch.device,
+    seed: int = 1,
+    blended: bool = False,
+) -> dict:
     rng = torch.Generator().manual_seed(seed)
     y = sample_sources(n, int(g_orig.num_classes), None, rng)
     z = g_orig.sample_z(n, generator=rng, device="cpu")
     advs, refs = [], []
     for i in range(0, n, 1000):
-        zz, yy = z[i:i + 1000].to(device), y[i:i + 1000].to(device)
+        zz, yy = z[i : i + 1000].to(device), y[i : i + 1000].to(device)
         advs.append(g(zz, yy))
         refs.append(g_orig(zz, yy))
     adv, ref, y = torch.cat(advs), torch.cat(refs), y.to(device)
@@ -459,6 +572,7 @@ def pgd_baseline(target: nn.Module, judge: Judge, device: torch.device, n: int =
 
 def save_grid(rows: list[torch.Tensor], path: Path) -> None:
     from torchvision.utils import save_image
+
     grid = torch.cat(rows).cpu()
     grid = F.interpolate(grid, scale_factor=3, mode="nearest")
     save_image(grid, path, nrow=len(rows[0]), padding=2, pad_value=1.0)
@@ -525,8 +639,11 @@ def stage_models(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
     for name in args.names.split(","):
-        info = train_features(out, device, args.epochs_scale) if name == "features" else \
-            train_held_out(name, out, device, args.epochs_scale)
+        info = (
+            train_features(out, device, args.epochs_scale)
+            if name == "features"
+            else train_held_out(name, out, device, args.epochs_scale)
+        )
         print(json.dumps(info), flush=True)
 
 
@@ -548,8 +665,10 @@ def stage_distill(args: argparse.Namespace) -> None:
 
 
 def load_guards(models_dir: Path, device: torch.device) -> dict[str, nn.Module]:
-    guards = {"aux": load_classifier(pretrained_path("aux_classifier"), device).requires_grad_(False),
-              "robust": load_classifier(pretrained_path("robust_guard"), device).requires_grad_(False)}
+    guards = {
+        "aux": load_classifier(pretrained_path("aux_classifier"), device).requires_grad_(False),
+        "robust": load_classifier(pretrained_path("robust_guard"), device).requires_grad_(False),
+    }
     for name, (width, *_rest) in DISTILL_RECIPES.items():
         if (models_dir / f"{name}.pt").exists():
             net = small_guard_net(1, 10, width)
@@ -585,8 +704,16 @@ def run_one(cfg: Cfg, args: argparse.Namespace, gpu: bool) -> list[dict]:
         secs = time.perf_counter() - start
         m = measure(g_att, g, target, judge, args.n, device)
         mb = measure(g_att, g, target, judge, args.n, device, blended=True)
-        rows.append({"config": cfg.name, "target": tname, "fit_s": secs, **m, **{f"b_{k}": v for k, v in mb.items()},
-                     "cfg": asdict(cfg)})
+        rows.append(
+            {
+                "config": cfg.name,
+                "target": tname,
+                "fit_s": secs,
+                **m,
+                **{f"b_{k}": v for k, v in mb.items()},
+                "cfg": asdict(cfg),
+            }
+        )
         if args.grids and tname in ("user_normal", "user_pgd"):
             with torch.no_grad():
                 yy = torch.arange(10, device=device).repeat(2)
@@ -595,7 +722,9 @@ def run_one(cfg: Cfg, args: argparse.Namespace, gpu: bool) -> list[dict]:
             save_grid([ref, adv, (0.5 + (adv - ref) / 2).clamp(0, 1)], Path(args.out) / f"grid_{cfg.name}_{tname}.png")
             with torch.no_grad():
                 badv, _ = blend(adv, ref, target, yy)
-            save_grid([ref, badv, (0.5 + (badv - ref) / 2).clamp(0, 1)], Path(args.out) / f"bgrid_{cfg.name}_{tname}.png")
+            save_grid(
+                [ref, badv, (0.5 + (badv - ref) / 2).clamp(0, 1)], Path(args.out) / f"bgrid_{cfg.name}_{tname}.png"
+            )
     return rows
 
 
@@ -624,6 +753,7 @@ def stage_sweep(args: argparse.Namespace) -> None:
     results_path = out / "sweep.jsonl"
     if args.workers > 1:
         import multiprocessing as mp
+
         ctx = mp.get_context("spawn")
         with ctx.Pool(args.workers) as pool:
             for rows in pool.imap_unordered(_worker, payloads):
@@ -642,8 +772,19 @@ def stage_sweep(args: argparse.Namespace) -> None:
 def summary_line(row: dict) -> str:
     if "error" in row:
         return f"{row.get('config')} {row.get('target')} ERROR {row['error'][-300:]}"
-    keys = ["success", "oracle_ship_ratio", "oracle_ind_ratio", "oracle_ind_realistic", "fd_feat_x", "fd_ind_x",
-            "fd_oracle_x", "tv_ratio", "hp_ratio", "l2", "fit_s"]
+    keys = [
+        "success",
+        "oracle_ship_ratio",
+        "oracle_ind_ratio",
+        "oracle_ind_realistic",
+        "fd_feat_x",
+        "fd_ind_x",
+        "fd_oracle_x",
+        "tv_ratio",
+        "hp_ratio",
+        "l2",
+        "fit_s",
+    ]
     vals = " ".join(f"{k}={row[k]:.3f}" for k in keys if k in row)
     return f"{row['config']:<28} {row['target']:<12} {vals}"
 
@@ -678,7 +819,9 @@ def main() -> None:
     p.add_argument("--distill-steps", type=int, default=1500)
     p.add_argument("--distill-eps", type=float, default=0.1)
     args = p.parse_args()
-    {"models": stage_models, "sweep": stage_sweep, "distill": stage_distill, "baseline": stage_baseline}[args.stage](args)
+    {"models": stage_models, "sweep": stage_sweep, "distill": stage_distill, "baseline": stage_baseline}[args.stage](
+        args
+    )
 
 
 if __name__ == "__main__":

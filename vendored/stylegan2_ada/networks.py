@@ -1,6 +1,7 @@
 """The StyleGAN2-ADA generator: mapping network, synthesis network and their layers.
 
-Our own implementation of the architecture described in ``shared/notes/stylegan2_spec.md`` §3.
+Our own implementation of the architecture of Karras et al. 2020 (StyleGAN2-ADA, arXiv:2006.06676,
+on StyleGAN2's generator, arXiv:1912.04958); ``vendored/stylegan2_ada/README.md`` says what it reads.
 Class names, parameter and buffer names, their shapes and registration order equal those of
 NVIDIA's PyTorch release, so a state dict read from one of their snapshots loads with
 ``load_state_dict(strict=True)``; ``SNAPSHOT_ATTRIBUTES`` names, per class, the plain attributes a
@@ -25,6 +26,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from atgan_plugin.limits import Fields, Flag, Int, OneOf, Optional, Real, Taps
 from atgan_plugin.vendored.stylegan2_ada.ops import (
     ACTIVATIONS,
     bias_act,
@@ -33,9 +37,6 @@ from atgan_plugin.vendored.stylegan2_ada.ops import (
     normalize_2nd_moment,
     upsample2d,
 )
-from torch import nn
-
-from atgan_plugin.limits import Fields, Flag, Int, OneOf, Optional, Real, Taps
 
 __all__ = [
     "GENERATOR_KWARGS_SCHEMA",
@@ -57,14 +58,31 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _ARCHITECTURES = ("orig", "skip", "resnet")
 _DEFAULT_FILTER = (1, 3, 3, 1)
 
-# Plain (non-tensor) attributes each class records in a snapshot (spec §1.3).
+# Plain (non-tensor) attributes each class records in a snapshot's module state; the loader compares them with ours.
 SNAPSHOT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "Generator": ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "num_ws"),
     "MappingNetwork": ("z_dim", "c_dim", "w_dim", "num_ws", "num_layers", "w_avg_beta"),
     "FullyConnectedLayer": ("activation", "weight_gain", "bias_gain"),
-    "SynthesisNetwork": ("w_dim", "img_resolution", "img_resolution_log2", "img_channels", "block_resolutions", "num_ws"),
-    "SynthesisBlock": ("in_channels", "w_dim", "resolution", "img_channels", "is_last", "architecture", "use_fp16",
-                       "channels_last", "num_conv", "num_torgb"),  # fmt: skip
+    "SynthesisNetwork": (
+        "w_dim",
+        "img_resolution",
+        "img_resolution_log2",
+        "img_channels",
+        "block_resolutions",
+        "num_ws",
+    ),
+    "SynthesisBlock": (
+        "in_channels",
+        "w_dim",
+        "resolution",
+        "img_channels",
+        "is_last",
+        "architecture",
+        "use_fp16",
+        "channels_last",
+        "num_conv",
+        "num_torgb",
+    ),
     "SynthesisLayer": ("resolution", "up", "use_noise", "activation", "conv_clamp", "padding", "act_gain"),
     "ToRGBLayer": ("conv_clamp", "weight_gain"),
     "Conv2dLayer": ("activation", "up", "down", "conv_clamp", "padding", "weight_gain", "act_gain"),
@@ -72,22 +90,47 @@ SNAPSHOT_ATTRIBUTES: dict[str, tuple[str, ...]] = {
 
 
 # Bounds on the Generator's constructor arguments as a snapshot or checkpoint records them, checked
-# before anything is built (atgan_plugin.limits). NVIDIA's configurations (spec §5: 32 to 1024 px,
+# before anything is built (atgan_plugin.limits). NVIDIA's configurations (train.py's presets: 32 to 1024 px,
 # z = w = 512, channel_max 512, 2 or 8 mapping layers) lie well inside.
 _ACTIVATION = OneOf(tuple(ACTIVATIONS))
-GENERATOR_KWARGS_SCHEMA = Fields({
-    "z_dim": Int(1, 4096), "c_dim": Int(0, 1000), "w_dim": Int(1, 4096), "img_resolution": Int(4, 2048),
-    "img_channels": Int(1, 4),
-    "mapping_kwargs": Optional(Fields({
-        "num_layers": Int(1, 32), "embed_features": Optional(Int(0, 4096)), "layer_features": Optional(Int(1, 4096)),
-        "activation": _ACTIVATION, "lr_multiplier": Real(1e-6, 1e3), "w_avg_beta": Optional(Real(0, 1)),
-    })),
-    "synthesis_kwargs": Optional(Fields({
-        "channel_base": Int(1, 1 << 20), "channel_max": Int(1, 4096), "num_fp16_res": Int(0, 16),
-        "architecture": OneOf(_ARCHITECTURES), "resample_filter": Taps(16), "conv_clamp": Optional(Real(0, 1e6)),
-        "fp16_channels_last": Flag(), "use_noise": Flag(), "activation": _ACTIVATION, "kernel_size": Int(1, 7),
-    })),
-}, required=frozenset({"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"}))  # fmt: skip
+GENERATOR_KWARGS_SCHEMA = Fields(
+    {
+        "z_dim": Int(1, 4096),
+        "c_dim": Int(0, 1000),
+        "w_dim": Int(1, 4096),
+        "img_resolution": Int(4, 2048),
+        "img_channels": Int(1, 4),
+        "mapping_kwargs": Optional(
+            Fields(
+                {
+                    "num_layers": Int(1, 32),
+                    "embed_features": Optional(Int(0, 4096)),
+                    "layer_features": Optional(Int(1, 4096)),
+                    "activation": _ACTIVATION,
+                    "lr_multiplier": Real(1e-6, 1e3),
+                    "w_avg_beta": Optional(Real(0, 1)),
+                }
+            )
+        ),
+        "synthesis_kwargs": Optional(
+            Fields(
+                {
+                    "channel_base": Int(1, 1 << 20),
+                    "channel_max": Int(1, 4096),
+                    "num_fp16_res": Int(0, 16),
+                    "architecture": OneOf(_ARCHITECTURES),
+                    "resample_filter": Taps(16),
+                    "conv_clamp": Optional(Real(0, 1e6)),
+                    "fp16_channels_last": Flag(),
+                    "use_noise": Flag(),
+                    "activation": _ACTIVATION,
+                    "kernel_size": Int(1, 7),
+                }
+            )
+        ),
+    },
+    required=frozenset({"z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"}),
+)
 
 
 def _check_activation(activation: str) -> None:
@@ -162,6 +205,8 @@ class Conv2dLayer(nn.Module):
     insertion followed by the FIR filter, as in :func:`~.ops.modulated_conv2d`.
     """
 
+    resample_filter: torch.Tensor  # buffer (ops.fir_filter)
+
     def __init__(
         self,
         in_channels: int,
@@ -211,6 +256,9 @@ class SynthesisLayer(nn.Module):
     Shape: x ``(N, in, r/up, r/up)``, w ``(N, w_dim)`` -> ``(N, out, r, r)``.
     """
 
+    resample_filter: torch.Tensor  # buffer (ops.fir_filter)
+    noise_const: torch.Tensor  # buffer, with use_noise: (resolution, resolution)
+
     def __init__(
         self,
         in_channels: int,
@@ -235,7 +283,7 @@ class SynthesisLayer(nn.Module):
         self.padding = kernel_size // 2
         self.act_gain = float(ACTIVATIONS[activation][1])
         self.channels_last = channels_last  # a speed hint of the original; no effect here
-        # Registration order gives the original's state-dict order (spec §4).
+        # Registration order gives the original's state-dict order (README.md, "Compatible with").
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.register_buffer("resample_filter", fir_filter(list(resample_filter)))
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
@@ -259,8 +307,9 @@ class SynthesisLayer(nn.Module):
         elif noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
 
-        y = modulated_conv2d(x, self.weight, styles, demodulate=True, up=self.up,
-                             resample_filter=self.resample_filter, noise=noise)  # fmt: skip
+        y = modulated_conv2d(
+            x, self.weight, styles, demodulate=True, up=self.up, resample_filter=self.resample_filter, noise=noise
+        )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(y, self.bias, self.activation, gain=self.act_gain * gain, clamp=clamp)
 
@@ -304,6 +353,8 @@ class SynthesisBlock(nn.Module):
     ``torgb`` (last block, or every block for 'skip'), ``skip`` ('resnet' only).
     """
 
+    resample_filter: torch.Tensor  # buffer (ops.fir_filter)
+
     def __init__(
         self,
         in_channels: int,
@@ -333,8 +384,14 @@ class SynthesisBlock(nn.Module):
         self.register_buffer("resample_filter", fir_filter(list(resample_filter)))
         self.num_conv = 0
         self.num_torgb = 0
-        layer = dict(w_dim=w_dim, resolution=resolution, resample_filter=resample_filter,
-                     conv_clamp=conv_clamp, channels_last=self.channels_last, **layer_kwargs)  # fmt: skip
+        layer = dict(
+            w_dim=w_dim,
+            resolution=resolution,
+            resample_filter=resample_filter,
+            conv_clamp=conv_clamp,
+            channels_last=self.channels_last,
+            **layer_kwargs,
+        )
 
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
@@ -344,12 +401,20 @@ class SynthesisBlock(nn.Module):
         self.conv1 = SynthesisLayer(out_channels, out_channels, **layer)
         self.num_conv += 1
         if is_last or architecture == "skip":
-            self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp,
-                                    channels_last=self.channels_last)  # fmt: skip
+            self.torgb = ToRGBLayer(
+                out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp, channels_last=self.channels_last
+            )
             self.num_torgb += 1
         if in_channels != 0 and architecture == "resnet":
-            self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
-                                    resample_filter=resample_filter, channels_last=self.channels_last)  # fmt: skip
+            self.skip = Conv2dLayer(
+                in_channels,
+                out_channels,
+                kernel_size=1,
+                bias=False,
+                up=2,
+                resample_filter=resample_filter,
+                channels_last=self.channels_last,
+            )
 
     def forward(
         self,
@@ -374,8 +439,10 @@ class SynthesisBlock(nn.Module):
             else:
                 expected_x = (n, self.in_channels, self.resolution // 2, self.resolution // 2)
                 if x is None or tuple(x.shape) != expected_x:
-                    raise ValueError(f"block b{self.resolution} expects features {expected_x}, got "
-                                     f"{None if x is None else tuple(x.shape)}")  # fmt: skip
+                    raise ValueError(
+                        f"block b{self.resolution} expects features {expected_x}, got "
+                        f"{None if x is None else tuple(x.shape)}"
+                    )
                 if dtype is None:
                     x = x.float()
 
@@ -398,7 +465,9 @@ class SynthesisBlock(nn.Module):
             if img is not None:
                 expected_img = (n, self.img_channels, self.resolution // 2, self.resolution // 2)
                 if tuple(img.shape) != expected_img:
-                    raise ValueError(f"block b{self.resolution} expects an image {expected_img}, got {tuple(img.shape)}")
+                    raise ValueError(
+                        f"block b{self.resolution} expects an image {expected_img}, got {tuple(img.shape)}"
+                    )
                 img = upsample2d(img.float(), self.resample_filter)
             if rgb is not None:
                 img = rgb.float() if img is None else img + rgb.float()
@@ -436,9 +505,16 @@ class SynthesisNetwork(nn.Module):
         self.num_ws = 0
         for r in self.block_resolutions:
             is_last = r == img_resolution
-            block = SynthesisBlock(channels[r // 2] if r > 4 else 0, channels[r], w_dim=w_dim, resolution=r,
-                                   img_channels=img_channels, is_last=is_last, use_fp16=r >= fp16_resolution,
-                                   **block_kwargs)  # fmt: skip
+            block = SynthesisBlock(
+                channels[r // 2] if r > 4 else 0,
+                channels[r],
+                w_dim=w_dim,
+                resolution=r,
+                img_channels=img_channels,
+                is_last=is_last,
+                use_fp16=r >= fp16_resolution,
+                **block_kwargs,
+            )
             self.num_ws += block.num_conv
             if is_last:
                 self.num_ws += block.num_torgb
@@ -454,7 +530,7 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"ws must have shape (N, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}")
         lowp_dtype = resolve_precision(precision, ws.device, force_fp32)
         ws = ws.float()
-        # A block's ToRGB shares its w with the next block's conv0 (spec §3.2).
+        # A block's ToRGB shares its w with the next block's conv0, as in StyleGAN2's synthesis network.
         x: torch.Tensor | None = None
         img: torch.Tensor | None = None
         index = 0
@@ -472,6 +548,8 @@ class MappingNetwork(nn.Module):
     ``w_avg`` (the running mean of w recorded during training) is the truncation centre; our
     choice: ``forward`` never updates it.
     """
+
+    w_avg: torch.Tensor  # buffer, only with num_ws and w_avg_beta: (w_dim,)
 
     def __init__(
         self,
@@ -525,7 +603,9 @@ class MappingNetwork(nn.Module):
                 parts.append(normalize_2nd_moment(z.float()))
             if self.c_dim > 0:
                 if c is None or c.ndim != 2 or tuple(c.shape) != (n, self.c_dim):
-                    raise ValueError(f"c must have shape ({n}, {self.c_dim}), got {None if c is None else tuple(c.shape)}")
+                    raise ValueError(
+                        f"c must have shape ({n}, {self.c_dim}), got {None if c is None else tuple(c.shape)}"
+                    )
                 parts.append(normalize_2nd_moment(self.embed(c.float())))
             x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
@@ -572,16 +652,23 @@ class Generator(nn.Module):
         synthesis_kwargs = dict(synthesis_kwargs or {})
         if "resample_filter" in synthesis_kwargs:  # JSON- and pickle-friendly: a list of taps
             synthesis_kwargs["resample_filter"] = [float(t) for t in synthesis_kwargs["resample_filter"]]
-        self.init_kwargs: dict[str, Any] = dict(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, img_resolution=img_resolution,
-                                                img_channels=img_channels, mapping_kwargs=mapping_kwargs,
-                                                synthesis_kwargs=synthesis_kwargs)  # fmt: skip
+        self.init_kwargs: dict[str, Any] = dict(
+            z_dim=z_dim,
+            c_dim=c_dim,
+            w_dim=w_dim,
+            img_resolution=img_resolution,
+            img_channels=img_channels,
+            mapping_kwargs=mapping_kwargs,
+            synthesis_kwargs=synthesis_kwargs,
+        )
         self.z_dim = z_dim
         self.c_dim = c_dim
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                          **synthesis_kwargs)  # fmt: skip
+        self.synthesis = SynthesisNetwork(
+            w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **synthesis_kwargs
+        )
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs)
 
@@ -596,4 +683,5 @@ class Generator(nn.Module):
         precision: str = "auto",
     ) -> torch.Tensor:
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32, precision=precision)
+        images: torch.Tensor = self.synthesis(ws, noise_mode=noise_mode, force_fp32=force_fp32, precision=precision)
+        return images

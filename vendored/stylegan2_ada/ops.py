@@ -1,13 +1,15 @@
 """Numerical primitives of the StyleGAN2-ADA generator, in plain torch ops.
 
-Written from the clean-room specification (``shared/notes/stylegan2_spec.md`` §2), not from
-NVIDIA's code. Every function works on CPU and CUDA, in float32 and under autocast; none needs
-a compiled extension. Shapes: images are NCHW throughout.
+Written from the published mathematics (Karras et al. 2020, StyleGAN2 and StyleGAN2-ADA; see
+``vendored/stylegan2_ada/README.md``), not from NVIDIA's code. Every function works on CPU and
+CUDA, in float32 and under autocast; none needs a compiled extension. Shapes: images are NCHW
+throughout.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ __all__ = [
 ]
 
 # name -> (function, default gain). The gains keep the activations' second moment near 1.
-ACTIVATIONS: dict[str, tuple[object, float]] = {
+ACTIVATIONS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], float]] = {
     "linear": (lambda t: t, 1.0),
     "relu": (F.relu, math.sqrt(2)),
     "lrelu": (lambda t: F.leaky_relu(t, 0.2), math.sqrt(2)),
@@ -60,7 +62,7 @@ def bias_act(
         if bias.ndim != 1 or bias.shape[0] != x.shape[1]:
             raise ValueError(f"bias has shape {tuple(bias.shape)}, expected ({x.shape[1]},) for input {tuple(x.shape)}")
         x = x + bias.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
-    x = function(x)  # type: ignore[operator]
+    x = function(x)
     gain = default_gain if gain is None else gain
     if gain != 1:
         x = x * gain
@@ -161,8 +163,7 @@ def modulated_conv2d(
     # One grouped convolution: the batch becomes N groups of I channels.
     x = x.reshape(1, n * in_channels, h, w)
     if up == 1:
-        y = F.conv2d(x, w_n.reshape(n * out_channels, in_channels, kh, kw).to(x.dtype),
-                     padding=kh // 2, groups=n)  # fmt: skip
+        y = F.conv2d(x, w_n.reshape(n * out_channels, in_channels, kh, kw).to(x.dtype), padding=kh // 2, groups=n)
     else:
         if resample_filter is None:
             raise ValueError("up=2 needs the resample filter")

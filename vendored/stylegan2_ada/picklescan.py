@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import pickletools
+from typing import cast
 
 from atgan_plugin.checkpoints import CheckpointError
 
@@ -33,13 +34,37 @@ MAX_DEPTH = 100  # a StyleGAN2-ADA snapshot nests about 40 deep
 MAX_HASHED_NODES = 10_000  # nodes under one tuple or frozenset (its hash and == walk them all)
 MAX_OBJECTS = 2_000_000  # objects pushed; a 1024-px snapshot holds tens of thousands
 
-_ATOMS = frozenset({
-    "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "STRING", "BINSTRING", "SHORT_BINSTRING",
-    "BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "NONE", "NEWTRUE", "NEWFALSE", "UNICODE", "SHORT_BINUNICODE",
-    "BINUNICODE", "BINUNICODE8", "FLOAT", "BINFLOAT", "GLOBAL", "PERSID",
-})  # fmt: skip
+_ATOMS = frozenset(
+    {
+        "INT",
+        "BININT",
+        "BININT1",
+        "BININT2",
+        "LONG",
+        "LONG1",
+        "LONG4",
+        "STRING",
+        "BINSTRING",
+        "SHORT_BINSTRING",
+        "BINBYTES",
+        "SHORT_BINBYTES",
+        "BINBYTES8",
+        "NONE",
+        "NEWTRUE",
+        "NEWFALSE",
+        "UNICODE",
+        "SHORT_BINUNICODE",
+        "BINUNICODE",
+        "BINUNICODE8",
+        "FLOAT",
+        "BINFLOAT",
+        "GLOBAL",
+        "PERSID",
+    }
+)
 _EMPTY_CONTAINERS = frozenset({"EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "BYTEARRAY8"})
-_FROM_MARK = {"TUPLE": True, "FROZENSET": True, "LIST": False, "DICT": False, "INST": False, "OBJ": False}  # -> hashable
+# Opcodes that build one object from the items above the mark -> whether that object is hashable.
+_FROM_MARK = {"TUPLE": True, "FROZENSET": True, "LIST": False, "DICT": False, "INST": False, "OBJ": False}
 _ADD_FROM_MARK = frozenset({"APPENDS", "SETITEMS", "ADDITEMS"})
 _ADD = {"APPEND": 1, "SETITEM": 2, "BUILD": 1}  # items popped and added to the object below them
 _CALLS = {"REDUCE": 2, "NEWOBJ": 2, "NEWOBJ_EX": 3, "STACK_GLOBAL": 2, "BINPERSID": 1}  # items popped -> one result
@@ -64,7 +89,9 @@ def _combine(items: list[_Node], hashable: bool, where: int) -> _Node:
     if depth > MAX_DEPTH:
         raise CheckpointError(f"the pickle nests objects more than {MAX_DEPTH} deep (at byte {where})")
     if hashable and nodes > MAX_HASHED_NODES:
-        raise CheckpointError(f"the pickle builds a tuple of more than {MAX_HASHED_NODES} nested items (at byte {where})")
+        raise CheckpointError(
+            f"the pickle builds a tuple of more than {MAX_HASHED_NODES} nested items (at byte {where})"
+        )
     return _Node(depth, nodes, hashable)
 
 
@@ -116,12 +143,14 @@ def scan_pickle(data: bytes | bytearray, start: int = 0) -> int:
             if name in _REFUSED:
                 raise CheckpointError(f"the pickle uses {name}, which a network snapshot never needs (at byte {at})")
             if name == "PROTO":
-                if not 0 <= arg <= 5:
+                if not 0 <= cast(int, arg) <= 5:  # pickletools decodes PROTO's and FRAME's arguments as ints
                     raise CheckpointError(f"unknown pickle protocol {arg} (at byte {at})")
                 continue
             if name == "FRAME":
-                if arg > len(data) - stream.tell():
-                    raise CheckpointError(f"the pickle is truncated: a frame of {arg} bytes at byte {at} runs past the end")
+                if cast(int, arg) > len(data) - stream.tell():
+                    raise CheckpointError(
+                        f"the pickle is truncated: a frame of {arg} bytes at byte {at} runs past the end"
+                    )
                 continue
             if name in _ATOMS or name in _EMPTY_CONTAINERS or name == "EMPTY_TUPLE":
                 stack.append(_ATOM if name in _ATOMS or name == "EMPTY_TUPLE" else _Node())
@@ -153,15 +182,19 @@ def scan_pickle(data: bytes | bytearray, start: int = 0) -> int:
                     raise CheckpointError(f"the pickle reads memo entry {arg}, which it never stored (at byte {at})")
                 stack.append(memo[arg])
             elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-                index = len(memo) if name == "MEMOIZE" else arg
+                index = len(memo) if name == "MEMOIZE" else cast(int, arg)  # PUT's argument: an int
                 if not 0 <= index <= len(memo):  # picklers number memo entries 0, 1, 2, ...
-                    raise CheckpointError(f"the pickle stores memo entry {index} with only {len(memo)} in use (at byte {at})")
+                    raise CheckpointError(
+                        f"the pickle stores memo entry {index} with only {len(memo)} in use (at byte {at})"
+                    )
                 memo[index] = top(at)
             elif name == "STOP":
                 pop(1, at)
                 return stream.tell()
             else:
-                raise CheckpointError(f"the pickle uses the opcode {name}, which this reader does not expect (at byte {at})")
+                raise CheckpointError(
+                    f"the pickle uses the opcode {name}, which this reader does not expect (at byte {at})"
+                )
             objects += 1
             if objects > MAX_OBJECTS:
                 raise CheckpointError(f"the pickle holds more than {MAX_OBJECTS} objects")

@@ -2,7 +2,7 @@
 
 Those files pickle each network together with the source code of its module and, when opened
 with ``pickle.load``, *execute* that source. This reader never does. It is a
-``pickle.Unpickler`` whose ``find_class`` answers only the globals such a file needs (spec §1.5),
+``pickle.Unpickler`` whose ``find_class`` answers only the globals such a file needs (``ALLOWED_GLOBALS``),
 each with a replacement of our own:
 
 - the persistence hook becomes :class:`PersistentRecord`, an inert record of the class name,
@@ -45,11 +45,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from atgan_plugin.vendored.stylegan2_ada.networks import GENERATOR_KWARGS_SCHEMA, SNAPSHOT_ATTRIBUTES, Generator
-from atgan_plugin.vendored.stylegan2_ada.picklescan import MAX_DEPTH, scan_pickle
 
 from atgan_plugin.checkpoints import CheckpointError, check_declared_tensors, check_finite, describe_tensors
 from atgan_plugin.limits import config_problem
+from atgan_plugin.vendored.stylegan2_ada.networks import GENERATOR_KWARGS_SCHEMA, SNAPSHOT_ATTRIBUTES, Generator
+from atgan_plugin.vendored.stylegan2_ada.picklescan import MAX_DEPTH, scan_pickle
 
 __all__ = [
     "ALLOWED_GLOBALS",
@@ -75,11 +75,13 @@ class ForbiddenGlobalError(CheckpointError):
         hint = ""
         if module.startswith("dnnlib.tflib"):
             hint = " (a TensorFlow-era StyleGAN2-ADA pickle: not supported, use a PyTorch snapshot)"
-        super().__init__(f"{where}: refused the global {self.global_name!r}, which is not in the StyleGAN2-ADA "
-                         f"whitelist; nothing from the file was imported or run{hint}")
+        super().__init__(
+            f"{where}: refused the global {self.global_name!r}, which is not in the StyleGAN2-ADA "
+            f"whitelist; nothing from the file was imported or run{hint}"
+        )
 
 
-class _EasyDict(dict):  # type: ignore[type-arg]
+class _EasyDict(dict[str, Any]):
     """Stands in for ``dnnlib.util.EasyDict`` (the stream builds it with NEWOBJ, then SETITEMS)."""
 
 
@@ -96,13 +98,16 @@ class PersistentRecord:
 
     @property
     def init_kwargs(self) -> dict[str, Any]:
-        return _plain(self.state.get("_init_kwargs") or {})
+        kwargs: dict[str, Any] = _plain(self.state.get("_init_kwargs") or {})
+        return kwargs
 
 
 def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
     # The data that NVIDIA's hook would turn into a live object by exec-ing meta['module_src'].
     if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict):
-        raise CheckpointError("a persistent object in the pickle has an unexpected layout (expected type='class' with a state dict)")
+        raise CheckpointError(
+            "a persistent object in the pickle has an unexpected layout (expected type='class' with a state dict)"
+        )
     class_name, version = meta.get("class_name"), meta.get("version", -1)
     if not isinstance(class_name, str) or isinstance(version, bool) or not isinstance(version, int):
         raise CheckpointError("a persistent object in the pickle has no class name (str) and version (int)")
@@ -110,7 +115,11 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
     source_bytes = source.encode("utf-8", "replace") if isinstance(source, str) else b""
     state = meta["state"]
     modules = state.get("_modules") or {}
-    children = {name: child for name, child in modules.items() if isinstance(child, PersistentRecord)} if isinstance(modules, dict) else {}
+    children = (
+        {name: child for name, child in modules.items() if isinstance(child, PersistentRecord)}
+        if isinstance(modules, dict)
+        else {}
+    )
     return PersistentRecord(
         class_name=class_name[:200],
         version=version,
@@ -160,17 +169,25 @@ class _StorageUnpickler(pickle.Unpickler):
         raise ForbiddenGlobalError(module, name, where="a storage blob")
 
     def persistent_load(self, pid: Any) -> _StorageRef:
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)
-                and isinstance(pid[2], str) and isinstance(pid[4], int)):  # fmt: skip
+        if not (
+            isinstance(pid, tuple)
+            and len(pid) >= 5
+            and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType)
+            and isinstance(pid[2], str)
+            and isinstance(pid[4], int)
+        ):
             raise CheckpointError(f"unexpected persistent id in a storage blob: {_short(pid)}")
         view = pid[5] if len(pid) > 5 else None
-        if view is not None and not (isinstance(view, tuple) and len(view) == 3 and all(isinstance(v, int) for v in view[1:])):
+        if view is not None and not (
+            isinstance(view, tuple) and len(view) == 3 and all(isinstance(v, int) for v in view[1:])
+        ):
             raise CheckpointError(f"unexpected storage view in a storage blob: {_short(view)}")
         return _StorageRef(key=pid[2], dtype=pid[1].dtype, numel=pid[4], view=view)
 
 
 def _load_storage_blob(blob: Any) -> torch.Tensor:
-    """A storage saved with legacy ``torch.save``, as a 1-D CPU tensor (spec §1.4)."""
+    """A storage saved with legacy ``torch.save``, as a 1-D CPU tensor."""
     if not isinstance(blob, bytes | bytearray):
         raise CheckpointError(f"a storage blob is {type(blob).__name__}, expected bytes")
     if blob[:4] == b"PK\x03\x04":  # zip-format torch.save: torch's own weights-only reader
@@ -195,7 +212,9 @@ def _load_storage_blob(blob: Any) -> torch.Tensor:
         protocol = load()
         sys_info = load()
         if magic != _LEGACY_MAGIC or protocol != _LEGACY_PROTOCOL:
-            raise CheckpointError(f"a storage blob has magic {_short(magic)} / protocol {_short(protocol)}, not legacy torch.save")
+            raise CheckpointError(
+                f"a storage blob has magic {_short(magic)} / protocol {_short(protocol)}, not legacy torch.save"
+            )
         if isinstance(sys_info, dict) and not sys_info.get("little_endian", True):
             raise CheckpointError("big-endian storage blobs are not supported")
         ref = load()
@@ -223,17 +242,27 @@ def _load_storage_blob(blob: Any) -> torch.Tensor:
     return flat
 
 
-def _rebuild_tensor_v2(storage: Any, offset: int, size: Any, stride: Any, requires_grad: Any = False, *_: Any) -> torch.Tensor:
+def _rebuild_tensor_v2(
+    storage: Any, offset: int, size: Any, stride: Any, requires_grad: Any = False, *_: Any
+) -> torch.Tensor:
     if not isinstance(storage, torch.Tensor) or storage.ndim != 1:
         raise CheckpointError("a tensor in the pickle does not refer to a storage")
     size, stride, offset = tuple(int(s) for s in size), tuple(int(s) for s in stride), int(offset)
     if len(size) != len(stride) or offset < 0 or any(s < 0 for s in size + stride):
-        raise CheckpointError(f"a tensor in the pickle has an invalid view: size {size}, stride {stride}, offset {offset}")
+        raise CheckpointError(
+            f"a tensor in the pickle has an invalid view: size {size}, stride {stride}, offset {offset}"
+        )
     last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) if all(size) else -1
     if last >= storage.numel():
-        raise CheckpointError(f"a tensor view (size {size}, stride {stride}, offset {offset}) overruns its storage of {storage.numel()} elements")
-    if math.prod(size) > storage.numel():  # only overlapping views (e.g. stride 0) have more elements than their storage
-        raise CheckpointError(f"a tensor view (size {size}, stride {stride}) has more elements than its storage of {storage.numel()}")
+        raise CheckpointError(
+            f"a tensor view (size {size}, stride {stride}, offset {offset}) overruns its storage of "
+            f"{storage.numel()} elements"
+        )
+    # Only overlapping views (e.g. stride 0) have more elements than their storage.
+    if math.prod(size) > storage.numel():
+        raise CheckpointError(
+            f"a tensor view (size {size}, stride {stride}) has more elements than its storage of {storage.numel()}"
+        )
     return storage.as_strided(size, stride, offset).clone()
 
 
@@ -276,9 +305,14 @@ class _SnapshotUnpickler(pickle.Unpickler):
         # functions (a file could otherwise rewrite them for every later read in the process).
         # numpy.dtype, OrderedDict and set are immutable built-in types.
         easy_dict = type("EasyDict", (_EasyDict,), {})
-        self._globals = {key: easy_dict if value is _EasyDict
-                         else functools.partial(value) if isinstance(value, types.FunctionType) else value
-                         for key, value in ALLOWED_GLOBALS.items()}  # fmt: skip
+        self._globals = {
+            key: easy_dict
+            if value is _EasyDict
+            else functools.partial(value)
+            if isinstance(value, types.FunctionType)
+            else value
+            for key, value in ALLOWED_GLOBALS.items()
+        }
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -385,7 +419,9 @@ def _flatten(record: PersistentRecord) -> tuple[dict[str, torch.Tensor], dict[st
     while stack:
         prefix, current = stack.pop()
         if id(current) in seen or len(seen) > 100_000 or prefix.count(".") > MAX_DEPTH:
-            raise CheckpointError(f"the network record at {prefix.rstrip('.')[:200] or 'its root'} contains itself or nests too deep")
+            raise CheckpointError(
+                f"the network record at {prefix.rstrip('.')[:200] or 'its root'} contains itself or nests too deep"
+            )
         seen.add(id(current))
         records[prefix.rstrip(".")] = current
         for slot in ("_parameters", "_buffers"):
@@ -406,7 +442,9 @@ def _flatten(record: PersistentRecord) -> tuple[dict[str, torch.Tensor], dict[st
             if child is None:
                 continue
             if not isinstance(child, PersistentRecord):
-                raise CheckpointError(f"submodule {prefix}{name} is a {type(child).__name__}, expected a persistent network")
+                raise CheckpointError(
+                    f"submodule {prefix}{name} is a {type(child).__name__}, expected a persistent network"
+                )
             children.append((f"{prefix}{name}.", child))
         stack.extend(reversed(children))  # depth-first in registration order, as state_dict() is
     return tensors, records
@@ -427,14 +465,18 @@ def _generator_from_record(record: PersistentRecord, where: str) -> Generator:
     if record.class_name != "Generator":
         raise CheckpointError(f"{where} is a {record.class_name!r}, expected a StyleGAN2-ADA 'Generator'")
     if record.version != PERSISTENCE_VERSION:
-        warnings.warn(f"{where}: persistence format version {record.version}, expected {PERSISTENCE_VERSION}", stacklevel=3)
+        warnings.warn(
+            f"{where}: persistence format version {record.version}, expected {PERSISTENCE_VERSION}", stacklevel=3
+        )
     kwargs = record.init_kwargs
     args = _plain(record.state.get("_init_args") or [])
     if not isinstance(kwargs, dict) or not isinstance(args, list):
         raise CheckpointError(f"{where}: its constructor arguments are not a dict and a list")
     positional = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
     if len(args) > len(positional):
-        raise CheckpointError(f"{where}: {len(args)} positional constructor arguments, at most {len(positional)} expected")
+        raise CheckpointError(
+            f"{where}: {len(args)} positional constructor arguments, at most {len(positional)} expected"
+        )
     kwargs.update(zip(positional, args, strict=False))
     # Drive the build from the recorded plain attributes where the kwargs leave them out.
     for name in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"):
@@ -448,7 +490,9 @@ def _generator_from_record(record: PersistentRecord, where: str) -> Generator:
         with torch.device("meta"):
             skeleton = Generator(**kwargs)
     except (TypeError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"{where}: cannot rebuild the generator from its recorded arguments {_short(kwargs)}: {error}") from error
+        raise CheckpointError(
+            f"{where}: cannot rebuild the generator from its recorded arguments {_short(kwargs)}: {error}"
+        ) from error
 
     tensors, records = _flatten(record)
     modules = dict(skeleton.named_modules())
@@ -457,8 +501,10 @@ def _generator_from_record(record: PersistentRecord, where: str) -> Generator:
         ours = modules.get(name)
         label = f"{where}.{name}" if name else where
         if ours is None or type(ours).__name__ != sub.class_name:
-            raise CheckpointError(f"{label} is a {sub.class_name!r}, our rebuilt network has "
-                                  f"{type(ours).__name__ if ours is not None else 'nothing'} there (not a StyleGAN2-ADA generator?)")  # fmt: skip
+            raise CheckpointError(
+                f"{label} is a {sub.class_name!r}, our rebuilt network has "
+                f"{type(ours).__name__ if ours is not None else 'nothing'} there (not a StyleGAN2-ADA generator?)"
+            )
         for attribute in SNAPSHOT_ATTRIBUTES.get(sub.class_name, ()):
             if attribute not in sub.state:
                 continue
@@ -466,8 +512,10 @@ def _generator_from_record(record: PersistentRecord, where: str) -> Generator:
                 hints.append((name, attribute, bool(sub.state[attribute])))
                 continue
             if not _same(sub.state[attribute], getattr(ours, attribute)):
-                raise CheckpointError(f"{label}.{attribute} is {_short(sub.state[attribute])} in the file but "
-                                      f"{getattr(ours, attribute)!r} in the rebuilt network")  # fmt: skip
+                raise CheckpointError(
+                    f"{label}.{attribute} is {_short(sub.state[attribute])} in the file but "
+                    f"{getattr(ours, attribute)!r} in the rebuilt network"
+                )
     check_declared_tensors(describe_tensors(tensors), skeleton, where)
     check_finite(tensors, where)
 
@@ -478,9 +526,7 @@ def _generator_from_record(record: PersistentRecord, where: str) -> Generator:
     return network.requires_grad_(False).eval()
 
 
-def load_generator_pickle(
-    path: str | Path, *, which: str = "G_ema", require_conditional: bool = False
-) -> Generator:
+def load_generator_pickle(path: str | Path, *, which: str = "G_ema", require_conditional: bool = False) -> Generator:
     """Our :class:`Generator` holding the weights of ``which`` ("G_ema", default, or "G") of a snapshot.
 
     Never imports or executes anything from the file (see the module docstring). The network
@@ -505,9 +551,11 @@ def load_generator_pickle(
     except CheckpointError:
         raise
     except Exception as error:  # a hostile record reaches many code paths; every failure is named
-        raise CheckpointError(f"{path}: {which} is not a readable StyleGAN2-ADA generator record: "
-                              f"{type(error).__name__}: {_short(error)}") from error  # fmt: skip
+        raise CheckpointError(
+            f"{path}: {which} is not a readable StyleGAN2-ADA generator record: {type(error).__name__}: {_short(error)}"
+        ) from error
     if require_conditional and network.c_dim == 0:
-        raise CheckpointError(f"{path}: {which} is unconditional (c_dim = 0); a class-conditional generator is required")
+        raise CheckpointError(
+            f"{path}: {which} is unconditional (c_dim = 0); a class-conditional generator is required"
+        )
     return network
-

@@ -1,4 +1,4 @@
-"""Writes our :class:`Generator` in the layout of NVIDIA's snapshot pickles (spec §1.6).
+"""Writes our :class:`Generator` in the layout of NVIDIA's snapshot pickles (``vendored/stylegan2_ada/README.md``).
 
 For tests and fixtures, where no NVIDIA code or file may be used: the file has the same
 top-level keys, the same persistent-object records (``_reconstruct_persistent_obj`` with a
@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from atgan_plugin.vendored.stylegan2_ada.networks import SNAPSHOT_ATTRIBUTES, Generator
 from torch import nn
 
 from atgan_plugin.checkpoints import atomic_write
+from atgan_plugin.vendored.stylegan2_ada.networks import SNAPSHOT_ATTRIBUTES, Generator
 
 __all__ = ["EasyDict", "dump_snapshot", "snapshot_dict", "write_snapshot"]
 
@@ -42,7 +42,7 @@ def _reconstruct_persistent_obj(meta: dict[str, Any]) -> Any:
 _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
 
 
-class EasyDict(dict):  # type: ignore[type-arg]
+class EasyDict(dict[str, Any]):
     """Stand-in for ``dnnlib.util.EasyDict`` while writing."""
 
 
@@ -63,11 +63,12 @@ class _Persistent:
 def _stand_in_modules() -> Iterator[None]:
     names = ("torch_utils", "torch_utils.persistence", "dnnlib", "dnnlib.util")
     saved = {name: sys.modules.get(name) for name in names}
-    modules = {name: types.ModuleType(name) for name in names}
-    modules["torch_utils.persistence"]._reconstruct_persistent_obj = _reconstruct_persistent_obj  # type: ignore[attr-defined]
-    modules["torch_utils"].persistence = modules["torch_utils.persistence"]  # type: ignore[attr-defined]
-    modules["dnnlib.util"].EasyDict = EasyDict  # type: ignore[attr-defined]
-    modules["dnnlib"].util = modules["dnnlib.util"]  # type: ignore[attr-defined]
+    # Bare modules, typed Any: the attributes set on them are the ones NVIDIA's pickles refer to.
+    modules: dict[str, Any] = {name: types.ModuleType(name) for name in names}
+    modules["torch_utils.persistence"]._reconstruct_persistent_obj = _reconstruct_persistent_obj
+    modules["torch_utils"].persistence = modules["torch_utils.persistence"]
+    modules["dnnlib.util"].EasyDict = EasyDict
+    modules["dnnlib"].util = modules["dnnlib.util"]
     sys.modules.update(modules)
     try:
         yield
@@ -85,23 +86,30 @@ def _easy(value: Any) -> Any:
     return value
 
 
-def _record(module: nn.Module, module_src: str, class_name: str | None = None,
-            init_kwargs: dict[str, Any] | None = None) -> _Persistent:  # fmt: skip
+def _record(
+    module: nn.Module, module_src: str, class_name: str | None = None, init_kwargs: dict[str, Any] | None = None
+) -> _Persistent:
     """The persistent record of ``module`` and, recursively, of its children."""
     class_name = class_name or type(module).__name__
     state: dict[str, Any] = {
         "training": False,
-        "_parameters": OrderedDict((name, nn.Parameter(p.detach().cpu().clone(), requires_grad=False))
-                                   for name, p in module._parameters.items() if p is not None),  # fmt: skip
-        "_buffers": OrderedDict((name, b.detach().cpu().clone()) for name, b in module._buffers.items() if b is not None),
+        "_parameters": OrderedDict(
+            (name, nn.Parameter(p.detach().cpu().clone(), requires_grad=False))
+            for name, p in module._parameters.items()
+            if p is not None
+        ),
+        "_buffers": OrderedDict(
+            (name, b.detach().cpu().clone()) for name, b in module._buffers.items() if b is not None
+        ),
         "_non_persistent_buffers_set": set(),
         "_backward_hooks": OrderedDict(),
         "_forward_hooks": OrderedDict(),
         "_forward_pre_hooks": OrderedDict(),
         "_state_dict_hooks": OrderedDict(),
         "_load_state_dict_pre_hooks": OrderedDict(),
-        "_modules": OrderedDict((name, _record(child, module_src)) for name, child in module._modules.items()
-                                if child is not None),  # fmt: skip
+        "_modules": OrderedDict(
+            (name, _record(child, module_src)) for name, child in module._modules.items() if child is not None
+        ),
         "_init_args": (),
         "_init_kwargs": _easy(init_kwargs or {}),
     }

@@ -1,0 +1,399 @@
+"""``ATGANAttack``: AT-GAN as a Foolbox attack and as an AdverTorch attack, in one class.
+
+Paper: Wang et al., "AT-GAN: An Adversarial Generator Model for Non-constrained Adversarial
+Examples" (arXiv:1904.07793). Threat model: non-constrained; the adversarial example is a new
+image ``G_attack(z, y_s)`` of source class ``y_s``, not an Lp-bounded change of an input::
+
+    attack = ATGANAttack(generator=G)                                   # Foolbox 3
+    raw, clipped, success = attack(fmodel, images, labels, epsilons=None)
+    adversary = ATGANAttack(model, generator=G, targeted=False, clip_min=0.0, clip_max=1.0)
+    adv = adversary.perturb(x, y)                                       # AdverTorch, or adversary(x, y)
+
+Both faces (which labels are sources, which targets), the input checks and the latent modes
+(``"random"``, the paper's; ``"invert"``, the adversarial twin of each input) come from
+:class:`atgan_plugin.attack.faces.GeneratorAttackBase`, shared with
+:class:`atgan_plugin.paper.song.SongAttack`; this class adds the fit and its cache. A finite Foolbox
+ε projects the output onto the ε-ball (``distance``, ℓ2 by default) around ``images``, as for every
+minimization attack: meaningful with ``latent="invert"``; with ``"random"`` it blends two unrelated images.
+
+Fitting ``G_attack`` is the expensive part: it happens on first use for each (model, target)
+and is cached (:mod:`atgan_plugin.attack.fit_store`); ``fit()``, ``save_fit()`` and ``load_fit()``
+make it explicit. A call with several targets (or ``fit(model, targets=[...])``) fits every missing
+target in one run that shares the work (:mod:`atgan_plugin.attack.joint_fit`).
+
+Realism by default (our additions, each switchable): ``guard="auto"`` keeps the source class with
+the generator's own guard classifiers plus one distilled from G_orig (:mod:`atgan_plugin.attack.guards`),
+and ``search_steps`` shrinks each output towards G_orig's image as far as it still fools the model
+(:mod:`atgan_plugin.attack.shrink`). ``guard=None, search_steps=0`` is the paper's attack.
+
+Shape:
+    - inputs: ``(N, C, H, W)`` within the model's bounds, ``(C, H, W)`` = ``generator.image_shape``.
+    - labels / targets: ``(N,)`` int64 in ``[0, generator.num_classes)``.
+    - output: same shape, dtype and device as the inputs, within the bounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, cast, overload
+
+import foolbox as fb
+import torch
+from torch import nn
+
+from atgan_plugin.attack.attacked_model import torch_module_of
+from atgan_plugin.attack.compiled import CompiledModules
+from atgan_plugin.attack.faces import GeneratorAttackBase
+from atgan_plugin.attack.fit_store import FitCache, fit_setting, read_fit, write_fit
+from atgan_plugin.attack.guards import AUTO, GuardSpec, check_guard_spec, describe_guard, resolve_guards
+from atgan_plugin.attack.joint_fit import check_joint_batch_size, fit_attack_generators
+from atgan_plugin.attack.precision import autocast, check_precision
+from atgan_plugin.attack.shrink import check_search_steps, shrink_while_fooled
+from atgan_plugin.attack.transfer import FitResult, GradientSync, TransferConfig, fit_attack_generator
+from atgan_plugin.utils import eval_mode
+
+__all__ = ["ATGANAttack"]
+
+
+class ATGANAttack(GeneratorAttackBase):
+    """AT-GAN (see the module docstring for both faces).
+
+    Args:
+        model: the classifier for the AdverTorch face (images -> logits); leave out for Foolbox.
+        generator: a :class:`~atgan_plugin.adapters.ConditionalGenerator` (G_orig); never modified.
+        targeted: AdverTorch's flag: whether ``y`` in ``perturb(x, y)`` are targets.
+        clip_min, clip_max: AdverTorch's input bounds (Foolbox uses ``fmodel.bounds``).
+        latent: ``"random"`` (paper) or ``"invert"``; see the module docstring.
+        alpha, beta: weights of L_adv and L_dist (paper, Fashion-MNIST: 2 and 1).
+        kappa: confidence margin of L_adv, in log-probability.
+        guard: classifiers of the generator's classes on images in [0, 1] that must keep recognising
+            the source class during the fit (our addition). ``"auto"`` (default): the generator's own
+            (``generator.default_guards``, e.g. AC-WGAN_GP's auxiliary classifier) plus a guard
+            distilled from G_orig, trained on first use and cached (:mod:`atgan_plugin.attack.guards`);
+            ``None``: no guard, the paper's loss; or a classifier or a sequence of them, never the
+            target model nor your realism judge. Copied, never modified.
+        gamma: weight of each guard's loss (0 turns the guards off).
+        rho_l0, rho_linf: ℓ0 and ℓ∞ bounds of the noise ρ in L_dist (paper: 200 and 0.5).
+        steps, lr, batch_size: the fit's Adam steps, learning rate and batch of (z, y_s).
+        tv: weight of the total variation of ``G_attack − G_orig`` in the fit (our addition; 0, the
+            default, leaves it out): smoother changes, less success against robust models.
+        search_steps: bisection steps of the per-example shrink towards G_orig's image
+            (:mod:`atgan_plugin.attack.shrink`, our addition); 0 returns G_attack's image as it is (paper).
+        joint_batch_size: examples per target and step when several targets are fitted together, at
+            most ``batch_size`` (:mod:`atgan_plugin.attack.joint_fit`; our choice, 16: ``docs/benchmarks.md``,
+            "Ten targets in one fit"); ``None``: ``batch_size``, which gives the separate fits' results.
+        precision: ``"fp32"`` (default) or ``"bf16"``: the fit's and the generation's forward passes
+            under bf16 autocast (:mod:`atgan_plugin.attack.precision`), for GPUs with bf16 tensor cores.
+        compile: generate with G_attack, G_orig and the model (when it is a torch module) compiled by
+            ``torch.compile``, for GPU throughput; the first call compiles. The fit is not compiled.
+        guard_cache_dir: where distilled guards are cached (default ``$ATGAN_CACHE_DIR`` or
+            ``~/.cache/atgan-plugin``).
+        invert_steps, invert_lr: latent inversion settings for ``latent="invert"``.
+        device: where to fit and generate; default: the model's device.
+        seed: seeds the fit and the latents, so a run is reproducible.
+        progress: show a progress bar while fitting.
+        distance: the Foolbox distance used for finite epsilons (default ℓ2).
+    """
+
+    _model_methods = "fit()/generate()"
+
+    def __init__(
+        self,
+        model: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        *,
+        generator: nn.Module,
+        targeted: bool = False,
+        clip_min: float = 0.0,
+        clip_max: float = 1.0,
+        latent: str = "random",
+        alpha: float = TransferConfig.alpha,
+        beta: float = TransferConfig.beta,
+        kappa: float = TransferConfig.kappa,
+        guard: GuardSpec = AUTO,
+        gamma: float = TransferConfig.gamma,
+        rho_l0: int = TransferConfig.rho_l0,
+        rho_linf: float = TransferConfig.rho_linf,
+        steps: int = TransferConfig.steps,
+        lr: float = TransferConfig.lr,
+        batch_size: int = TransferConfig.batch_size,
+        tv: float = TransferConfig.tv,
+        search_steps: int = 8,
+        joint_batch_size: int | None = 16,
+        precision: str = "fp32",
+        compile: bool = False,
+        guard_cache_dir: str | Path | None = None,
+        invert_steps: int = 200,
+        invert_lr: float = 0.05,
+        device: str | torch.device | None = None,
+        seed: int = 0,
+        progress: bool = True,
+        distance: fb.distances.Distance | None = None,
+    ):
+        super().__init__(
+            model,
+            generator=generator,
+            targeted=targeted,
+            clip_min=clip_min,
+            clip_max=clip_max,
+            latent=latent,
+            invert_steps=invert_steps,
+            invert_lr=invert_lr,
+            device=device,
+            seed=seed,
+            progress=progress,
+            distance=distance,
+        )
+        self.config = TransferConfig(
+            alpha=alpha,
+            beta=beta,
+            kappa=kappa,
+            gamma=gamma,
+            rho_l0=rho_l0,
+            rho_linf=rho_linf,
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            tv=tv,
+            seed=seed,
+        )
+        check_guard_spec(guard)  # checked here, resolved (perhaps distilled) at the first fit
+        check_search_steps(search_steps)
+        check_joint_batch_size(joint_batch_size)
+        check_precision(precision)
+        self.guard = guard
+        self.search_steps = search_steps
+        self.joint_batch_size = joint_batch_size
+        self.precision = precision
+        self.compile = bool(compile)
+        self._compiled = CompiledModules(self.compile)
+        self.guard_cache_dir = guard_cache_dir
+        self._guards: tuple[nn.Module, ...] | None = None
+        self._cache = FitCache()
+
+    def _repr_fields(self) -> dict[str, Any]:
+        return {
+            **asdict(self.config),
+            "guard": describe_guard(self.guard),
+            "search_steps": self.search_steps,
+            "joint_batch_size": self.joint_batch_size,
+            "precision": self.precision,
+            "compile": self.compile,
+        }
+
+    # ----------------------------------------------------------------------------------------
+    # Guards.
+
+    def prepare_guard(self, device: str | torch.device | None = None) -> tuple[nn.Module, ...]:
+        """The guards the fit will use, resolved now: with ``guard="auto"`` a generator without guards
+        of its own gets one distilled from G_orig (trained once, with a progress bar, then read from
+        the cache). Returns them (empty for ``guard=None``)."""
+        if self._guards is None:
+            if device is None:
+                device = self.device if self.device is not None else next(self.generator.parameters()).device
+            self._guards = resolve_guards(
+                self.guard, self.generator, cache_dir=self.guard_cache_dir, device=device, progress=self.progress
+            )
+        return self._guards
+
+    @property
+    def guards(self) -> tuple[nn.Module, ...]:
+        """The resolved guards (see :meth:`prepare_guard`, which this calls)."""
+        return self.prepare_guard()
+
+    # ----------------------------------------------------------------------------------------
+    # The one implementation behind both faces.
+
+    @overload
+    def fit(self, model: Any = None, target: int | None = None) -> FitResult: ...
+
+    @overload
+    def fit(self, model: Any = None, *, targets: Sequence[int | None]) -> dict[int | None, FitResult]: ...
+
+    def fit(self, model: Any = None, target: Any = None, *, targets: Any = None) -> Any:
+        """Fits (or returns the cached) G_attack for ``model`` (default: the AdverTorch model) and ``target``.
+
+        With ``targets=[...]`` (class indices; ``None`` for untargeted) it returns each one's fit, keyed by
+        target, and fits the missing ones together in one run (:mod:`atgan_plugin.attack.joint_fit`).
+        """
+        model = self._model_or_default(model)
+        if targets is None:
+            target = self._check_target(target)
+            return self._fit_many(model, [target])[target]
+        if target is not None:
+            raise ValueError("give either target= (one fit) or targets= (several), not both")
+        return self._fit_many(model, [self._check_target(t) for t in targets])
+
+    def _fit_many(self, model: Any, targets: list[int | None]) -> dict[int | None, FitResult]:
+        """Each target's fit: the cached ones as they are, the missing ones fitted in one run."""
+        setting = self._fit_setting(model)
+        fits = {t: self._cache.get(model, t, setting) for t in dict.fromkeys(targets)}
+        missing = [t for t, fit in fits.items() if fit is None]
+        if missing:
+            classify = self._classifier_fn(model)
+            device = self._device_for(model)
+            guards = self.prepare_guard(device) if self.config.gamma > 0 else ()
+            per_target = min(self.joint_batch_size or self.config.batch_size, self.config.batch_size)
+            with eval_mode(torch_module_of(model)):
+                made = self._run_fits(
+                    classify,
+                    missing,
+                    config=self.config,
+                    batch_per_target=per_target,
+                    bounds=setting[0],
+                    device=device,
+                    guards=guards,
+                    sync=None,
+                )
+            for t, fit in made.items():
+                self._cache.put(model, t, setting, fit)
+                fits[t] = fit
+        return cast("dict[int | None, FitResult]", fits)  # every missing entry was filled above
+
+    def _run_fits(
+        self,
+        classify: Callable[[torch.Tensor], torch.Tensor],
+        targets: list[int | None],
+        *,
+        config: TransferConfig,
+        batch_per_target: int,
+        bounds: tuple[float, float],
+        device: torch.device,
+        guards: tuple[nn.Module, ...],
+        sync: GradientSync | None,
+    ) -> dict[int | None, FitResult]:
+        """The one place fits are made: one target alone (:func:`fit_attack_generator`), several together
+        (``batch_per_target`` examples each per step). :mod:`atgan_plugin.attack.distributed` overrides it to give
+        each process its seed, its share of the batches and a gradient ``sync``."""
+        if len(targets) == 1:
+            fit = fit_attack_generator(
+                self.generator,
+                classify,
+                target=targets[0],
+                config=config,
+                bounds=bounds,
+                device=device,
+                progress=self.progress,
+                guard=guards,
+                precision=self.precision,
+                sync=sync,
+            )
+            return {targets[0]: fit}
+        return fit_attack_generators(
+            self.generator,
+            classify,
+            targets,
+            config=config,
+            batch_per_target=batch_per_target,
+            bounds=bounds,
+            device=device,
+            progress=self.progress,
+            guard=guards,
+            precision=self.precision,
+            sync=sync,
+        )
+
+    def _fit_setting(self, model: Any) -> tuple[Any, ...]:
+        """The cache's setting key for ``model``: (bounds, Foolbox preprocessing, device); see :func:`fit_setting`."""
+        return fit_setting(model, (float(self.clip_min), float(self.clip_max)), self._device_for(model))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        sources: torch.Tensor,
+        *,
+        target: int | None = None,
+        z: torch.Tensor | None = None,
+        model: Any = None,
+        with_reference: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Adversarial images in [0, 1] of the classes ``sources`` ``(N,)``: one forward pass of G_attack,
+        then the per-example shrink towards G_orig (``search_steps`` model passes; none when 0).
+
+        With ``with_reference=True`` also returns ``G_orig`` on the same ``z`` (for realism checks).
+        """
+        model = self._model_or_default(model)
+        fit = self.fit(model, target)
+        device = next(fit.generator.parameters()).device
+        sources = self._check_labels(sources, "source labels", len(sources)).to(device)
+        if z is None:
+            z = self.generator.sample_z(len(sources), generator=self._latent_rng, device=device)
+        z = z.to(device, non_blocking=True)
+        need_reference = with_reference or self.search_steps > 0
+        reference = self._forward(self._reference_generator(device), z, sources) if need_reference else None
+        bounds = self._fit_setting(model)[0]
+        with eval_mode(torch_module_of(model)):
+            adversarial = self._shrunk(fit, self._classifier_fn(model), z, sources, reference, target, bounds)
+        if with_reference and reference is not None:  # with_reference made the reference above
+            return adversarial, reference
+        return adversarial
+
+    def _shrunk(
+        self,
+        fit: FitResult,
+        classify: Callable[[torch.Tensor], torch.Tensor],
+        z: torch.Tensor,
+        sources: torch.Tensor,
+        reference: torch.Tensor | None,
+        target: int | None,
+        bounds: tuple[float, float],
+    ) -> torch.Tensor:
+        """G_attack's images for ``(z, sources)``, each shrunk towards ``reference`` (G_orig's) while it
+        still fools ``classify``; all ``(N, C, H, W)`` in [0, 1]. ``reference`` may be None with ``search_steps=0``."""
+        adversarial = self._forward(fit.generator, z, sources)
+        if self.search_steps == 0 or reference is None:
+            return adversarial
+        judge, precision = self._compiled_or(classify), self.precision
+        return shrink_while_fooled(
+            reference, adversarial, judge, sources, target, bounds=bounds, precision=precision, steps=self.search_steps
+        )
+
+    def _forward(self, generator: nn.Module, z: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+        """``generator(z, sources)`` in float32, under the attack's precision (and compiled with ``compile=True``)."""
+        with autocast(z.device, self.precision):
+            images: torch.Tensor = self._compiled_or(generator)(z, sources)
+            return images.float()
+
+    def _compiled_or(self, function: Any) -> Any:
+        """``function`` itself, or with ``compile=True`` and a torch module its ``torch.compile`` wrapper."""
+        self._compiled.enabled = self.compile  # ``compile`` may be switched after construction
+        return self._compiled(function)
+
+    def save_fit(self, path: str | Path, *, target: int | None = None, model: Any = None) -> None:
+        """Writes the fitted G_attack for (model, target) as a safetensors file (atomically)."""
+        write_fit(path, self.fit(self._model_or_default(model), target), target)
+
+    def load_fit(self, path: str | Path, *, model: Any = None) -> FitResult:
+        """Loads a G_attack saved by :meth:`save_fit` and caches it for ``model`` and its target.
+
+        The file's tensor names and shapes are compared with this attack's generator before any
+        weight is read; a digest mismatch or a non-finite weight is a ``CheckpointError``.
+        """
+        model = self._model_or_default(model)
+        fit = read_fit(
+            path, self.generator, config=self.config, check_target=self._check_target, device=self._device_for(model)
+        )
+        self._cache.put(model, fit.target, self._fit_setting(model), fit)
+        return fit
+
+    def _images(
+        self,
+        model: Any,
+        classify: Callable[[torch.Tensor], torch.Tensor],
+        z: torch.Tensor,
+        sources: torch.Tensor,
+        targets: torch.Tensor | None,
+        bounds: tuple[float, float],
+    ) -> torch.Tensor:
+        # One G_attack per distinct target (one in all when untargeted); the missing ones fitted together.
+        out = torch.empty((len(z), *self.generator.image_shape), device=z.device)
+        groups = [None] if targets is None else torch.unique(targets).tolist()
+        fits = self._fit_many(model, groups)
+        for target in groups:
+            mask = torch.ones(len(z), dtype=torch.bool, device=z.device) if target is None else (targets == target)
+            with torch.no_grad():
+                g_orig = self._reference_generator(z.device) if self.search_steps else None
+                reference = self._forward(g_orig, z[mask], sources[mask]) if g_orig is not None else None
+                out[mask] = self._shrunk(fits[target], classify, z[mask], sources[mask], reference, target, bounds)
+        return out

@@ -1,0 +1,95 @@
+"""AT-GAN's transfer losses and the noise ρ (AT-GAN paper, the transfer stage; ρ's bounds: appendix D.3).
+
+    L(z, y_s) = α · L_adv + β · L_dist
+    L_adv     = max(max_{i≠t} log p_i − log p_t, −κ)          targeted to t
+              = max(log p_{y_s} − max_{i≠y_s} log p_i, −κ)    untargeted
+    L_dist    = ‖G_orig(z, y_s) + ρ − G_attack(z, y_s)‖₂
+
+and, our choices (not in the paper), a source-class guard weighted by γ and an optional smoothness
+term weighted by λ_tv:
+
+    L_guard   = max(CE(f(G_attack(z, y_s)), y_s) − CE(f(G_orig(z, y_s)), y_s), 0)
+    L_tv      = TV(G_attack(z, y_s) − G_orig(z, y_s))
+
+where f is a guard classifier (AC-WGAN_GP's auxiliary classifier, a guard distilled from G_orig;
+:mod:`atgan_plugin.attack.guards`), never the target and never the realism oracle, and TV is the
+anisotropic total variation (the ℓ1 norm of the finite differences).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["adversarial_loss", "distance_loss", "sample_rho", "source_guard_loss", "total_variation"]
+
+
+def adversarial_loss(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool, kappa: float) -> torch.Tensor:
+    """C&W-style loss on log-probabilities, per sample.
+
+    Shape: logits ``(N, K)``, labels ``(N,)`` (the target when ``targeted``, else the source class);
+    returns ``(N,)``, bounded below by ``-kappa``: once an example is adversarial with a log-probability
+    margin of κ it stops pulling, and ``L_dist`` pulls it back towards ``G_orig``.
+    """
+    log_probs = F.log_softmax(logits, dim=1)
+    label_log_prob = log_probs.gather(1, labels[:, None]).squeeze(1)
+    is_label = F.one_hot(labels, logits.shape[1]).bool()
+    best_other = log_probs.masked_fill(is_label, float("-inf")).amax(dim=1)
+    margin = best_other - label_log_prob if targeted else label_log_prob - best_other
+    return margin.clamp(min=-kappa)
+
+
+def sample_rho(
+    shape: torch.Size | tuple[int, ...],
+    *,
+    l0: int,
+    linf: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Gaussian noise N(0, 1) with at most ``l0`` non-zero entries per sample, clipped to ``±linf``.
+
+    Shape: ``shape = (N, C, H, W)``; the ``l0`` positions are drawn uniformly per sample.
+    Drawn on CPU with ``generator`` (reproducible on every device), then moved to ``device``.
+    """
+    n, size = shape[0], int(torch.Size(shape[1:]).numel())
+    if not 0 <= l0 <= size:
+        raise ValueError(f"rho_l0 must be in [0, {size}] for images of {size} values, got {l0}")
+    if linf < 0:
+        raise ValueError(f"rho_linf must be >= 0, got {linf}")
+    noise = torch.randn(n, size, generator=generator).clamp_(-linf, linf)
+    # Keep the l0 entries with the smallest random scores: a uniform random subset per row.
+    keep = torch.rand(n, size, generator=generator).argsort(dim=1)[:, :l0]
+    mask = torch.zeros(n, size).scatter_(1, keep, 1.0)
+    return (noise * mask).view(shape).to(device)
+
+
+def distance_loss(attack_images: torch.Tensor, original_images: torch.Tensor, rho: torch.Tensor) -> torch.Tensor:
+    """``‖G_orig + ρ − G_attack‖₂`` per sample (not squared, as in the paper). Shape: ``(N,)``."""
+    distance: torch.Tensor = (original_images + rho - attack_images).flatten(1).norm(dim=1)
+    return distance
+
+
+def source_guard_loss(
+    guard_logits: torch.Tensor, reference_guard_logits: torch.Tensor, sources: torch.Tensor
+) -> torch.Tensor:
+    """How much source-class evidence G_attack's image lost, for a guard classifier, per sample.
+
+    Shape: logits ``(N, K)`` of the guard on G_attack's and on G_orig's images, sources ``(N,)``;
+    returns ``(N,)`` ≥ 0. Our choice: a hinge relative to G_orig, so the guard only stops the fit
+    from erasing the class (it never asks for a more typical image than G_orig's own).
+    """
+    lost = F.cross_entropy(guard_logits, sources, reduction="none")
+    kept = F.cross_entropy(reference_guard_logits, sources, reduction="none")
+    return (lost - kept).clamp(min=0)
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation per sample: the ℓ1 norm of horizontal and vertical differences.
+
+    Shape: ``(N, C, H, W)`` -> ``(N,)``. Applied to ``G_attack − G_orig`` it is zero for an unchanged
+    image, small for a smooth change and large for stripes, speckle or sign noise.
+    """
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1).sum(1)
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1).sum(1)
+    return dx + dy

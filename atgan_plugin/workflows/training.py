@@ -1,0 +1,154 @@
+"""``atgan train-classifier`` and ``atgan train-gan``: train, save, and record how (options, environment)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from atgan_plugin import runs
+from atgan_plugin.attack.generation import file_sha256
+from atgan_plugin.data import load_dataset
+from atgan_plugin.utils import seed_everything
+
+__all__ = ["GAN_DATA_OPTIONS", "train_and_save_classifier", "train_gan_into"]
+
+# The data a GAN run trains on: fixed once it started (z_dim and seed are checked by check_resume).
+GAN_DATA_OPTIONS = ("dataset", "train_size")
+
+
+def train_and_save_classifier(
+    *,
+    arch: str,
+    regime: str,
+    epsilon: float | None,
+    pgd_steps: int | None,
+    pgd_step_size: float | None,
+    static_models: tuple[str, ...],
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    train_size: int | None,
+    half: bool,
+    out: str,
+    dataset: str,
+    data_dir: str | None,
+    device: torch.device,
+    seed: int,
+    progress: bool,
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    """Trains classifier ``arch`` under ``regime`` and saves it to ``out`` with its training record (also
+    ``out`` with suffix .json); returns what :func:`train_classifier` returned.
+
+    Adversarial budgets left ``None`` take the dataset's (appendix Table 6). ``record`` (the options and
+    the environment) joins the record; with ``half`` it also holds the accuracy of the stored float16 weights.
+    """
+    from atgan_plugin.models import build_classifier, load_classifier, save_classifier
+    from atgan_plugin.paper.baselines import settings_for
+    from atgan_plugin.paper.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
+
+    table = settings_for(dataset)
+    if epsilon is None:
+        epsilon = table.pgd_epsilon if regime == "pgd" else table.fgsm_epsilon
+    statics = [load_classifier(path, device=device) for path in static_models]  # before any training: fail fast
+    seed_everything(seed)
+    train = load_dataset(dataset, "train", data_dir)
+    test = load_dataset(dataset, "test", data_dir)
+    if train_size is not None:
+        train = train.subset(train_size)
+    config = ClassifierTrainingConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        regime=regime,
+        epsilon=epsilon,
+        pgd_steps=pgd_steps if pgd_steps is not None else table.pgd_steps,
+        pgd_step_size=pgd_step_size if pgd_step_size is not None else table.pgd_step_size,
+        seed=seed,
+    )
+    channels = train.images.shape[1]
+    model = build_classifier(arch, num_classes=10, in_channels=channels)
+    result = train_classifier(model, train, test, config, device=device, progress=progress, static_models=statics)
+    training = {**result, "dataset": dataset, **record}
+    if static_models:
+        training["static_models"] = {path: file_sha256(path) for path in static_models}
+    architecture = {"architecture": arch, "num_classes": 10, "in_channels": channels}
+    save_classifier(out, model, architecture, training, half=half)
+    if half:  # report what the stored float16 weights give, not the float32 ones
+        training["test_accuracy_stored"] = accuracy(load_classifier(out, device), test, device=device)
+        save_classifier(out, model, architecture, training, half=half)
+    runs.write_json(Path(out).with_suffix(".json"), training)
+    return result
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; {} when it is missing or unreadable (a record, not an input)."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def train_gan_into(
+    out: str,
+    *,
+    steps: int,
+    critic_steps: int,
+    batch_size: int,
+    lr: float,
+    z_dim: int,
+    checkpoint_every: int,
+    train_size: int | None,
+    dataset: str,
+    data_dir: str | None,
+    device: torch.device,
+    seed: int,
+    progress: bool,
+    options: dict[str, Any],
+    environment: dict[str, str],
+) -> dict[str, Any]:
+    """Trains AC-WGAN_GP into the folder ``out``, resuming from ``out/state.pt`` when it exists; returns the
+    final metrics (empty when the folder was already trained for ``steps``).
+
+    A resumed run refuses (ValueError) data other than its first start's before anything is written;
+    ``out/options.json`` keeps the ``options`` of every earlier start, oldest first.
+    """
+    from atgan_plugin.paper.gan_training import GANTrainingConfig, check_resume, network_args, train_acwgan_gp
+
+    config = GANTrainingConfig(
+        steps=steps,
+        critic_steps=critic_steps,
+        batch_size=batch_size,
+        lr=lr,
+        z_dim=z_dim,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+    )
+    record: dict[str, Any] = {"options": options, "environment": environment}
+    earlier = _read_json(Path(out) / "options.json") if (Path(out) / "state.pt").exists() else {}
+    first_options = earlier.get("options")
+    before: dict[str, Any] = first_options if isinstance(first_options, dict) else {}
+    changed = [
+        f"--{name.replace('_', '-')} {before[name]} (now {options[name]})"
+        for name in GAN_DATA_OPTIONS
+        if name in before and before[name] != options[name]
+    ]
+    if changed:
+        raise ValueError(
+            f"{out} holds a run trained with {', '.join(changed)}; resume it with the same data, or use another --out"
+        )
+    train = load_dataset(dataset, "train", data_dir)
+    if train_size is not None:
+        train = train.subset(train_size)
+    resumed = check_resume(out, config, network_args(train, z_dim))
+    if resumed is not None:
+        history = earlier.pop("earlier", [])  # the options of every earlier start, oldest first
+        record.update(resumed_from_step=resumed, earlier=[*history, earlier] if earlier else history)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    runs.write_json(Path(out) / "options.json", record)
+    metadata = {"dataset": dataset, "options": options, "environment": environment}
+    return train_acwgan_gp(train, out, config, device=device, progress=progress, extra_metadata=metadata)
