@@ -233,6 +233,8 @@ def test_target_and_targets_together_are_refused(tiny_generator: nn.Module, tiny
 def test_bf16_fit_and_generation_keep_success(
     tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module
 ) -> None:
+    # 150 steps: at 60 the fits have not converged, and with two torch threads fp32 and bf16 parted by more
+    # than the tolerance on target 6 (0.895 against 0.785); at 150 they agree within 0.03 with one or two threads.
     results = {}
     for precision in ("fp32", "bf16"):
         attack = ATGANAttack(
@@ -241,7 +243,7 @@ def test_bf16_fit_and_generation_keep_success(
             guard=None,
             targeted=True,
             precision=precision,
-            **{**TARGETED, "search_steps": 4},
+            **{**TARGETED, "search_steps": 4, "steps": 150},
         )
         attack.fit(targets=[3, 6])
         results[precision] = [success_and_agreement(attack, tiny_target, tiny_guard, t) for t in (3, 6)]
