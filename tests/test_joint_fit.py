@@ -100,6 +100,41 @@ def test_only_the_fine_tuned_parameters_are_stacked(tiny_generator: nn.Module) -
     assert torch.equal(stack.generator(1).class_logits, tiny_generator.class_logits)
 
 
+class LinearGenerator(nn.Module):
+    """Just a linear layer: under ``vmap`` its weight gradient comes transposed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.fc(z)  # type: ignore[no-any-return]
+
+
+def test_a_transposed_gradient_becomes_a_contiguous_leaf_with_no_change_of_values() -> None:
+    # Fused Adam copies a permuted tensor's operands every step: the leaves it steps must be contiguous.
+    module = LinearGenerator()
+    stack = StackedGenerator(module, [module.fc.weight, module.fc.bias], 3)
+    z, y = torch.randn(3, 4, 6), torch.zeros(3, 4, dtype=torch.long)
+    before = {name: p.detach().clone() for name, p in stack.stacked.items()}
+    grads = torch.autograd.grad(stack(z, y).square().sum(), list(stack.stacked.values()))
+    assert not grads[0].is_contiguous()  # the case this is for; if torch changes, the test says so
+    leaves, leaf_grads = stack.adopt_layout(grads)
+    assert all(leaf.is_leaf and leaf.requires_grad and leaf.is_contiguous() for leaf in leaves)
+    assert all(torch.equal(stack.stacked[name], before[name]) for name in before)  # same values, by name
+    assert all(
+        g.shape == leaf.shape and g.stride() == leaf.stride() for g, leaf in zip(leaf_grads, leaves, strict=True)
+    )
+    assert torch.equal(leaf_grads[0].permute(0, 2, 1), grads[0])
+    later = torch.autograd.grad(stack(z, y).square().sum(), leaves)  # the next step's gradients: no copy needed
+    assert all(g.stride() == leaf.stride() for g, leaf in zip(later, leaves, strict=True))
+    assert torch.allclose(later[0].permute(0, 2, 1), grads[0])
+    with torch.no_grad():
+        leaves[0][1] += 1.0  # an optimiser's in-place step reaches the generator through the view
+    assert torch.equal(stack.generator(1).fc.weight, before["fc.weight"][1] + 1.0)
+    assert torch.equal(stack.generator(0).fc.weight, before["fc.weight"][0])
+
+
 def test_the_callers_generator_is_untouched(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
     before = copy.deepcopy(tiny_generator.state_dict())
     fit_attack_generators(
