@@ -117,7 +117,7 @@ class StackedGenerator:
 
     def adopt_layout(self, grads: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Stores each stacked parameter contiguous in its gradient's memory order; returns the tensors to
-        optimise and ``grads`` laid out like them. Call once, on the first step's gradients, before an
+        optimise and ``grads`` matched to them. Call once, on the first step's gradients, before an
         optimiser holds the parameters.
 
         ``vmap`` gives a linear layer's weight gradient transposed, ``(K, out, in)`` with the strides of
@@ -130,7 +130,7 @@ class StackedGenerator:
             order = _memory_order(grad)
             if grad.stride() == param.stride() or not grad.permute(order).is_contiguous():
                 leaves.append(param)
-                leaf_grads.append(_in_layout(grad, param))
+                leaf_grads.append(grad)  # the caller lays every gradient out like its leaf (_in_layout)
                 continue
             leaf = param.detach().permute(order).contiguous().requires_grad_(True)
             self.stacked[name] = leaf.permute(_inverse(order))  # shape (K, *shape), the gradient's strides
