@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from atgan_plugin import ATGANAttack
-from atgan_plugin.attack.joint_fit import StackedGenerator, fit_attack_generators
+from atgan_plugin.attack.joint_fit import StackedGenerator, fit_attack_generators, fit_groups
 from atgan_plugin.attack.transfer import FitDivergedError, TransferConfig, fit_attack_generator
 
 CONFIG = TransferConfig(steps=12, batch_size=16, lr=0.05, tv=0.05)
@@ -241,6 +241,31 @@ def test_joint_batch_none_is_the_separate_fits(tiny_generator: nn.Module, tiny_t
     fits = together.fit(targets=[None, 6])
     alone = ATGANAttack(tiny_target, generator=tiny_generator, **kwargs).fit(target=6)
     assert fits[6].config == alone.config and max_difference(fits[6].generator, alone.generator) < 1e-5
+
+
+def test_an_untargeted_fit_asked_with_targets_is_made_alone_at_the_full_batch(
+    tiny_generator: nn.Module, tiny_target: nn.Module, fit_calls: list[int | None]
+) -> None:
+    kwargs: dict[str, Any] = dict(guard=None, steps=4, batch_size=8, lr=0.05, progress=False)
+    together = ATGANAttack(tiny_target, generator=tiny_generator, joint_batch_size=4, **kwargs)
+    fits = together.fit(targets=[3, None, 6])
+    assert fit_calls == [None, 3, 6]  # the untargeted fit first and alone, then the targets together
+    assert fits[None].config.batch_size == 8 and fits[3].config.batch_size == fits[6].config.batch_size == 4
+    alone = ATGANAttack(tiny_target, generator=tiny_generator, **kwargs).fit(target=None)
+    assert max_difference(fits[None].generator, alone.generator) == 0
+
+
+@pytest.mark.parametrize(
+    ("targets", "reduced_batch", "groups"),
+    [
+        ([None, 1, 2], True, [[None], [1, 2]]),
+        ([None, 1, 2], False, [[None, 1, 2]]),  # at the full batch the joint fit is the separate fits
+        ([1, 2], True, [[1, 2]]),
+        ([None], True, [[None]]),
+    ],
+)
+def test_fit_groups(targets: list[int | None], reduced_batch: bool, groups: list[list[int | None]]) -> None:
+    assert fit_groups(targets, reduced_batch) == groups
 
 
 @pytest.mark.parametrize(

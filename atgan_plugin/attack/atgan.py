@@ -48,7 +48,7 @@ from atgan_plugin.attack.compiled import CompiledModules
 from atgan_plugin.attack.faces import GeneratorAttackBase
 from atgan_plugin.attack.fit_store import FitCache, fit_setting, read_fit, write_fit
 from atgan_plugin.attack.guards import AUTO, GuardSpec, check_guard_spec, describe_guard, resolve_guards
-from atgan_plugin.attack.joint_fit import check_joint_batch_size, fit_attack_generators
+from atgan_plugin.attack.joint_fit import check_joint_batch_size, fit_attack_generators, fit_groups
 from atgan_plugin.attack.precision import autocast, check_precision
 from atgan_plugin.attack.shrink import check_search_steps, shrink_while_fooled
 from atgan_plugin.attack.transfer import FitResult, GradientSync, TransferConfig, fit_attack_generator
@@ -84,6 +84,7 @@ class ATGANAttack(GeneratorAttackBase):
         joint_batch_size: examples per target and step when several targets are fitted together, at
             most ``batch_size`` (:mod:`atgan_plugin.attack.joint_fit`; our choice, 16: ``docs/benchmarks.md``,
             "Ten targets in one fit"); ``None``: ``batch_size``, which gives the separate fits' results.
+            Below ``batch_size``, an untargeted fit asked for with targets is made alone, at ``batch_size``.
         precision: ``"fp32"`` (default) or ``"bf16"``: the fit's and the generation's forward passes
             under bf16 autocast (:mod:`atgan_plugin.attack.precision`), for GPUs with bf16 tensor cores.
         compile: generate with G_attack, G_orig and the model (when it is a torch module) compiled by
@@ -235,20 +236,21 @@ class ATGANAttack(GeneratorAttackBase):
             device = self._device_for(model)
             guards = self.prepare_guard(device) if self.config.gamma > 0 else ()
             per_target = min(self.joint_batch_size or self.config.batch_size, self.config.batch_size)
-            with eval_mode(torch_module_of(model)):
-                made = self._run_fits(
-                    classify,
-                    missing,
-                    config=self.config,
-                    batch_per_target=per_target,
-                    bounds=setting[0],
-                    device=device,
-                    guards=guards,
-                    sync=None,
-                )
-            for t, fit in made.items():
-                self._cache.put(model, t, setting, fit)
-                fits[t] = fit
+            for group in fit_groups(missing, per_target < self.config.batch_size):
+                with eval_mode(torch_module_of(model)):
+                    made = self._run_fits(
+                        classify,
+                        group,
+                        config=self.config,
+                        batch_per_target=per_target,
+                        bounds=setting[0],
+                        device=device,
+                        guards=guards,
+                        sync=None,
+                    )
+                for t, fit in made.items():
+                    self._cache.put(model, t, setting, fit)
+                    fits[t] = fit
         return cast("dict[int | None, FitResult]", fits)  # every missing entry was filled above
 
     def _run_fits(

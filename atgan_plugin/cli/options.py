@@ -231,8 +231,8 @@ scale_options = apply_options(
             type=click.IntRange(min=1),
             default=16,
             show_default=True,
-            help="Examples per target and step when several targets (or the untargeted setting and targets) are "
-            "fitted together in one run; at most --batch-size, which gives the separate fits' results.",
+            help="Examples per target and step when several targets are fitted together in one run; at most "
+            "--batch-size, which gives the separate fits' results. Below it, the untargeted setting is fitted alone.",
         ),
         click.option(
             "--precision",
