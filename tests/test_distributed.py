@@ -184,6 +184,8 @@ def test_two_process_evaluate_and_attack_write_one_run_folder_each(standins: Pat
     assert folders == ["00001-evaluate", "00002-attack"]
     report = json.loads((standins / "runs-cli" / "00001-evaluate" / "report.json").read_text())
     assert [fit["target"] for fit in report["fits"]] == [None, 1, 2]
+    # the untargeted fit alone at --batch-size, the targets together at --joint-batch-size (over both ranks)
+    assert [fit["config"]["batch_size"] for fit in report["fits"]] == [8, 4, 4]
     assert report["untargeted"]["fd_ratio"] is not None  # rank 0 alone computed the Frechet distance, without waiting
     assert all((standins / "runs-cli" / name / "complete.json").is_file() for name in folders)
 
