@@ -79,6 +79,31 @@ def test_floored_examples_stop_pulling() -> None:
     assert logits.grad[1].abs().sum() > 0
 
 
+def test_spread_pulls_half_against_every_other_class() -> None:
+    # Source 0; nearest other class 1. The spread half is log p_0 - log(p_1 + p_2) = 3 - log(e^1 + e^0).
+    logits = torch.tensor([[3.0, 1.0, 0.0]], requires_grad=True)
+    loss = adversarial_loss(logits, torch.tensor([0]), targeted=False, kappa=5.0, spread=True)
+    against_all = 3.0 - math.log(math.exp(1.0) + math.exp(0.0))
+    assert loss.item() == pytest.approx(((3.0 - 1.0) + against_all) / 2, abs=1e-5)
+    loss.sum().backward()
+    assert logits.grad is not None and logits.grad[0, 2] < 0  # the third class is pulled up too, not only the nearest
+    plain = torch.tensor([[3.0, 1.0, 0.0]], requires_grad=True)
+    adversarial_loss(plain, torch.tensor([0]), targeted=False, kappa=5.0).sum().backward()
+    assert plain.grad is not None and plain.grad[0, 2] == 0  # the paper's loss pulls the nearest class alone
+
+
+def test_spread_stops_pulling_once_adversarial_beyond_kappa_and_leaves_targeted_alone() -> None:
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(64, 10, generator=g) * 4
+    labels = torch.randint(10, (64,), generator=g)
+    plain = adversarial_loss(logits, labels, targeted=False, kappa=2.0)
+    spread = adversarial_loss(logits, labels, targeted=False, kappa=2.0, spread=True)
+    assert (spread <= plain + 1e-6).all() and (spread >= -2.0).all()
+    assert torch.equal(spread[plain == -2.0], plain[plain == -2.0])  # at the floor both are -κ
+    targeted = adversarial_loss(logits, labels, targeted=True, kappa=2.0)
+    assert torch.equal(adversarial_loss(logits, labels, targeted=True, kappa=2.0, spread=True), targeted)
+
+
 # ------------------------------------------------------------------------------------------------
 # The noise ρ.
 

@@ -10,7 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from atgan_plugin.attack.transfer import FitResult, TransferConfig, fit_attack_generator, sample_sources, to_bounds
+from atgan_plugin.attack.losses import adversarial_loss
+from atgan_plugin.attack.transfer import (
+    FitResult,
+    TransferConfig,
+    fit_attack_generator,
+    sample_sources,
+    to_bounds,
+    transfer_loss,
+)
 
 CONFIG = TransferConfig(steps=12, batch_size=16, lr=0.05)
 
@@ -191,3 +199,21 @@ def test_a_guard_of_other_classes_is_refused(tiny_generator: nn.Module, tiny_tar
         fit_attack_generator(
             tiny_generator, tiny_target, config=TransferConfig(steps=1, batch_size=4), guard=guard, progress=False
         )
+
+
+def test_the_untargeted_pull_spreads_with_guards_and_is_the_papers_without() -> None:
+    g = torch.Generator().manual_seed(2)
+    images, reference, rho = torch.rand(3, 8, 1, 4, 4, generator=g)
+    logits, sources = torch.randn(8, 10, generator=g) * 3, torch.randint(10, (8,), generator=g)
+    guards = [(torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g))]
+    config = TransferConfig()
+    for targeted in (False, True):
+        labels = (sources + 1) % 10 if targeted else sources
+        args = (images, reference, logits, sources, labels, rho)
+        _, plain = transfer_loss(*args, targeted=targeted, config=config)
+        _, guarded = transfer_loss(*args, targeted=targeted, config=config, guards=guards)
+        paper = adversarial_loss(logits, labels, targeted=targeted, kappa=config.kappa)
+        assert torch.equal(plain["l_adv"], paper)
+        spread = adversarial_loss(logits, labels, targeted=targeted, kappa=config.kappa, spread=True)
+        assert torch.equal(guarded["l_adv"], spread)
+        assert torch.equal(spread, paper) == targeted  # only an untargeted pull spreads

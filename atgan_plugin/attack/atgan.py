@@ -73,8 +73,9 @@ class ATGANAttack(GeneratorAttackBase):
             (``generator.default_guards``, e.g. AC-WGAN_GP's auxiliary classifier) plus a guard
             distilled from G_orig, trained on first use and cached (:mod:`atgan_plugin.attack.guards`);
             ``None``: no guard, the paper's loss; or a classifier or a sequence of them, never the
-            target model nor your realism judge. Copied, never modified.
-        gamma: weight of each guard's loss (0 turns the guards off).
+            target model nor your realism judge. Copied, never modified. With guards an untargeted
+            L_adv spreads half of its pull over every other class (:mod:`atgan_plugin.attack.losses`).
+        gamma: weight of each guard's loss (0 turns the guards off and the spread with them).
         rho_l0, rho_linf: ℓ0 and ℓ∞ bounds of the noise ρ in L_dist (paper: 200 and 0.5).
         steps, lr, batch_size: the fit's Adam steps, learning rate and batch of (z, y_s).
         tv: weight of the total variation of ``G_attack − G_orig`` in the fit (our addition; 0, the

@@ -11,6 +11,10 @@ term weighted by λ_tv:
     L_guard   = max(CE(f(G_attack(z, y_s)), y_s) − CE(f(G_orig(z, y_s)), y_s), 0)
     L_tv      = TV(G_attack(z, y_s) − G_orig(z, y_s))
 
+and, with guards, an untargeted L_adv that spreads half of its pull over every other class (our choice):
+
+    L_adv     = ½ · max(log p_{y_s} − max_{i≠y_s} log p_i, −κ) + ½ · max(log p_{y_s} − log Σ_{i≠y_s} p_i, −κ)
+
 where f is a guard classifier (AC-WGAN_GP's auxiliary classifier, a guard distilled from G_orig;
 :mod:`atgan_plugin.attack.guards`), never the target and never the realism oracle, and TV is the
 anisotropic total variation (the ℓ1 norm of the finite differences).
@@ -24,19 +28,32 @@ import torch.nn.functional as F
 __all__ = ["adversarial_loss", "distance_loss", "sample_rho", "source_guard_loss", "total_variation"]
 
 
-def adversarial_loss(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool, kappa: float) -> torch.Tensor:
+def adversarial_loss(
+    logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool, kappa: float, spread: bool = False
+) -> torch.Tensor:
     """C&W-style loss on log-probabilities, per sample.
 
     Shape: logits ``(N, K)``, labels ``(N,)`` (the target when ``targeted``, else the source class);
     returns ``(N,)``, bounded below by ``-kappa``: once an example is adversarial with a log-probability
     margin of κ it stops pulling, and ``L_dist`` pulls it back towards ``G_orig``.
+
+    ``spread`` (untargeted only; the fit sets it when guards hold the source class): half of the pull
+    goes against all other classes together, ``log p_y − log Σ_{i≠y} p_i``, not only the nearest one.
+    The nearest class may be the one the guards hold (a T-shirt's is shirt); the spread half lets the
+    fit find another class it can reach. That half is at most the nearest-class margin (a log-sum-exp
+    is at least the max), so it reaches −κ once an example is adversarial by κ, and stops pulling too.
+    Measured: ``docs/benchmarks.md``, "A fully connected target".
     """
     log_probs = F.log_softmax(logits, dim=1)
     label_log_prob = log_probs.gather(1, labels[:, None]).squeeze(1)
-    is_label = F.one_hot(labels, logits.shape[1]).bool()
-    best_other = log_probs.masked_fill(is_label, float("-inf")).amax(dim=1)
+    other_log_probs = log_probs.masked_fill(F.one_hot(labels, logits.shape[1]).bool(), float("-inf"))
+    best_other = other_log_probs.amax(dim=1)
     margin = best_other - label_log_prob if targeted else label_log_prob - best_other
-    return margin.clamp(min=-kappa)
+    loss = margin.clamp(min=-kappa)
+    if spread and not targeted:
+        against_all = (label_log_prob - torch.logsumexp(other_log_probs, dim=1)).clamp(min=-kappa)
+        loss = (loss + against_all) / 2
+    return loss
 
 
 def sample_rho(

@@ -161,7 +161,7 @@ def transfer_loss(
     ``guards`` holds each guard's logits on ``images`` and on ``reference`` (:func:`guard_logits`).
     """
     terms = {
-        "l_adv": adversarial_loss(logits, labels, targeted=targeted, kappa=config.kappa),
+        "l_adv": adversarial_loss(logits, labels, targeted=targeted, kappa=config.kappa, spread=bool(guards)),
         "l_dist": distance_loss(images, reference, rho),
     }
     loss = config.alpha * terms["l_adv"].mean() + config.beta * terms["l_dist"].mean()
