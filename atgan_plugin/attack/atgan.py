@@ -237,8 +237,8 @@ class ATGANAttack(GeneratorAttackBase):
             device = self._device_for(model)
             guards = self.prepare_guard(device) if self.config.gamma > 0 else ()
             per_target = min(self.joint_batch_size or self.config.batch_size, self.config.batch_size)
-            for group in fit_groups(missing, per_target < self.config.batch_size):
-                with eval_mode(torch_module_of(model)):
+            with eval_mode(torch_module_of(model)):
+                for group in fit_groups(missing, per_target < self.config.batch_size):
                     made = self._run_fits(
                         classify,
                         group,
@@ -249,9 +249,9 @@ class ATGANAttack(GeneratorAttackBase):
                         guards=guards,
                         sync=None,
                     )
-                for t, fit in made.items():
-                    self._cache.put(model, t, setting, fit)
-                    fits[t] = fit
+                    for t, fit in made.items():
+                        self._cache.put(model, t, setting, fit)
+                        fits[t] = fit
         return cast("dict[int | None, FitResult]", fits)  # every missing entry was filled above
 
     def _run_fits(
