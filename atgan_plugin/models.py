@@ -140,7 +140,8 @@ def guard_net(num_classes: int = 10, in_channels: int = 1, width: int = 32) -> n
     )
 
 
-ARCHITECTURES = {"A": model_a, "B": model_b, "C": model_c, "D": model_d, "oracle": oracle_net}
+# "guard": the guard's architecture trained on real data (the shipped generator's PGD-trained guard).
+ARCHITECTURES = {"A": model_a, "B": model_b, "C": model_c, "D": model_d, "oracle": oracle_net, "guard": guard_net}
 
 # Bounds on a "classifier" checkpoint's config, checked before the network is built from it.
 CLASSIFIER_SCHEMA = Fields(
@@ -160,7 +161,7 @@ def _remember_checkpoint_meta(module: nn.Module, kind: str, config: Mapping[str,
 
 
 def build_classifier(architecture: str, num_classes: int = 10, in_channels: int = 1) -> nn.Sequential:
-    """A freshly initialised classifier of ``architecture`` ("A", "B", "C", "D" or "oracle")."""
+    """A freshly initialised classifier of ``architecture`` ("A", "B", "C", "D", "oracle" or "guard")."""
     if architecture not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {architecture!r}; known: {sorted(ARCHITECTURES)}")
     model = ARCHITECTURES[architecture](num_classes=num_classes, in_channels=in_channels)

@@ -273,7 +273,7 @@ def test_sample_rho_bad_bounds(kwargs: dict[str, Any], match: str) -> None:
 @pytest.mark.parametrize(
     "build, match",
     [
-        (lambda: build_classifier("E"), r"unknown architecture 'E'; known: \['A', 'B', 'C', 'D', 'oracle'\]"),
+        (lambda: build_classifier("E"), r"unknown architecture 'E'; known: \['A', 'B', 'C', 'D', 'guard', 'oracle'\]"),
         (
             lambda: __import__("atgan_plugin.paper.classifier_training", fromlist=["x"]).ClassifierTrainingConfig(
                 regime="trades"

@@ -32,8 +32,8 @@ def test_output_shape(architecture: str, num_classes: int, device: torch.device)
     assert torch.isfinite(logits).all()
 
 
-def test_architectures_are_the_five_documented_ones() -> None:
-    assert set(ARCHITECTURES) == {"A", "B", "C", "D", "oracle"}
+def test_architectures_are_the_six_documented_ones() -> None:
+    assert set(ARCHITECTURES) == {"A", "B", "C", "D", "oracle", "guard"}
 
 
 def test_only_the_oracle_uses_batch_norm() -> None:
@@ -42,11 +42,11 @@ def test_only_the_oracle_uses_batch_norm() -> None:
         return any(isinstance(m, nn.BatchNorm2d) for m in build_classifier(architecture).modules())
 
     assert uses_batch_norm("oracle")
-    assert not any(uses_batch_norm(a) for a in "ABCD")
+    assert not any(uses_batch_norm(a) for a in ("A", "B", "C", "D", "guard"))
 
 
 @pytest.mark.parametrize("half", [False, True], ids=["float32", "half"])
-@pytest.mark.parametrize("architecture", ["B", "D", "oracle"])
+@pytest.mark.parametrize("architecture", ["B", "D", "oracle", "guard"])
 def test_save_load_round_trip(tmp_path: Path, architecture: str, half: bool) -> None:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)

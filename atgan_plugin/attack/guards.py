@@ -8,7 +8,9 @@ is never the realism judge.
 ``guard="auto"`` (our choice, the default of :class:`~atgan_plugin.attack.atgan.ATGANAttack`) is:
 
 1. the generator's own guards, ``generator.default_guards``: a checkpoint of ``atgan train-gan`` carries
-   AC-WGAN_GP's auxiliary classifier, the shipped Fashion-MNIST generator also its distilled guard;
+   AC-WGAN_GP's auxiliary classifier, the shipped Fashion-MNIST generator also its distilled guard and
+   a guard PGD-trained on the real training images (``atgan prepare-guard --add-guard`` adds one to any
+   generator file);
 2. plus, unless one of those is already a distilled guard, a guard **distilled from G_orig itself**: a
    small classifier adversarially trained (FGSM from a random start) on ``G_orig(z, y) → y``, whose
    labels cost nothing. So an NVIDIA StyleGAN2-ADA pickle or a user's own adapter gets one too. It is
@@ -18,7 +20,9 @@ is never the realism judge.
 
 Why both: the auxiliary classifier was trained on clean images only, so small changes can keep it on
 the source class while the class fades for a person; the distilled guard, trained on adversarial
-examples, cannot be held by small changes. The study: ``docs/benchmarks.md``, "Realism by default".
+examples, cannot be held by small changes. A guard PGD-trained on real images holds the class as a
+robust judge sees it against robust targets, where the distilled guard lets the class fade. The study:
+``docs/benchmarks.md``, "Realism by default" and "A PGD-trained guard".
 """
 
 from __future__ import annotations

@@ -24,10 +24,11 @@ __all__ = ["train_classifier_command", "train_gan_command"]
 @click.command("train-classifier")
 @click.option(
     "--arch",
-    type=click.Choice(["A", "B", "C", "D", "oracle"]),
+    type=click.Choice(["A", "B", "C", "D", "oracle", "guard"]),
     default="A",
     show_default=True,
-    help="Architecture: Tramèr et al.'s Models A-D, or the oracle (used only to judge realism).",
+    help="Architecture: Tramèr et al.'s Models A-D, the oracle (used only to judge realism), or the guard's "
+    "(the distilled guard's small network, here trained on real data).",
 )
 @click.option(
     "--regime",

@@ -1,7 +1,8 @@
 """Checkpoints shipped with the package, trained by our own CLI (see ``README.md`` beside this file).
 
-Files per dataset folder: ``generator.safetensors`` (AC-WGAN_GP G_orig, carrying its two default guards: the
-auxiliary classifier and a guard distilled from it), ``aux_classifier.safetensors``,
+Files per dataset folder: ``generator.safetensors`` (AC-WGAN_GP G_orig, carrying its three default guards: the
+auxiliary classifier, a guard distilled from it and ``pgd_guard``), ``aux_classifier.safetensors``,
+``pgd_guard.safetensors`` (the distilled guard's small network, PGD-trained on the real training images),
 ``model_a.safetensors`` (target, normal training), ``oracle.safetensors`` (realism judge,
 adversarially trained, used nowhere else), ``realism_features.safetensors`` (PGD-trained; its features measure the
 Fréchet distance of :mod:`atgan_plugin.metrics.realism`), ``robust_guard.safetensors`` (Model B, adversarially
@@ -27,7 +28,16 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parent
-NAMES = ("generator", "aux_classifier", "model_a", "oracle", "realism_features", "robust_guard", "robust_guard_2")
+NAMES = (
+    "generator",
+    "aux_classifier",
+    "pgd_guard",
+    "model_a",
+    "oracle",
+    "realism_features",
+    "robust_guard",
+    "robust_guard_2",
+)
 
 
 def pretrained_path(name: str, dataset: str = "fashion-mnist") -> Path:
