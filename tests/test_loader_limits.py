@@ -172,7 +172,7 @@ CASES: list[tuple[str, Make, Callable[[Path], Any], str]] = [
     ("size a float", config(G, z_dim=4.0), AS_GENERATOR, r"config\.z_dim is 4\.0, expected an integer"),
     ("size NaN", config(G, z_dim=float("nan")), AS_GENERATOR, r"config\.z_dim is nan, expected an integer"),
     ("unknown config key", config(C, width=3), AS_CLASSIFIER, r"config has unknown keys \['width'\]"),
-    ("unknown architecture", config(C, architecture="E"), AS_CLASSIFIER, r"config\.architecture is 'E', expected one of \['A', 'B', 'C', 'D', 'oracle'\]"),
+    ("unknown architecture", config(C, architecture="E"), AS_CLASSIFIER, r"config\.architecture is 'E', expected one of \['A', 'B', 'C', 'D', 'oracle', 'guard'\]"),
     ("stylegan mapping layers 10**6", with_meta(lambda f: _stylegan_file(f), lambda m: m["config"]["network"]["mapping_kwargs"].update(num_layers=10**6)),
      AS_GENERATOR, r"config\.network\.mapping_kwargs\.num_layers is 1000000, expected an integer in \[1, 32\]"),
     # Metadata of the wrong JSON type.
