@@ -1,9 +1,11 @@
-"""Target classifiers (Tramèr et al. 2018, Models A–D) and the realism oracle.
+"""Target classifiers (Tramèr et al. 2018, Models A–D), the realism oracle and the guards' small network.
 
 Every model takes images ``(N, 1, 28, 28)`` in [0, 1] and returns logits ``(N, num_classes)``.
 Models A–D are Tramèr et al.'s (their official code), the targets of the AT-GAN paper's appendix D;
 the oracle's architecture (batch-normalised VGG-style)
-is used nowhere else, so it shares no weights and no inductive quirks with the targets.
+is used nowhere else, so it shares no weights and no inductive quirks with the targets. The guard's
+network (:func:`guard_net`) is distilled from a generator, or, as architecture ``"guard"``, trained on
+real data like the others (the shipped generator's PGD-trained guard).
 """
 
 from __future__ import annotations
