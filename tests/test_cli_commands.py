@@ -21,12 +21,12 @@ from safetensors.torch import load_file
 import atgan_plugin.pretrained
 from atgan_plugin import ACWGANGPGenerator
 from atgan_plugin.adapters.acwgan_gp import Generator
-from atgan_plugin.attack.transfer import TransferConfig
+from atgan_plugin.attack.transfer import GUARDED_TRANSFER, TransferConfig
 from atgan_plugin.cli import main
 from atgan_plugin.models import build_classifier, save_classifier
 
 FAST = ["--steps", "2", "--batch-size", "8", "--device", "cpu", "--no-progress"]
-FIT_OPTIONS = ["--steps", "--lr", "--alpha", "--beta", "--kappa", "--gamma", "--rho-l0", "--rho-linf", "--batch-size"]
+FIT_OPTIONS = ["--steps", "--lr", "--alpha", "--beta", "--kappa", "--gamma", "--feature", "--rho-l0", "--rho-linf", "--batch-size"]
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +227,8 @@ def test_demo_runs_the_attacks_defaults() -> None:
     """The demo shows what the one-line drop-in gives: the attack's own defaults, on 2,000 examples
     (the size of the realism acceptance), with the shipped generator and its guards."""
     params = {p.name: p.default for p in main.commands["demo"].params}
-    assert params["steps"] == TransferConfig.steps and params["search_steps"] == 8
+    assert params["steps"] is None and params["alpha"] is None and params["feature"] is None  # ATGANAttack's own
+    assert params["search_steps"] == 8
     assert params["guard_specs"] == ("auto",)
     assert params["n"] == 2_000 and params["generator_path"] is None
 
@@ -242,7 +243,8 @@ def test_every_new_command_has_the_shared_options(command: str) -> None:
     assert_succeeded(result)
     for option in [*FIT_OPTIONS, "--device", "--seed", "--runs-dir", "--generator", "--model", "--progress"]:
         assert option in result.output, option
-    assert f"[default: {TransferConfig.steps}" in result.output
+    help_text = " ".join(result.output.split())  # click wraps the help
+    assert f"[default: ({GUARDED_TRANSFER.steps} with guards, {TransferConfig.steps} without)" in help_text
 
 
 @pytest.mark.parametrize("command", ["train-classifier", "train-gan"])

@@ -62,10 +62,13 @@ def test_with_a_full_batch_per_target_it_is_the_separate_fits(
         )
         fit = joint[target]
         assert fit.target == target and fit.config == CONFIG
-        assert max_difference(fit.generator, alone.generator) < 1e-4  # floating-point rounding only
+        # Floating-point rounding only (the guard sees a batch of another size); Adam at lr 0.05 turns the
+        # relative feature term's rounding into up to ~1e-3 in the weights, a wrong row into ~0.1.
+        assert max_difference(fit.generator, alone.generator) < (2e-3 if with_guard else 1e-4)
         assert [h["step"] for h in fit.history] == [h["step"] for h in alone.history] == [10, 12]
         assert set(fit.history[-1]) == set(alone.history[-1])  # the same terms (guard, tv) are recorded
-        assert fit.history[-1]["loss"] == pytest.approx(alone.history[-1]["loss"], rel=1e-4)
+        for term in fit.history[-1].keys() - {"step", "success"}:
+            assert fit.history[-1][term] == pytest.approx(alone.history[-1][term], rel=1e-4), term
         assert not fit.generator.training and not any(p.requires_grad for p in fit.generator.parameters())
 
 

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from atgan_plugin.attack.losses import adversarial_loss, distance_loss, sample_rho, source_guard_loss
+from atgan_plugin.attack.losses import (
+    adversarial_loss,
+    distance_loss,
+    feature_distance,
+    sample_rho,
+    source_guard_loss,
+)
 
 
 def reference_loss(row: list[float], label: int, *, targeted: bool, kappa: float) -> float:
@@ -194,3 +200,16 @@ def test_source_guard_loss_counts_only_lost_evidence() -> None:
     ce = lambda row: -torch.log_softmax(row, 0)[0]  # noqa: E731
     assert loss[0] == 0 and loss[2] == 0
     assert loss[1] == pytest.approx((ce(attack[1]) - ce(reference[1])).item())
+
+
+def test_feature_distance_is_relative_to_g_origs_features() -> None:
+    g = torch.Generator().manual_seed(4)
+    reference = torch.randn(6, 32, generator=g)
+    moved = reference + 0.1 * torch.randn(6, 32, generator=g)
+    expected = (moved - reference).norm(dim=1) / reference.norm(dim=1)
+    assert torch.allclose(feature_distance(moved, reference), expected)
+    assert torch.equal(feature_distance(reference, reference), torch.zeros(6))
+    # Relative: a guard whose features are 100 times larger gives the same term.
+    assert torch.allclose(feature_distance(100 * moved, 100 * reference), expected, rtol=1e-5)
+    # Any trailing shape is flattened per sample.
+    assert torch.allclose(feature_distance(moved.view(6, 2, 4, 4), reference.view(6, 2, 4, 4)), expected)

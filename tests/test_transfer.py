@@ -10,11 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from atgan_plugin.attack.losses import adversarial_loss
+from atgan_plugin.attack.losses import adversarial_loss, feature_distance
 from atgan_plugin.attack.transfer import (
     FitResult,
     TransferConfig,
+    GuardView,
     fit_attack_generator,
+    guard_view,
     sample_sources,
     to_bounds,
     transfer_loss,
@@ -149,7 +151,11 @@ def test_the_guard_keeps_the_source_class_for_the_guard(
     assert guarded.history[-1]["success"] > 0.5 and "l_guard" in guarded.history[-1]
     record = guarded.history[-1]
     assert record["loss"] == pytest.approx(
-        config.alpha * record["l_adv"] + config.beta * record["l_dist"] + config.gamma * record["l_guard"], rel=1e-4
+        config.alpha * record["l_adv"]
+        + config.beta * record["l_dist"]
+        + config.gamma * record["l_guard"]
+        + config.feature * record["l_feature"],
+        rel=1e-4,
     )
 
 
@@ -178,7 +184,7 @@ def test_each_of_several_guards_weighs_gamma(
     tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module
 ) -> None:
     # Two guards sum their L_guard terms: the same guard twice is one guard at twice γ, step for step.
-    config = TransferConfig(steps=5, batch_size=16, lr=0.05, kappa=1.0, gamma=3.0)
+    config = TransferConfig(steps=5, batch_size=16, lr=0.05, kappa=1.0, gamma=3.0, feature=0.0)
     twice = fit_attack_generator(
         tiny_generator, tiny_target, config=config, guard=[tiny_guard, tiny_guard], progress=False
     )
@@ -205,7 +211,7 @@ def test_the_untargeted_pull_spreads_with_guards_and_is_the_papers_without() -> 
     g = torch.Generator().manual_seed(2)
     images, reference, rho = torch.rand(3, 8, 1, 4, 4, generator=g)
     logits, sources = torch.randn(8, 10, generator=g) * 3, torch.randint(10, (8,), generator=g)
-    guards = [(torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g))]
+    guards = [GuardView(*torch.randn(4, 8, 10, generator=g))]
     config = TransferConfig()
     for targeted in (False, True):
         labels = (sources + 1) % 10 if targeted else sources
@@ -217,3 +223,48 @@ def test_the_untargeted_pull_spreads_with_guards_and_is_the_papers_without() -> 
         spread = adversarial_loss(logits, labels, targeted=targeted, kappa=config.kappa, spread=True)
         assert torch.equal(guarded["l_adv"], spread)
         assert torch.equal(spread, paper) == targeted  # only an untargeted pull spreads
+
+
+def test_the_feature_term_holds_the_guards_features(
+    tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module
+) -> None:
+    # Same fit with and without L_feature: with it, G_attack's images move less in the guard's features.
+    config = TransferConfig(steps=40, batch_size=32, lr=0.05, kappa=1.0, gamma=3.0)
+    held = fit_attack_generator(tiny_generator, tiny_target, config=config, guard=tiny_guard, progress=False)
+    free = fit_attack_generator(
+        tiny_generator, tiny_target, config=replace(config, feature=0.0), guard=tiny_guard, progress=False
+    )
+    assert "l_feature" in held.history[-1] and "l_feature" not in free.history[-1]
+    z = tiny_generator.sample_z(256, generator=torch.Generator().manual_seed(9))
+    y = torch.arange(256) % 10
+    with torch.no_grad():
+        reference = tiny_generator(z, y)
+        moved = {
+            name: feature_distance(*guard_view(tiny_guard, fit.generator(z, y), reference, torch.Size([256, 10]))[2:])
+            for name, fit in (("held", held), ("free", free))
+        }
+    assert moved["held"].mean() < 0.8 * moved["free"].mean(), {k: round(v.mean().item(), 4) for k, v in moved.items()}
+
+
+def test_the_same_guard_twice_doubles_the_feature_term(
+    tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module
+) -> None:
+    config = TransferConfig(steps=4, batch_size=16, lr=0.05, kappa=1.0, gamma=3.0, feature=2.0)
+    twice = fit_attack_generator(tiny_generator, tiny_target, config=config, guard=[tiny_guard] * 2, progress=False)
+    doubled = fit_attack_generator(
+        tiny_generator, tiny_target, config=replace(config, gamma=6.0, feature=4.0), guard=tiny_guard, progress=False
+    )
+    a, b = parameters_of(twice.generator), parameters_of(doubled.generator)
+    assert all(torch.allclose(a[n], b[n], atol=1e-6) for n in a)
+
+
+def test_a_guard_without_a_linear_layer_gives_its_logits_as_features() -> None:
+    guard = nn.Sequential(nn.Conv2d(1, 10, 4), nn.AdaptiveAvgPool2d(1), nn.Flatten())  # no nn.Linear
+    images, reference = torch.rand(2, 5, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    view = guard_view(guard, images, reference, torch.Size([5, 10]))
+    assert torch.equal(view.features, view.logits) and torch.equal(view.reference_features, view.reference_logits)
+    assert view.features.requires_grad and not view.reference_features.requires_grad
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(16, 7), nn.ReLU(), nn.Linear(7, 10))
+    view = guard_view(linear, images, reference, torch.Size([5, 10]))
+    assert view.features.shape == (5, 7)  # the input of the last linear layer
+    assert not linear[-1]._forward_hooks  # the hook is gone after use

@@ -51,7 +51,13 @@ from atgan_plugin.attack.guards import AUTO, GuardSpec, check_guard_spec, descri
 from atgan_plugin.attack.joint_fit import check_joint_batch_size, fit_attack_generators, fit_groups
 from atgan_plugin.attack.precision import autocast, check_precision
 from atgan_plugin.attack.shrink import check_search_steps, shrink_while_fooled
-from atgan_plugin.attack.transfer import FitResult, GradientSync, TransferConfig, fit_attack_generator
+from atgan_plugin.attack.transfer import (
+    GUARDED_TRANSFER,
+    FitResult,
+    GradientSync,
+    TransferConfig,
+    fit_attack_generator,
+)
 from atgan_plugin.utils import eval_mode
 
 __all__ = ["ATGANAttack"]
@@ -66,7 +72,9 @@ class ATGANAttack(GeneratorAttackBase):
         targeted: AdverTorch's flag: whether ``y`` in ``perturb(x, y)`` are targets.
         clip_min, clip_max: AdverTorch's input bounds (Foolbox uses ``fmodel.bounds``).
         latent: ``"random"`` (paper) or ``"invert"``; see the module docstring.
-        alpha, beta: weights of L_adv and L_dist (paper, Fashion-MNIST: 2 and 1).
+        alpha, beta: weights of L_adv and L_dist (paper, Fashion-MNIST: 2 and 1). ``alpha`` ``None``
+            (default): 4 with guards (our choice, :data:`~atgan_plugin.attack.transfer.GUARDED_TRANSFER`),
+            the paper's 2 without.
         kappa: confidence margin of L_adv, in log-probability.
         guard: classifiers of the generator's classes on images in [0, 1] that must keep recognising
             the source class during the fit (our addition). ``"auto"`` (default): the generator's own
@@ -75,9 +83,14 @@ class ATGANAttack(GeneratorAttackBase):
             ``None``: no guard, the paper's loss; or a classifier or a sequence of them, never the
             target model nor your realism judge. Copied, never modified. With guards an untargeted
             L_adv spreads half of its pull over every other class (:mod:`atgan_plugin.attack.losses`).
-        gamma: weight of each guard's loss (0 turns the guards off and the spread with them).
+        gamma: weight of each guard's loss (0 turns the guards off, with the spread and ``feature``).
+        feature: weight of the distance between G_attack's and G_orig's images in each guard's
+            penultimate features, relative to G_orig's (our addition; needs guards): it keeps the change
+            out of what the adversarially trained guards see and lowers the robust-feature Fréchet distance,
+            at some success against robust models. ``None`` (default): 8 with guards; 0 leaves it out.
         rho_l0, rho_linf: ℓ0 and ℓ∞ bounds of the noise ρ in L_dist (paper: 200 and 0.5).
-        steps, lr, batch_size: the fit's Adam steps, learning rate and batch of (z, y_s).
+        steps, lr, batch_size: the fit's Adam steps, learning rate and batch of (z, y_s); ``steps``
+            ``None`` (default): 1,500 with guards, 1,000 without.
         tv: weight of the total variation of ``G_attack − G_orig`` in the fit (our addition; 0, the
             default, leaves it out): smoother changes, less success against robust models.
         search_steps: bisection steps of the per-example shrink towards G_orig's image
@@ -110,14 +123,15 @@ class ATGANAttack(GeneratorAttackBase):
         clip_min: float = 0.0,
         clip_max: float = 1.0,
         latent: str = "random",
-        alpha: float = TransferConfig.alpha,
+        alpha: float | None = None,
         beta: float = TransferConfig.beta,
         kappa: float = TransferConfig.kappa,
         guard: GuardSpec = AUTO,
         gamma: float = TransferConfig.gamma,
+        feature: float | None = None,
         rho_l0: int = TransferConfig.rho_l0,
         rho_linf: float = TransferConfig.rho_linf,
-        steps: int = TransferConfig.steps,
+        steps: int | None = None,
         lr: float = TransferConfig.lr,
         batch_size: int = TransferConfig.batch_size,
         tv: float = TransferConfig.tv,
@@ -147,14 +161,17 @@ class ATGANAttack(GeneratorAttackBase):
             progress=progress,
             distance=distance,
         )
+        # With guards the defaults are GUARDED_TRANSFER's, without them the paper's (TransferConfig's).
+        base = GUARDED_TRANSFER if guard is not None and gamma > 0 else TransferConfig()
         self.config = TransferConfig(
-            alpha=alpha,
+            alpha=base.alpha if alpha is None else alpha,
             beta=beta,
             kappa=kappa,
             gamma=gamma,
+            feature=base.feature if feature is None else feature,
             rho_l0=rho_l0,
             rho_linf=rho_linf,
-            steps=steps,
+            steps=base.steps if steps is None else steps,
             lr=lr,
             batch_size=batch_size,
             tv=tv,

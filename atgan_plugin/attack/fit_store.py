@@ -141,6 +141,8 @@ def read_fit(
     except CheckpointError as error:
         raise CheckpointError(f"{path} was fitted from a different generator than this attack's: {error}") from None
     target, recorded = header.training.get("target"), header.training.get("config", {})
+    if isinstance(recorded, dict):  # a fit saved before L_feature existed was made without it
+        recorded = {"feature": 0.0, **recorded}
     try:
         target = check_target(target)
         config = replace(config, **recorded)

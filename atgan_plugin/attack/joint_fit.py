@@ -46,7 +46,7 @@ from atgan_plugin.attack.transfer import (
     TransferConfig,
     check_logits,
     fit_record,
-    guard_logits,
+    guard_view,
     sample_sources,
     to_bounds,
     transfer_loss,
@@ -259,7 +259,7 @@ def fit_attack_generators(
             images = stack(z, y_s).flatten(0, 1).float()
             logits = classifier(to_bounds(images, bounds)).float()  # one call of the model for all targets
             check_logits(logits, num_classes)
-            pairs = [guard_logits(g, images, reference, logits.shape) for g in guards]
+            views = [guard_view(g, images, reference, logits.shape) for g in guards]
         sources = y_s.flatten()
         group_labels = torch.where(labels == num_classes, sources, labels)  # untargeted groups: their sources
         losses, records = [], {}
@@ -275,7 +275,7 @@ def fit_attack_generators(
                 rho,
                 targeted=target is not None,
                 config=config,
-                guards=[(own[rows], ref[rows]) for own, ref in pairs],
+                guards=[view.rows(rows) for view in views],
             )
             losses.append(loss)
             if step % 10 == 9 or step == config.steps - 1:

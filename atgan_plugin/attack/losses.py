@@ -5,10 +5,11 @@
               = max(log p_{y_s} − max_{i≠y_s} log p_i, −κ)    untargeted
     L_dist    = ‖G_orig(z, y_s) + ρ − G_attack(z, y_s)‖₂
 
-and, our choices (not in the paper), a source-class guard weighted by γ and an optional smoothness
-term weighted by λ_tv:
+and, our choices (not in the paper), a source-class guard weighted by γ, a distance in the guard's
+features weighted by λ_feature, and an optional smoothness term weighted by λ_tv:
 
     L_guard   = max(CE(f(G_attack(z, y_s)), y_s) − CE(f(G_orig(z, y_s)), y_s), 0)
+    L_feature = ‖φ(G_attack(z, y_s)) − φ(G_orig(z, y_s))‖₂ / ‖φ(G_orig(z, y_s))‖₂
     L_tv      = TV(G_attack(z, y_s) − G_orig(z, y_s))
 
 and, with guards, an untargeted L_adv that spreads half of its pull over every other class (our choice):
@@ -16,8 +17,9 @@ and, with guards, an untargeted L_adv that spreads half of its pull over every o
     L_adv     = ½ · max(log p_{y_s} − max_{i≠y_s} log p_i, −κ) + ½ · max(log p_{y_s} − log Σ_{i≠y_s} p_i, −κ)
 
 where f is a guard classifier (AC-WGAN_GP's auxiliary classifier, a guard distilled from G_orig;
-:mod:`atgan_plugin.attack.guards`), never the target and never the realism oracle, and TV is the
-anisotropic total variation (the ℓ1 norm of the finite differences).
+:mod:`atgan_plugin.attack.guards`), never the target and never the realism oracle, φ its penultimate
+features (the input of its last linear layer), and TV is the anisotropic total variation (the ℓ1 norm
+of the finite differences).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["adversarial_loss", "distance_loss", "sample_rho", "source_guard_loss", "total_variation"]
+__all__ = ["adversarial_loss", "distance_loss", "feature_distance", "sample_rho", "source_guard_loss", "total_variation"]
 
 
 def adversarial_loss(
@@ -99,6 +101,18 @@ def source_guard_loss(
     lost = F.cross_entropy(guard_logits, sources, reduction="none")
     kept = F.cross_entropy(reference_guard_logits, sources, reduction="none")
     return (lost - kept).clamp(min=0)
+
+
+def feature_distance(features: torch.Tensor, reference_features: torch.Tensor) -> torch.Tensor:
+    """How far G_attack's image moved in a guard's feature space, relative to G_orig's features, per sample.
+
+    Shape: features ``(N, D)`` (or ``(N, ...)``, flattened) of the guard on G_attack's and on G_orig's
+    images; returns ``(N,)`` ≥ 0. Our choice: relative, so that one weight suits guards whose features
+    have different scales. The guards are adversarially trained, so their features follow what people
+    see (shape, texture); holding them keeps the change in what the target alone sees.
+    """
+    change = (features - reference_features).flatten(1).norm(dim=1)
+    return change / reference_features.flatten(1).norm(dim=1).clamp(min=1e-6)
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:

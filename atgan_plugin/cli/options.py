@@ -18,7 +18,7 @@ import click
 import torch
 
 from atgan_plugin import runs
-from atgan_plugin.attack.transfer import FitDivergedError, TransferConfig
+from atgan_plugin.attack.transfer import GUARDED_TRANSFER, FitDivergedError, TransferConfig
 from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.data import DATASETS, DatasetNotFoundError
 from atgan_plugin.paper.gan_training import TrainingDivergedError
@@ -138,17 +138,30 @@ def checkpoint_options(*names: str, help_text: dict[str, str] | None = None) -> 
 FIT_DEFAULTS = TransferConfig()
 
 
-def fit_options(defaults: TransferConfig = FIT_DEFAULTS) -> Callable[[F], F]:
-    """``--steps``, ``--lr``, ``--alpha`` … ``--search-steps``, defaulting to ``defaults``."""
+def _with_or_without_guards(name: str, unit: str = "") -> dict[str, Any]:
+    """An option left to ATGANAttack (``None``), which takes GUARDED_TRANSFER's value with guards and
+    TransferConfig's without; the help says both."""
+    guarded, plain = getattr(GUARDED_TRANSFER, name), getattr(FIT_DEFAULTS, name)
+    return {"default": None, "show_default": f"{guarded:g}{unit} with guards, {plain:g}{unit} without"}
+
+
+def fit_options(defaults: TransferConfig = FIT_DEFAULTS, *, by_guards: bool = True) -> Callable[[F], F]:
+    """``--steps``, ``--lr``, ``--alpha`` … ``--search-steps``, defaulting to ``defaults``; with ``by_guards``,
+    ``--steps``, ``--alpha`` and ``--feature`` default to ATGANAttack's choice by its guards."""
     positive = click.FloatRange(min=0, min_open=True)
     non_negative = click.FloatRange(min=0)
+
+    def default(name: str) -> dict[str, Any]:
+        if by_guards and name in ("steps", "alpha", "feature"):
+            return _with_or_without_guards(name)
+        return {"default": getattr(defaults, name), "show_default": True}
+
     return apply_options(
         [
             click.option(
                 "--steps",
                 type=click.IntRange(min=1),
-                default=defaults.steps,
-                show_default=True,
+                **default("steps"),
                 help="Adam steps of the fit, each on a fresh batch of (z, y_s).",
             ),
             click.option(
@@ -157,8 +170,7 @@ def fit_options(defaults: TransferConfig = FIT_DEFAULTS) -> Callable[[F], F]:
             click.option(
                 "--alpha",
                 type=non_negative,
-                default=defaults.alpha,
-                show_default=True,
+                **default("alpha"),
                 help="Weight α of L_adv (fool the model).",
             ),
             click.option(
@@ -181,6 +193,13 @@ def fit_options(defaults: TransferConfig = FIT_DEFAULTS) -> Callable[[F], F]:
                 default=defaults.gamma,
                 show_default=True,
                 help="Weight γ of the source-class guard (our addition; 0 turns it off).",
+            ),
+            click.option(
+                "--feature",
+                type=non_negative,
+                **default("feature"),
+                help="Weight of the distance in the guards' penultimate features (our addition; needs guards; "
+                "lowers the robust-feature Fréchet distance; 0 turns it off).",
             ),
             click.option(
                 "--rho-l0",

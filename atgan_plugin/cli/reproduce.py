@@ -92,7 +92,7 @@ QUICK = {"n": 16, "song_steps": 3, "steps": 3, "batch_size": 8}  # --quick sizes
     multiple=True,
     help=TRANSFER_GUARD_HELP,
 )
-@fit_options()
+@fit_options(by_guards=False)  # the paper's settings, whatever the guards
 @data_dir_option
 @runs_dir_option
 @device_option

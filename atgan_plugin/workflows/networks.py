@@ -43,6 +43,7 @@ FIT_PARAMETERS = (
     "beta",
     "kappa",
     "gamma",
+    "feature",
     "rho_l0",
     "rho_linf",
     "batch_size",
