@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 # isort: off
 # atgan_plugin first: it makes advertorch 0.2.3 importable on torch >= 1.9 (a shim for the
 # removed torch.autograd.gradcheck.zero_gradients), so it must be imported before advertorch.
-from atgan_plugin import ATGANAttack, TransferConfig, load_generator
+from atgan_plugin import ATGANAttack, load_generator
 from advertorch.attacks import LinfPGDAttack
 from advertorch.attacks.utils import attack_whole_dataset
 
@@ -50,7 +50,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--n", type=int, default=10_000, help="test images to use (default: all 10,000)")
     parser.add_argument("--batch-size", type=int, default=250, help="DataLoader batch size")
-    parser.add_argument("--fit-steps", type=int, default=TransferConfig.steps, help="AT-GAN fit steps")
+    parser.add_argument("--fit-steps", type=int, default=None, help="AT-GAN fit steps (default: the attack's own)")
     parser.add_argument("--data-dir", type=Path, default=None, help="Fashion-MNIST IDX folder (default: Debian's)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seeds PGD's random start and AT-GAN")
@@ -59,7 +59,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args()
-    if args.n < 1 or args.batch_size < 1 or args.fit_steps < 1:
+    if args.n < 1 or args.batch_size < 1 or (args.fit_steps is not None and args.fit_steps < 1):
         parser.error("--n, --batch-size and --fit-steps must be positive")
     try:  # the shipped checkpoints, unless paths were given
         args.model = resolve_checkpoint(args.model, "model_a")

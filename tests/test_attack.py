@@ -536,3 +536,20 @@ def test_invert_mode_stays_closer_to_the_inputs(
         tiny_target, generator=generator, latent="invert", invert_steps=invert_steps, **common
     ).perturb(x, y)
     assert _mean_distance(invert_mode, x) < ratio * _mean_distance(random_mode, x)
+
+
+def test_the_defaults_follow_the_guards(tiny_generator: nn.Module, tiny_guard: nn.Module) -> None:
+    """With guards the defaults are GUARDED_TRANSFER's; without them the paper's; an explicit value wins."""
+    from atgan_plugin.attack.transfer import GUARDED_TRANSFER, TransferConfig
+
+    paper, guarded = TransferConfig(), GUARDED_TRANSFER
+    for guard in ("auto", tiny_guard, [tiny_guard]):
+        config = ATGANAttack(generator=tiny_generator, guard=guard, progress=False).config
+        assert (config.alpha, config.feature, config.steps) == (guarded.alpha, guarded.feature, guarded.steps)
+    for kwargs in ({"guard": None}, {"guard": tiny_guard, "gamma": 0.0}):
+        config = ATGANAttack(generator=tiny_generator, progress=False, **kwargs).config  # type: ignore[arg-type]
+        assert config == TransferConfig(gamma=config.gamma)  # the paper's α, steps and no feature term
+        assert (config.alpha, config.feature, config.steps) == (paper.alpha, 0.0, paper.steps)
+    explicit = ATGANAttack(generator=tiny_generator, alpha=2.5, feature=0.0, steps=7, progress=False).config
+    assert (explicit.alpha, explicit.feature, explicit.steps) == (2.5, 0.0, 7)
+    assert guarded.feature > 0 and guarded.alpha > paper.alpha  # the guarded defaults do differ

@@ -26,7 +26,18 @@ from atgan_plugin.cli import main
 from atgan_plugin.models import build_classifier, save_classifier
 
 FAST = ["--steps", "2", "--batch-size", "8", "--device", "cpu", "--no-progress"]
-FIT_OPTIONS = ["--steps", "--lr", "--alpha", "--beta", "--kappa", "--gamma", "--feature", "--rho-l0", "--rho-linf", "--batch-size"]
+FIT_OPTIONS = [
+    "--steps",
+    "--lr",
+    "--alpha",
+    "--beta",
+    "--kappa",
+    "--gamma",
+    "--feature",
+    "--rho-l0",
+    "--rho-linf",
+    "--batch-size",
+]
 
 
 @pytest.fixture(scope="module")

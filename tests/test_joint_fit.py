@@ -15,7 +15,7 @@ from atgan_plugin import ATGANAttack
 from atgan_plugin.attack.joint_fit import StackedGenerator, fit_attack_generators, fit_groups
 from atgan_plugin.attack.transfer import FitDivergedError, TransferConfig, fit_attack_generator
 
-CONFIG = TransferConfig(steps=12, batch_size=16, lr=0.05, tv=0.05)
+CONFIG = TransferConfig(steps=12, batch_size=16, lr=0.05, tv=0.05, feature=8.0)  # every term on
 TARGETED: dict[str, Any] = dict(steps=60, batch_size=32, lr=0.1, progress=False, search_steps=0)
 
 

@@ -13,8 +13,8 @@ from torch import nn
 from atgan_plugin.attack.losses import adversarial_loss, feature_distance
 from atgan_plugin.attack.transfer import (
     FitResult,
-    TransferConfig,
     GuardView,
+    TransferConfig,
     fit_attack_generator,
     guard_view,
     sample_sources,
@@ -151,11 +151,7 @@ def test_the_guard_keeps_the_source_class_for_the_guard(
     assert guarded.history[-1]["success"] > 0.5 and "l_guard" in guarded.history[-1]
     record = guarded.history[-1]
     assert record["loss"] == pytest.approx(
-        config.alpha * record["l_adv"]
-        + config.beta * record["l_dist"]
-        + config.gamma * record["l_guard"]
-        + config.feature * record["l_feature"],
-        rel=1e-4,
+        config.alpha * record["l_adv"] + config.beta * record["l_dist"] + config.gamma * record["l_guard"], rel=1e-4
     )
 
 
@@ -229,12 +225,20 @@ def test_the_feature_term_holds_the_guards_features(
     tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module
 ) -> None:
     # Same fit with and without L_feature: with it, G_attack's images move less in the guard's features.
-    config = TransferConfig(steps=40, batch_size=32, lr=0.05, kappa=1.0, gamma=3.0)
+    config = TransferConfig(steps=40, batch_size=32, lr=0.05, kappa=1.0, gamma=3.0, feature=8.0)
     held = fit_attack_generator(tiny_generator, tiny_target, config=config, guard=tiny_guard, progress=False)
     free = fit_attack_generator(
         tiny_generator, tiny_target, config=replace(config, feature=0.0), guard=tiny_guard, progress=False
     )
     assert "l_feature" in held.history[-1] and "l_feature" not in free.history[-1]
+    record = held.history[-1]
+    assert record["loss"] == pytest.approx(
+        config.alpha * record["l_adv"]
+        + config.beta * record["l_dist"]
+        + config.gamma * record["l_guard"]
+        + config.feature * record["l_feature"],
+        rel=1e-4,
+    )
     z = tiny_generator.sample_z(256, generator=torch.Generator().manual_seed(9))
     y = torch.arange(256) % 10
     with torch.no_grad():

@@ -27,7 +27,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["adversarial_loss", "distance_loss", "feature_distance", "sample_rho", "source_guard_loss", "total_variation"]
+__all__ = [
+    "adversarial_loss",
+    "distance_loss",
+    "feature_distance",
+    "sample_rho",
+    "source_guard_loss",
+    "total_variation",
+]
 
 
 def adversarial_loss(
@@ -112,7 +119,8 @@ def feature_distance(features: torch.Tensor, reference_features: torch.Tensor) -
     see (shape, texture); holding them keeps the change in what the target alone sees.
     """
     change = (features - reference_features).flatten(1).norm(dim=1)
-    return change / reference_features.flatten(1).norm(dim=1).clamp(min=1e-6)
+    relative: torch.Tensor = change / reference_features.flatten(1).norm(dim=1).clamp(min=1e-6)
+    return relative
 
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:

@@ -69,9 +69,10 @@ class TransferConfig:
     each source-class guard (our addition; 0 turns them off), without which the fit fools the model
     partly by erasing the source class; ``feature`` weighs the distance in each guard's penultimate
     features (our addition, needs guards: it keeps the change out of what the adversarially trained
-    guards see, which lowers the robust-feature Fréchet distance; :data:`GUARDED_TRANSFER`); ``tv`` weighs the total variation of ``G_attack − G_orig``
-    (our addition, off by default: it removes the stripes the fit paints, at a cost in success
-    against robust models).
+    guards see, which lowers the robust-feature Fréchet distance; 0 here, :data:`GUARDED_TRANSFER`
+    sets it for ATGANAttack); ``tv`` weighs the total variation of ``G_attack − G_orig`` (our
+    addition, off by default: it removes the stripes the fit paints, at a cost in success against
+    robust models).
     """
 
     alpha: float = 2.0
@@ -88,7 +89,16 @@ class TransferConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("alpha", "beta", "kappa", "gamma", "feature", "lr", "rho_linf", "tv"):  # NaN passes every comparison below
+        for name in (
+            "alpha",
+            "beta",
+            "kappa",
+            "gamma",
+            "feature",
+            "lr",
+            "rho_linf",
+            "tv",
+        ):  # NaN passes every comparison below
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         for name in ("alpha", "beta", "kappa", "gamma", "feature", "lr", "tv"):
@@ -179,9 +189,7 @@ def _logits_and_features(guard: nn.Module, images: torch.Tensor) -> tuple[torch.
     return logits, (caught[-1].float() if caught else logits)
 
 
-def guard_view(
-    guard: nn.Module, images: torch.Tensor, reference: torch.Tensor, logits_shape: torch.Size
-) -> GuardView:
+def guard_view(guard: nn.Module, images: torch.Tensor, reference: torch.Tensor, logits_shape: torch.Size) -> GuardView:
     """One guard's logits and features on G_attack's ``images`` and (without gradient) on G_orig's ``reference``."""
     with torch.no_grad():
         reference_logits, reference_features = _logits_and_features(guard, reference)
@@ -216,10 +224,14 @@ def transfer_loss(
     }
     loss = config.alpha * terms["l_adv"].mean() + config.beta * terms["l_dist"].mean()
     if guards:
-        terms["l_guard"] = torch.stack([source_guard_loss(v.logits, v.reference_logits, sources) for v in guards]).sum(0)
+        terms["l_guard"] = torch.stack([source_guard_loss(v.logits, v.reference_logits, sources) for v in guards]).sum(
+            0
+        )
         loss = loss + config.gamma * terms["l_guard"].mean()
         if config.feature > 0:
-            terms["l_feature"] = torch.stack([feature_distance(v.features, v.reference_features) for v in guards]).sum(0)
+            terms["l_feature"] = torch.stack([feature_distance(v.features, v.reference_features) for v in guards]).sum(
+                0
+            )
             loss = loss + config.feature * terms["l_feature"].mean()
     if config.tv > 0:
         terms["l_tv"] = total_variation(images - reference)  # the stripes and speckle the fit paints

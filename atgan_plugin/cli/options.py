@@ -138,13 +138,6 @@ def checkpoint_options(*names: str, help_text: dict[str, str] | None = None) -> 
 FIT_DEFAULTS = TransferConfig()
 
 
-def _with_or_without_guards(name: str, unit: str = "") -> dict[str, Any]:
-    """An option left to ATGANAttack (``None``), which takes GUARDED_TRANSFER's value with guards and
-    TransferConfig's without; the help says both."""
-    guarded, plain = getattr(GUARDED_TRANSFER, name), getattr(FIT_DEFAULTS, name)
-    return {"default": None, "show_default": f"{guarded:g}{unit} with guards, {plain:g}{unit} without"}
-
-
 def fit_options(defaults: TransferConfig = FIT_DEFAULTS, *, by_guards: bool = True) -> Callable[[F], F]:
     """``--steps``, ``--lr``, ``--alpha`` … ``--search-steps``, defaulting to ``defaults``; with ``by_guards``,
     ``--steps``, ``--alpha`` and ``--feature`` default to ATGANAttack's choice by its guards."""
@@ -152,8 +145,9 @@ def fit_options(defaults: TransferConfig = FIT_DEFAULTS, *, by_guards: bool = Tr
     non_negative = click.FloatRange(min=0)
 
     def default(name: str) -> dict[str, Any]:
-        if by_guards and name in ("steps", "alpha", "feature"):
-            return _with_or_without_guards(name)
+        if by_guards and name in ("steps", "alpha", "feature"):  # None: ATGANAttack picks by its guards
+            guarded, plain = getattr(GUARDED_TRANSFER, name), getattr(FIT_DEFAULTS, name)
+            return {"default": None, "show_default": f"{guarded:g} with guards, {plain:g} without"}
         return {"default": getattr(defaults, name), "show_default": True}
 
     return apply_options(
