@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "FEATURE_SMOOTHING",
     "adversarial_loss",
     "distance_loss",
     "feature_distance",
@@ -110,6 +111,9 @@ def source_guard_loss(
     return (lost - kept).clamp(min=0)
 
 
+FEATURE_SMOOTHING = 1e-3  # ε of feature_distance, relative to G_orig's features (the term runs 0.2–0.6 in a fit)
+
+
 def feature_distance(features: torch.Tensor, reference_features: torch.Tensor) -> torch.Tensor:
     """How far G_attack's image moved in a guard's feature space, relative to G_orig's features, per sample.
 
@@ -117,9 +121,14 @@ def feature_distance(features: torch.Tensor, reference_features: torch.Tensor) -
     images; returns ``(N,)`` ≥ 0. Our choice: relative, so that one weight suits guards whose features
     have different scales. The guards are adversarially trained, so their features follow what people
     see (shape, texture); holding them keeps the change in what the target alone sees.
+
+    The norm is smoothed at zero, ``sqrt(r² + ε²) − ε`` with ε = :data:`FEATURE_SMOOTHING`: a plain norm's
+    gradient at a zero change is a unit vector along rounding noise (G_attack starts as G_orig, and a
+    batched forward pass can differ from a separate one in the last bit); within ε of the plain norm.
     """
-    change = (features - reference_features).flatten(1).norm(dim=1)
-    relative: torch.Tensor = change / reference_features.flatten(1).norm(dim=1).clamp(min=1e-6)
+    scale = reference_features.flatten(1).norm(dim=1).clamp(min=1e-6)
+    squared = ((features - reference_features).flatten(1) / scale[:, None]).square().sum(dim=1)
+    relative: torch.Tensor = (squared + FEATURE_SMOOTHING**2).sqrt() - FEATURE_SMOOTHING
     return relative
 
 
