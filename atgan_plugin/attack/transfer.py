@@ -112,7 +112,7 @@ class TransferConfig:
 # our choice: ATGANAttack's defaults when guards are on (``guard="auto"``, the default, or given). The
 # feature term holds what the adversarially trained guards see, a doubled α and 1,500 steps win back the
 # success it costs; against an unseen normal target the robust-feature Fréchet distance falls from
-# 2.8× to 1.8× G_orig's at the same success (docs/benchmarks.md, "A distance in the guards' features").
+# 2.8× to 1.9× G_orig's at the same success (docs/benchmarks.md, "A distance in the guards' features").
 # Without guards ATGANAttack keeps TransferConfig's defaults, the paper's α.
 GUARDED_TRANSFER = TransferConfig(alpha=4.0, feature=8.0, steps=1500)
 
