@@ -9,7 +9,7 @@ and, our choices (not in the paper), a source-class guard weighted by γ, a dist
 features weighted by λ_feature, and an optional smoothness term weighted by λ_tv:
 
     L_guard   = max(CE(f(G_attack(z, y_s)), y_s) − CE(f(G_orig(z, y_s)), y_s), 0)
-    L_feature = ‖φ(G_attack(z, y_s)) − φ(G_orig(z, y_s))‖₂ / ‖φ(G_orig(z, y_s))‖₂
+    L_feature = ‖φ(G_attack(z, y_s)) − φ(G_orig(z, y_s))‖₂ / ‖φ(G_orig(z, y_s))‖₂   (smoothed at zero)
     L_tv      = TV(G_attack(z, y_s) − G_orig(z, y_s))
 
 and, with guards, an untargeted L_adv that spreads half of its pull over every other class (our choice):
