@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as serialise_safetensors
 from torch import nn
 
 from atgan_plugin.atomic_files import atomic_write, remove_stale_temporaries
@@ -69,6 +69,7 @@ __all__ = [
     "save_checkpoint",
     "save_training_state",
     "tensor_digest",
+    "write_safetensors",
 ]
 
 _T = TypeVar("_T")
@@ -161,8 +162,21 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint, *, half: bool = Fa
         meta["parts"] = {
             name: {"kind": p.kind, "config": p.config, "training": p.training} for name, p in checkpoint.parts.items()
         }
+    write_safetensors(path, tensors, {_META_KEY: json.dumps(meta)})
+
+
+def write_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """Writes ``tensors`` as one safetensors file, atomically; returns the SHA-256 of its bytes.
+
+    The file is serialised in memory and written through :func:`atomic_write` rather than with
+    ``safetensors.torch.save_file``: recent safetensors releases (0.8.0 here) write through their
+    own ``.tmpXXXXXX`` file, which a killed process leaves behind under a name that
+    :func:`remove_stale_temporaries` cannot know is ours.
+    """
+    data = serialise_safetensors(dict(tensors), metadata=metadata)
     with atomic_write(path) as tmp:
-        save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+        tmp.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ and training state that can never run pickled code."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -126,7 +127,8 @@ def test_training_state_round_trip(tmp_path: Path) -> None:
 
 def _crash_after_partial_write(path_arg: int) -> Callable[..., None]:
     def crash(*args: Any, **kwargs: Any) -> None:
-        Path(args[path_arg]).write_bytes(b"half a file")
+        with open(args[path_arg], "wb") as f:  # not Path.write_bytes, which may be the patched writer
+            f.write(b"half a file")
         raise OSError("simulated crash while writing")
 
     return crash
@@ -149,7 +151,7 @@ WRITERS: dict[str, tuple[Callable[[Path, int], None], Callable[[Path], int]]] = 
 
 # (writer, what fails, object to patch, attribute, replacement)
 CRASHES = [
-    ("checkpoint", "serialiser", checkpoints, "save_file", _crash_after_partial_write(1)),
+    ("checkpoint", "write", Path, "write_bytes", _crash_after_partial_write(0)),
     ("checkpoint", "fsync", os, "fsync", _crash),
     ("checkpoint", "rename", os, "replace", _crash),
     ("training_state", "serialiser", torch, "save", _crash_after_partial_write(1)),
@@ -189,6 +191,21 @@ def test_successful_overwrite_leaves_only_the_new_file(tmp_path: Path, writer: s
     write(path, 2)
     assert read(path) == 2
     assert files_in(path.parent) == ["file"]
+
+
+def test_safetensors_files_never_pass_through_safetensors_own_temporary(tmp_path: Path, monkeypatch: Any) -> None:
+    """safetensors 0.8's ``save_file`` writes via a ``.tmpXXXXXX`` file that a killed process leaves and that
+    remove_stale_temporaries cannot recognise; our writers serialise in memory and use atomic_write only."""
+    import safetensors.torch
+
+    monkeypatch.setattr(safetensors.torch, "save_file", _crash)
+    path = tmp_path / "w.safetensors"
+    sha256 = checkpoints.write_safetensors(path, {"w": torch.arange(3.0)}, {"note": "x"})
+    assert sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    with safe_open(str(path), framework="pt") as f:
+        assert f.metadata() == {"note": "x"} and torch.equal(f.get_tensor("w"), torch.arange(3.0))
+    save_checkpoint(tmp_path / "c.safetensors", Checkpoint("k", {"w": torch.ones(2)}))
+    assert files_in(tmp_path) == ["c.safetensors", "w.safetensors"]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -34,14 +34,13 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from atgan_plugin.adapters.protocol import as_generator_module
 from atgan_plugin.attack.atgan import ATGANAttack
 from atgan_plugin.attack.transfer import sample_sources
-from atgan_plugin.checkpoints import atomic_write, remove_stale_temporaries
+from atgan_plugin.checkpoints import atomic_write, remove_stale_temporaries, write_safetensors
 
 __all__ = [
     "MANIFEST",
@@ -257,9 +256,7 @@ def generate_shards(
             "fit_sha256": plan.fit_sha256,
             "bounds": "0,1",
         }
-        with atomic_write(path) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
-            sha256 = file_sha256(tmp)
+        sha256 = write_safetensors(path, tensors, metadata)
         entries.append(_entry(plan, shard, sha256))
         generated += plan.count(shard)
     bar.close()

@@ -15,7 +15,7 @@ from torch import nn
 
 from atgan_plugin import runs
 from atgan_plugin.attack.transfer import sample_sources
-from atgan_plugin.checkpoints import atomic_write
+from atgan_plugin.checkpoints import atomic_write, write_safetensors
 from atgan_plugin.workflows.fits import fit_record, save_fits
 
 if TYPE_CHECKING:  # imported lazily: it pulls in foolbox and advertorch
@@ -89,14 +89,12 @@ def fooled(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def write_examples(path: Path, tensors: dict[str, torch.Tensor], settings: list[int | None]) -> None:
     """``tensors`` as safetensors (metadata: the targets and the bounds) or, for a ``.pt`` path, torch.save."""
+    if path.suffix == ".safetensors":
+        label = "none" if "target_labels" not in tensors else ",".join(str(t) for t in settings)
+        write_safetensors(path, tensors, {"target": label, "bounds": "0,1"})
+        return
     with atomic_write(path) as tmp:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import save_file
-
-            label = "none" if "target_labels" not in tensors else ",".join(str(t) for t in settings)
-            save_file(tensors, str(tmp), metadata={"target": label, "bounds": "0,1"})
-        else:
-            torch.save(tensors, tmp)
+        torch.save(tensors, tmp)
 
 
 @dataclass
