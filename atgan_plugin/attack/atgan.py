@@ -90,7 +90,7 @@ class ATGANAttack(GeneratorAttackBase):
             at some success against robust models. ``None`` (default): 8 with guards; 0 leaves it out.
         rho_l0, rho_linf: ℓ0 and ℓ∞ bounds of the noise ρ in L_dist (paper: 200 and 0.5).
         steps, lr, batch_size: the fit's Adam steps, learning rate and batch of (z, y_s); ``steps``
-            ``None`` (default): 1,500 with guards, 1,000 without.
+            ``None`` (default): 3,000 with guards, 1,000 without.
         tv: weight of the total variation of ``G_attack − G_orig`` in the fit (our addition; 0, the
             default, leaves it out): smoother changes, less success against robust models.
         search_steps: bisection steps of the per-example shrink towards G_orig's image
