@@ -193,12 +193,15 @@ def test_successful_overwrite_leaves_only_the_new_file(tmp_path: Path, writer: s
     assert files_in(path.parent) == ["file"]
 
 
-def test_safetensors_files_never_pass_through_safetensors_own_temporary(tmp_path: Path, monkeypatch: Any) -> None:
+def test_safetensors_files_never_pass_through_safetensors_own_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """safetensors 0.8's ``save_file`` writes via a ``.tmpXXXXXX`` file that a killed process leaves and that
     remove_stale_temporaries cannot recognise; our writers serialise in memory and use atomic_write only."""
     import safetensors.torch
 
-    monkeypatch.setattr(safetensors.torch, "save_file", _crash)
+    # save_file looks serialize_file up at call time, so this catches it however it was imported.
+    monkeypatch.setattr(safetensors.torch, "serialize_file", _crash)
     path = tmp_path / "w.safetensors"
     sha256 = checkpoints.write_safetensors(path, {"w": torch.arange(3.0)}, {"note": "x"})
     assert sha256 == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -111,7 +111,7 @@ class TransferConfig:
 
 # our choice: ATGANAttack's defaults when guards are on (``guard="auto"``, the default, or given). The
 # feature term holds what the adversarially trained guards see and a doubled α wins back the success it
-# costs; 3,000 steps (not 1,000) let the guarded fit both fool robust targets and settle into changes the
+# costs; 3,000 steps (1,500 before) let the guarded fit both fool robust targets and settle into changes the
 # robust features see less: against an unseen normal target the robust-feature Fréchet distance falls
 # from 2.8× to 1.6× G_orig's at the same success, against PGD-trained targets realistic success rises
 # (docs/benchmarks.md, "A distance in the guards' features" and "A longer guarded fit").
