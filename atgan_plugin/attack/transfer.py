@@ -89,19 +89,11 @@ class TransferConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in (
-            "alpha",
-            "beta",
-            "kappa",
-            "gamma",
-            "feature",
-            "lr",
-            "rho_linf",
-            "tv",
-        ):  # NaN passes every comparison below
+        weights = ("alpha", "beta", "kappa", "gamma", "feature", "lr", "tv")
+        for name in (*weights, "rho_linf"):  # NaN passes every comparison below
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
-        for name in ("alpha", "beta", "kappa", "gamma", "feature", "lr", "tv"):
+        for name in weights:
             if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("steps", "batch_size"):
@@ -226,14 +218,12 @@ def transfer_loss(
     }
     loss = config.alpha * terms["l_adv"].mean() + config.beta * terms["l_dist"].mean()
     if guards:
-        terms["l_guard"] = torch.stack([source_guard_loss(v.logits, v.reference_logits, sources) for v in guards]).sum(
-            0
-        )
+        per_guard = [source_guard_loss(v.logits, v.reference_logits, sources) for v in guards]
+        terms["l_guard"] = torch.stack(per_guard).sum(0)
         loss = loss + config.gamma * terms["l_guard"].mean()
         if config.feature > 0:
-            terms["l_feature"] = torch.stack([feature_distance(v.features, v.reference_features) for v in guards]).sum(
-                0
-            )
+            per_guard = [feature_distance(v.features, v.reference_features) for v in guards]
+            terms["l_feature"] = torch.stack(per_guard).sum(0)
             loss = loss + config.feature * terms["l_feature"].mean()
     if config.tv > 0:
         terms["l_tv"] = total_variation(images - reference)  # the stripes and speckle the fit paints
