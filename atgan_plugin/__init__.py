@@ -12,7 +12,8 @@ Usage::
 
 from atgan_plugin.adapters import ACWGANGPGenerator, ConditionalGenerator, StyleGAN2ADAGenerator, load_generator
 from atgan_plugin.attack.atgan import ATGANAttack
-from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.fit import fit_attack_generator
 from atgan_plugin.paper.song import SongAttack
 
 __version__ = "0.1.0"

@@ -33,7 +33,7 @@ from advertorch.attacks import LinfPGDAttack
 # isort: on
 from common import checkpoint, machine_lines
 
-from atgan_plugin.attack.transfer import sample_sources
+from atgan_plugin.attack.fit import sample_sources
 from atgan_plugin.data import load_dataset
 from atgan_plugin.metrics.realism import RobustFrechetDistance, added_edges
 from atgan_plugin.models import load_classifier

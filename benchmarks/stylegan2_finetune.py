@@ -25,7 +25,8 @@ from common import machine_lines
 from torch import nn
 
 from atgan_plugin.adapters import StyleGAN2ADAGenerator
-from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.fit import fit_attack_generator
 from atgan_plugin.paper.cifar import CIFAR10_TRANSFER_DEFAULTS, SmallCifarCNN, load_cifar_classifier
 from atgan_plugin.vendored.stylegan2_ada import Generator
 

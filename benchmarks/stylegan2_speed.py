@@ -22,7 +22,8 @@ import torch
 from common import best_time, machine_lines
 
 from atgan_plugin.adapters import StyleGAN2ADAGenerator
-from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.fit import fit_attack_generator
 from atgan_plugin.paper.cifar import CIFAR10_TRANSFER_DEFAULTS, SmallCifarCNN, WideResNet
 from atgan_plugin.vendored.stylegan2_ada import Generator
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from atgan_plugin.attack.transfer import TransferConfig
+from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.data import DatasetNotFoundError
 from atgan_plugin.models import build_classifier, save_classifier

@@ -297,7 +297,8 @@ def test_bad_configuration(build: Callable[[], Any], match: str) -> None:
 
 
 def test_fit_stops_when_the_loss_is_not_finite(tiny_generator: nn.Module) -> None:
-    from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
+    from atgan_plugin.attack.config import TransferConfig
+    from atgan_plugin.attack.fit import fit_attack_generator
 
     def broken(x: torch.Tensor) -> torch.Tensor:
         return x.flatten(1)[:, :10] * float("nan")

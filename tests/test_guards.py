@@ -17,6 +17,8 @@ from torch import nn
 from atgan_plugin import ATGANAttack
 from atgan_plugin.adapters import ACWGANGPGenerator, SharedGuards, load_generator
 from atgan_plugin.attack import guards as guards_module
+from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.fit import fit_attack_generator
 from atgan_plugin.attack.guards import (
     DistillConfig,
     cached_distilled_guard,
@@ -25,7 +27,6 @@ from atgan_plugin.attack.guards import (
     resolve_guards,
 )
 from atgan_plugin.attack.losses import adversarial_loss
-from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
 from atgan_plugin.checkpoints import Checkpoint, save_checkpoint
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.defenses import pgd

@@ -1,4 +1,4 @@
-"""atgan_plugin.attack.joint_fit: every target in one fit, and ATGANAttack's use of it."""
+"""atgan_plugin.attack.fit with several settings: every target in one fit, and ATGANAttack's use of it."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from atgan_plugin import ATGANAttack
-from atgan_plugin.attack.joint_fit import StackedGenerator, fit_attack_generators, fit_groups
-from atgan_plugin.attack.transfer import FitDivergedError, TransferConfig, fit_attack_generator
+from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.fit import FitDivergedError, fit_attack_generator, fit_attack_generators, fit_groups
+from atgan_plugin.attack.stacked import StackedGenerator
 
 CONFIG = TransferConfig(steps=12, batch_size=16, lr=0.05, tv=0.05, feature=8.0)  # every term on
 TARGETED: dict[str, Any] = dict(steps=60, batch_size=32, lr=0.1, progress=False, search_steps=0)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from atgan_plugin import ATGANAttack
-from atgan_plugin.attack.shrink import fooled_with_margin, shrink_towards_reference
+from atgan_plugin.attack.shrink import fooling_margin, shrink_towards_reference
 
 
 class Brightness(nn.Module):
@@ -18,16 +18,12 @@ class Brightness(nn.Module):
         return torch.stack([-score, score], dim=1)
 
 
-def test_fooled_with_margin_untargeted_and_targeted() -> None:
+def test_fooling_margin_untargeted_and_targeted() -> None:
     logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 2.995], [1.0, 1.0, 0.0]])
     labels = torch.tensor([0, 2, 0])
-    assert fooled_with_margin(logits, labels, targeted=False, margin=0.0).tolist() == [False, True, False]
-    assert fooled_with_margin(logits, labels, targeted=False, margin=0.01).tolist() == [False, False, False]
-    assert fooled_with_margin(logits, torch.tensor([0, 1, 0]), targeted=True, margin=0.5).tolist() == [
-        True,
-        False,
-        False,
-    ]
+    assert torch.allclose(fooling_margin(logits, labels, targeted=False), torch.tensor([-1.0, 0.005, 0.0]), atol=1e-6)
+    targeted = fooling_margin(logits, torch.tensor([0, 1, 0]), targeted=True)
+    assert torch.allclose(targeted, torch.tensor([1.0, 0.005, 0.0]), atol=1e-6)
 
 
 def test_shrink_finds_the_boundary_on_the_segment_and_keeps_every_success() -> None:
@@ -36,23 +32,49 @@ def test_shrink_finds_the_boundary_on_the_segment_and_keeps_every_success() -> N
     adversarial = torch.tensor([0.9, 0.7, 0.6, 0.4])[:, None, None, None].expand(4, 1, 4, 4)  # the last one fails
     labels = torch.zeros(4, dtype=torch.long)
 
-    def is_adversarial(x: torch.Tensor) -> torch.Tensor:
-        return fooled_with_margin(model(x), labels, targeted=False, margin=0.0)
+    def margin(x: torch.Tensor) -> torch.Tensor:
+        return fooling_margin(model(x), labels, targeted=False)
 
-    images, t = shrink_towards_reference(reference, adversarial, is_adversarial, steps=12)
-    assert is_adversarial(images)[:3].all()
     # The boundary is where the mean crosses 0.5: t* = 0.2 / (a − 0.3).
     expected = torch.tensor([0.2 / 0.6, 0.2 / 0.4, 0.2 / 0.3])
-    assert torch.all(t[:3] >= expected) and torch.all(t[:3] <= expected + 2**-12)
-    assert t[3] == 1 and torch.equal(images[3], adversarial[3])  # not fooled even at t = 1: returned as it is
-    assert ((images - reference).abs() <= (adversarial - reference).abs() + 1e-7).all()
+    for steps, tolerance in ((12, 1e-5), (2, 0.011 * (1 - expected))):  # two passes: a hundredth of the way
+        images, t = shrink_towards_reference(reference, adversarial, margin, steps=steps)
+        assert (margin(images)[:3] > 0).all()
+        assert torch.all(t[:3] >= expected) and torch.all(t[:3] <= expected + tolerance), (steps, t, expected)
+        assert t[3] == 1 and torch.equal(images[3], adversarial[3])  # not fooled even at t = 1: returned as it is
+        assert ((images - reference).abs() <= (adversarial - reference).abs() + 1e-7).all()
+
+
+def test_an_example_whose_reference_fools_already_comes_back_as_the_reference() -> None:
+    reference, adversarial = torch.full((1, 1, 2, 2), 0.7), torch.full((1, 1, 2, 2), 0.9)
+    images, t = shrink_towards_reference(
+        reference,
+        adversarial,
+        lambda x: fooling_margin(Brightness()(x), torch.zeros(1, dtype=torch.long), targeted=False),
+        steps=2,
+    )
+    assert t.tolist() == [0.0] and torch.equal(images, reference)
+
+
+def test_a_margin_that_bends_still_ends_fooled_and_inside_the_bracket() -> None:
+    # A margin convex along the segment: the straight line overshoots; the bracket keeps the result fooled.
+    reference, adversarial = torch.zeros(64, 1, 1, 1), torch.ones(64, 1, 1, 1)
+    crossing = torch.linspace(0.05, 0.95, 64)
+    power = torch.linspace(0.3, 4.0, 64)
+
+    def margin(x: torch.Tensor) -> torch.Tensor:
+        t = x.flatten(1)[:, 0]
+        return t**power - crossing**power
+
+    for steps in (1, 2, 4, 8):
+        images, t = shrink_towards_reference(reference, adversarial, margin, steps=steps)
+        assert (margin(images) > 0).all() and (t >= crossing).all() and (t <= 1).all()
+    assert (t - crossing).max() < 0.01  # eight passes: within a hundredth
 
 
 def test_zero_steps_returns_the_adversarial_images() -> None:
     reference, adversarial = torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2)
-    images, t = shrink_towards_reference(
-        reference, adversarial, lambda x: torch.ones(len(x), dtype=torch.bool), steps=0
-    )
+    images, t = shrink_towards_reference(reference, adversarial, lambda x: torch.ones(len(x)), steps=0)
     assert torch.equal(images, adversarial) and torch.equal(t, torch.ones(2))
 
 

@@ -19,7 +19,8 @@ from torch import nn
 
 from atgan_plugin import ATGANAttack
 from atgan_plugin.adapters import ConditionalGenerator, StyleGAN2ADAGenerator, check_generator, load_generator
-from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator
+from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.fit import fit_attack_generator
 from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.paper.cifar import SmallCifarCNN
 from atgan_plugin.vendored.stylegan2_ada import Generator
@@ -276,7 +277,8 @@ def test_both_faces_work_with_the_adapter(generator: StyleGAN2ADAGenerator, cifa
 def test_a_joint_fit_stacks_the_synthesis_only_and_equals_separate_fits(
     generator: StyleGAN2ADAGenerator, cifar_like_target: nn.Module
 ) -> None:
-    from atgan_plugin.attack.joint_fit import StackedGenerator, fit_attack_generators
+    from atgan_plugin.attack.fit import fit_attack_generators
+    from atgan_plugin.attack.stacked import StackedGenerator
 
     stack = StackedGenerator(generator, list(generator.attack_parameters()), 2)
     assert stack.stacked and all(name.startswith("network.synthesis.") for name in stack.stacked)

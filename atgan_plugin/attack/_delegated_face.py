@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from atgan_plugin.attack.atgan import ATGANAttack
-from atgan_plugin.attack.transfer import FitResult
+from atgan_plugin.attack.fit import FitResult
 
 __all__ = ["ClassifierView", "DelegatedFace", "make_atgan"]
 

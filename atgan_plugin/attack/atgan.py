@@ -19,7 +19,7 @@ minimization attack: meaningful with ``latent="invert"``; with ``"random"`` it b
 Fitting ``G_attack`` is the expensive part: it happens on first use for each (model, target)
 and is cached (:mod:`atgan_plugin.attack.fit_store`); ``fit()``, ``save_fit()`` and ``load_fit()``
 make it explicit. A call with several targets (or ``fit(model, targets=[...])``) fits every missing
-target in one run that shares the work (:mod:`atgan_plugin.attack.joint_fit`).
+target in one run that shares the work (:mod:`atgan_plugin.attack.fit`).
 
 Realism by default (our additions, each switchable): ``guard="auto"`` keeps the source class with
 the generator's own guard classifiers plus one distilled from G_orig (:mod:`atgan_plugin.attack.guards`),
@@ -35,7 +35,7 @@ Shape:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, cast, overload
 
@@ -45,19 +45,19 @@ from torch import nn
 
 from atgan_plugin.attack.attacked_model import torch_module_of
 from atgan_plugin.attack.compiled import CompiledModules
+from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.attack.faces import GeneratorAttackBase
-from atgan_plugin.attack.fit_store import FitCache, fit_setting, read_fit, write_fit
-from atgan_plugin.attack.guards import AUTO, GuardSpec, check_guard_spec, describe_guard, resolve_guards
-from atgan_plugin.attack.joint_fit import check_joint_batch_size, fit_attack_generators, fit_groups
-from atgan_plugin.attack.precision import autocast, check_precision
-from atgan_plugin.attack.shrink import check_search_steps, shrink_while_fooled
-from atgan_plugin.attack.transfer import (
-    GUARDED_TRANSFER,
+from atgan_plugin.attack.fit import (
     FitResult,
     GradientSync,
-    TransferConfig,
-    fit_attack_generator,
+    check_joint_batch_size,
+    fit_attack_generators,
+    fit_groups,
 )
+from atgan_plugin.attack.fit_store import FitCache, fit_setting, read_fit, write_fit
+from atgan_plugin.attack.guards import AUTO, GuardSpec, check_guard_spec, describe_guard, resolve_guards
+from atgan_plugin.attack.precision import autocast, check_precision
+from atgan_plugin.attack.shrink import SEARCH_STEPS, check_search_steps, shrink_while_fooled
 from atgan_plugin.utils import eval_mode
 
 __all__ = ["ATGANAttack"]
@@ -96,7 +96,7 @@ class ATGANAttack(GeneratorAttackBase):
         search_steps: bisection steps of the per-example shrink towards G_orig's image
             (:mod:`atgan_plugin.attack.shrink`, our addition); 0 returns G_attack's image as it is (paper).
         joint_batch_size: examples per target and step when several targets are fitted together, at
-            most ``batch_size`` (:mod:`atgan_plugin.attack.joint_fit`; our choice, 16: ``docs/benchmarks.md``,
+            most ``batch_size`` (:mod:`atgan_plugin.attack.fit`; our choice, 16: ``docs/benchmarks.md``,
             "Ten targets in one fit"); ``None``: ``batch_size``, which gives the separate fits' results.
             Below ``batch_size``, an untargeted fit asked for with targets is made alone, at ``batch_size``.
         precision: ``"fp32"`` (default) or ``"bf16"``: the fit's and the generation's forward passes
@@ -132,10 +132,10 @@ class ATGANAttack(GeneratorAttackBase):
         rho_l0: int = TransferConfig.rho_l0,
         rho_linf: float = TransferConfig.rho_linf,
         steps: int | None = None,
-        lr: float = TransferConfig.lr,
-        batch_size: int = TransferConfig.batch_size,
+        lr: float | None = None,
+        batch_size: int | None = None,
         tv: float = TransferConfig.tv,
-        search_steps: int = 8,
+        search_steps: int = SEARCH_STEPS,
         joint_batch_size: int | None = 16,
         precision: str = "fp32",
         compile: bool = False,
@@ -161,9 +161,10 @@ class ATGANAttack(GeneratorAttackBase):
             progress=progress,
             distance=distance,
         )
-        # With guards the defaults are GUARDED_TRANSFER's, without them the paper's (TransferConfig's).
-        base = GUARDED_TRANSFER if guard is not None and gamma > 0 else TransferConfig()
-        self.config = TransferConfig(
+        # With guards the defaults are the realistic preset's, without them the paper's.
+        base = TransferConfig.realistic() if guard is not None and gamma > 0 else TransferConfig.paper()
+        self.config = replace(
+            base,
             alpha=base.alpha if alpha is None else alpha,
             beta=beta,
             kappa=kappa,
@@ -172,8 +173,8 @@ class ATGANAttack(GeneratorAttackBase):
             rho_l0=rho_l0,
             rho_linf=rho_linf,
             steps=base.steps if steps is None else steps,
-            lr=lr,
-            batch_size=batch_size,
+            lr=base.lr if lr is None else lr,
+            batch_size=base.batch_size if batch_size is None else batch_size,
             tv=tv,
             seed=seed,
         )
@@ -234,7 +235,7 @@ class ATGANAttack(GeneratorAttackBase):
         """Fits (or returns the cached) G_attack for ``model`` (default: the AdverTorch model) and ``target``.
 
         With ``targets=[...]`` (class indices; ``None`` for untargeted) it returns each one's fit, keyed by
-        target, and fits the missing ones together in one run (:mod:`atgan_plugin.attack.joint_fit`).
+        target, and fits the missing ones together in one run (:mod:`atgan_plugin.attack.fit`).
         """
         model = self._model_or_default(model)
         if targets is None:
@@ -260,7 +261,7 @@ class ATGANAttack(GeneratorAttackBase):
                         classify,
                         group,
                         config=self.config,
-                        batch_per_target=per_target,
+                        batch_per_target=per_target if len(group) > 1 else self.config.batch_size,
                         bounds=setting[0],
                         device=device,
                         guards=guards,
@@ -283,23 +284,9 @@ class ATGANAttack(GeneratorAttackBase):
         guards: tuple[nn.Module, ...],
         sync: GradientSync | None,
     ) -> dict[int | None, FitResult]:
-        """The one place fits are made: one target alone (:func:`fit_attack_generator`), several together
-        (``batch_per_target`` examples each per step). :mod:`atgan_plugin.attack.distributed` overrides it to give
+        """The one place fits are made (:func:`~atgan_plugin.attack.fit.fit_attack_generators`): one target
+        alone, several together (``batch_per_target`` examples each per step). :mod:`atgan_plugin.attack.distributed` overrides it to give
         each process its seed, its share of the batches and a gradient ``sync``."""
-        if len(targets) == 1:
-            fit = fit_attack_generator(
-                self.generator,
-                classify,
-                target=targets[0],
-                config=config,
-                bounds=bounds,
-                device=device,
-                progress=self.progress,
-                guard=guards,
-                precision=self.precision,
-                sync=sync,
-            )
-            return {targets[0]: fit}
         return fit_attack_generators(
             self.generator,
             classify,

@@ -35,8 +35,9 @@ import torch.distributed as dist
 from torch import nn
 
 from atgan_plugin.attack.atgan import ATGANAttack
+from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.fit import FitResult, GradientSync
 from atgan_plugin.attack.guards import AUTO
-from atgan_plugin.attack.transfer import FitResult, GradientSync, TransferConfig
 from atgan_plugin.utils import check_device
 
 __all__ = [

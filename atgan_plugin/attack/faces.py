@@ -41,7 +41,7 @@ from atgan_plugin.adapters.protocol import as_generator_module, check_generator
 from atgan_plugin.attack._advertorch_compat import AdvertorchAttack, LabelMixin
 from atgan_plugin.attack.attacked_model import InputsInModelDtype, parameter_dtype, torch_module_of
 from atgan_plugin.attack.inversion import invert_latents
-from atgan_plugin.attack.transfer import to_bounds
+from atgan_plugin.imaging import to_bounds
 from atgan_plugin.utils import check_device, eval_mode, model_device
 
 __all__ = ["LATENT_MODES", "GeneratorAttackBase", "torch_module_of"]

@@ -20,7 +20,8 @@ from foolbox.models.base import Model as FoolboxModel
 from torch import nn
 
 from atgan_plugin.attack.attacked_model import torch_module_of
-from atgan_plugin.attack.transfer import FitResult, TransferConfig
+from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.fit import FitResult
 from atgan_plugin.checkpoints import (
     Checkpoint,
     CheckpointError,

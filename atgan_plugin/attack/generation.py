@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from atgan_plugin.adapters.protocol import as_generator_module
 from atgan_plugin.attack.atgan import ATGANAttack
-from atgan_plugin.attack.transfer import sample_sources
+from atgan_plugin.attack.fit import sample_sources
 from atgan_plugin.checkpoints import atomic_write, remove_stale_temporaries, write_safetensors
 
 __all__ = [

@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from atgan_plugin.imaging import total_variation
+
 __all__ = [
     "FEATURE_SMOOTHING",
     "adversarial_loss",
@@ -130,14 +132,3 @@ def feature_distance(features: torch.Tensor, reference_features: torch.Tensor) -
     squared = ((features - reference_features).flatten(1) / scale[:, None]).square().sum(dim=1)
     relative: torch.Tensor = (squared + FEATURE_SMOOTHING**2).sqrt() - FEATURE_SMOOTHING
     return relative
-
-
-def total_variation(images: torch.Tensor) -> torch.Tensor:
-    """Anisotropic total variation per sample: the ℓ1 norm of horizontal and vertical differences.
-
-    Shape: ``(N, C, H, W)`` -> ``(N,)``. Applied to ``G_attack − G_orig`` it is zero for an unchanged
-    image, small for a smooth change and large for stripes, speckle or sign noise.
-    """
-    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1).sum(1)
-    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1).sum(1)
-    return dx + dy

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.cli.options import (
     Targets,
     checkpoint_options,
@@ -244,8 +245,11 @@ def demo_command(
     start = time.perf_counter()
     target_name = "Model A" if model_path is None else Path(model_path).name
     if not launched_by_torchrun() or os.environ.get("RANK") == "0":
+        guarded = tuple(guard_specs) != ("none",) and hyper.get("gamma") != 0
+        preset = TransferConfig.realistic() if guarded else TransferConfig.paper()
+        steps = hyper["steps"] if hyper.get("steps") is not None else preset.steps
         click.echo(
-            f"AT-GAN demo: fitting G_attack against {target_name} ({hyper['steps']} steps), then judging "
+            f"AT-GAN demo: fitting G_attack against {target_name} (at most {steps:,} steps), then judging "
             f"{n:,} fresh examples with the oracle."
         )
     result = _run_evaluation(

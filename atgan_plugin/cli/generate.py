@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from atgan_plugin.attack.shrink import SEARCH_STEPS
 from atgan_plugin.cli.options import (
     checkpoint_options,
     count_option,
@@ -58,9 +59,9 @@ __all__ = ["generate_command"]
 @click.option(
     "--search-steps",
     type=click.IntRange(0, 30),
-    default=8,
+    default=SEARCH_STEPS,
     show_default=True,
-    help="Bisection steps of the per-example shrink towards G_orig's image (search-steps + 1 passes of the "
+    help="Search passes of the per-example shrink towards G_orig's image (search-steps + 2 passes of the "
     "model per example); 0: G_attack's image as it is, no model needed.",
 )
 @click.option(

@@ -18,7 +18,9 @@ import click
 import torch
 
 from atgan_plugin import runs
-from atgan_plugin.attack.transfer import GUARDED_TRANSFER, FitDivergedError, TransferConfig
+from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.fit import FitDivergedError
+from atgan_plugin.attack.shrink import SEARCH_STEPS
 from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.data import DATASETS, DatasetNotFoundError
 from atgan_plugin.paper.gan_training import TrainingDivergedError
@@ -136,17 +138,19 @@ def checkpoint_options(*names: str, help_text: dict[str, str] | None = None) -> 
 # The AT-GAN fit's hyper-parameters, defaulting to a TransferConfig's. The parameter names are
 # ATGANAttack's keyword arguments, so a command passes them through as ``**hyper``.
 FIT_DEFAULTS = TransferConfig()
+BY_GUARDS = ("steps", "lr", "batch_size", "alpha", "feature")  # fields whose default ATGANAttack picks by its guards
 
 
 def fit_options(defaults: TransferConfig = FIT_DEFAULTS, *, by_guards: bool = True) -> Callable[[F], F]:
     """``--steps``, ``--lr``, ``--alpha`` … ``--search-steps``, defaulting to ``defaults``; with ``by_guards``,
-    ``--steps``, ``--alpha`` and ``--feature`` default to ATGANAttack's choice by its guards."""
+    ``--steps``, ``--lr``, ``--batch-size``, ``--alpha`` and ``--feature`` default to ATGANAttack's choice by
+    its guards (the realistic preset with guards, the paper's without)."""
     positive = click.FloatRange(min=0, min_open=True)
     non_negative = click.FloatRange(min=0)
 
     def default(name: str) -> dict[str, Any]:
-        if by_guards and name in ("steps", "alpha", "feature"):  # None: ATGANAttack picks by its guards
-            guarded, plain = getattr(GUARDED_TRANSFER, name), getattr(FIT_DEFAULTS, name)
+        if by_guards and name in BY_GUARDS:  # None: ATGANAttack picks by its guards
+            guarded, plain = getattr(TransferConfig.realistic(), name), getattr(FIT_DEFAULTS, name)
             return {"default": None, "show_default": f"{guarded:g} with guards, {plain:g} without"}
         return {"default": getattr(defaults, name), "show_default": True}
 
@@ -158,9 +162,7 @@ def fit_options(defaults: TransferConfig = FIT_DEFAULTS, *, by_guards: bool = Tr
                 **default("steps"),
                 help="Adam steps of the fit, each on a fresh batch of (z, y_s).",
             ),
-            click.option(
-                "--lr", type=positive, default=defaults.lr, show_default=True, help="Adam learning rate of the fit."
-            ),
+            click.option("--lr", type=positive, **default("lr"), help="Adam learning rate of the fit (its peak)."),
             click.option(
                 "--alpha",
                 type=non_negative,
@@ -212,8 +214,7 @@ def fit_options(defaults: TransferConfig = FIT_DEFAULTS, *, by_guards: bool = Tr
             click.option(
                 "--batch-size",
                 type=click.IntRange(min=1),
-                default=defaults.batch_size,
-                show_default=True,
+                **default("batch_size"),
                 help="Batch of (z, y_s) per fit step.",
             ),
             click.option(
@@ -227,10 +228,11 @@ def fit_options(defaults: TransferConfig = FIT_DEFAULTS, *, by_guards: bool = Tr
             click.option(
                 "--search-steps",
                 type=click.IntRange(0, 30),
-                default=8,
+                default=SEARCH_STEPS,
                 show_default=True,
-                help="Bisection steps of the per-example shrink towards G_orig's image while the model stays "
-                "fooled (our addition; 0: G_attack's image as it is, the paper).",
+                help="Search passes of the per-example shrink towards G_orig's image while the model stays "
+                "fooled (our addition; search-steps + 2 model passes per example; 0: G_attack's image as it "
+                "is, the paper).",
             ),
         ]
     )

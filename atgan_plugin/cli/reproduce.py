@@ -132,7 +132,7 @@ def reproduce_command(
     the runs with `atgan reproduce-merge` (docs/results/README.md; results in
     docs/results/fashion-mnist.md).
     """
-    from atgan_plugin.attack.transfer import TransferConfig
+    from atgan_plugin.attack.config import TransferConfig
     from atgan_plugin.paper.reproduce import ReproduceConfig, reproduce
     from atgan_plugin.paper.song import SETTINGS as SONG_SETTINGS
     from atgan_plugin.workflows.networks import FIT_PARAMETERS, load_networks, load_transfer_guards, realism_judge

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from atgan_plugin.attack.transfer import to_bounds
+from atgan_plugin.imaging import to_bounds
 from atgan_plugin.metrics.realism import added_edges
 from atgan_plugin.utils import model_device
 

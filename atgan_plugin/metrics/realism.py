@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from atgan_plugin.attack.losses import total_variation
+from atgan_plugin.imaging import total_variation
 
 __all__ = ["PenultimateFeatures", "RobustFrechetDistance", "added_edges"]
 

@@ -22,7 +22,7 @@ from torchvision.utils import make_grid, save_image
 
 from atgan_plugin.adapters.protocol import ConditionalGenerator
 from atgan_plugin.attack.atgan import ATGANAttack
-from atgan_plugin.attack.transfer import sample_sources
+from atgan_plugin.attack.fit import sample_sources
 from atgan_plugin.metrics.counting import Tally
 from atgan_plugin.metrics.machine import mean_time
 from atgan_plugin.metrics.realism import RobustFrechetDistance

@@ -18,8 +18,8 @@ from torch import nn
 
 from atgan_plugin.adapters.protocol import ConditionalGenerator
 from atgan_plugin.attack.atgan import ATGANAttack
+from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.attack.guards import GuardSpec, as_guards
-from atgan_plugin.attack.transfer import TransferConfig
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.metrics.counting import Tally
 from atgan_plugin.metrics.machine import machine_description, timed

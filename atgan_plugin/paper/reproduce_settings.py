@@ -10,8 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.attack.guards import GuardSpec, as_guards
-from atgan_plugin.attack.transfer import TransferConfig
+from atgan_plugin.attack.shrink import SEARCH_STEPS
 from atgan_plugin.checkpoints import load_module
 from atgan_plugin.models import CLASSIFIER_KINDS
 from atgan_plugin.paper.baselines import BASELINES
@@ -77,7 +78,7 @@ class ReproduceConfig:
     dataset: str = "fashion-mnist"
     n: int = 1000  # examples per (attack, model)
     atgan: TransferConfig = TransferConfig()  # the attack's defaults; frozen: sharing the instance is safe
-    search_steps: int = 8  # the shrink of Table 1's AT-GAN examples (ATGANAttack's default); none for Table 7's fit
+    search_steps: int = SEARCH_STEPS  # the shrink of Table 1's AT-GAN examples (ATGANAttack's); none for Table 7's fit
     # Table 7's fit; None: atgan with TRANSFERABLE_OVERRIDES and TRANSFERABLE_STEPS_FACTOR × its steps.
     atgan_transferable: TransferConfig | None = None
     song: SongConfig = field(default_factory=SongConfig)

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 
 from atgan_plugin.adapters.protocol import ConditionalGenerator
 from atgan_plugin.attack.faces import GeneratorAttackBase, torch_module_of
-from atgan_plugin.attack.transfer import to_bounds
+from atgan_plugin.imaging import to_bounds
 from atgan_plugin.utils import eval_mode
 
 __all__ = ["SETTINGS", "SearchResult", "SongAttack", "SongConfig", "latent_search"]

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from atgan_plugin import runs
-from atgan_plugin.attack.transfer import sample_sources
+from atgan_plugin.attack.fit import sample_sources
 from atgan_plugin.checkpoints import atomic_write, write_safetensors
 from atgan_plugin.workflows.fits import fit_record, save_fits
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atgan_plugin.attack.transfer import FitResult
+from atgan_plugin.attack.fit import FitResult
 
 if TYPE_CHECKING:  # imported lazily: it pulls in foolbox and advertorch
     from atgan_plugin.attack.atgan import ATGANAttack

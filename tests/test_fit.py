@@ -1,4 +1,4 @@
-"""atgan_plugin.attack.transfer: fit_attack_generator, the stage-2 fine-tuning of G_orig into G_attack."""
+"""atgan_plugin.attack.fit and .objective: the stage-2 fine-tuning of G_orig into G_attack, one setting."""
 
 from __future__ import annotations
 
@@ -10,17 +10,11 @@ import pytest
 import torch
 from torch import nn
 
+from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.fit import FitResult, fit_attack_generator, sample_sources
 from atgan_plugin.attack.losses import adversarial_loss, feature_distance
-from atgan_plugin.attack.transfer import (
-    FitResult,
-    GuardView,
-    TransferConfig,
-    fit_attack_generator,
-    guard_view,
-    sample_sources,
-    to_bounds,
-    transfer_loss,
-)
+from atgan_plugin.attack.objective import GuardView, guard_views, logits_and_features, render_reference, transfer_loss
+from atgan_plugin.imaging import to_bounds
 
 CONFIG = TransferConfig(steps=12, batch_size=16, lr=0.05)
 
@@ -68,7 +62,7 @@ def test_history_every_ten_steps_and_at_the_end(fitted: tuple[FitResult, dict[st
     result, _ = fitted
     assert [h["step"] for h in result.history] == [10, 12]
     for record in result.history:
-        assert set(record) == {"step", "loss", "l_adv", "l_dist", "success", "l2"}  # no guard given
+        assert set(record) == {"step", "loss", "l_adv", "l_dist", "success", "l2", "lr"}  # no guard given
         assert 0 <= record["success"] <= 1 and record["l2"] >= 0
         assert record["loss"] == pytest.approx(
             CONFIG.alpha * record["l_adv"] + CONFIG.beta * record["l_dist"], rel=1e-5
@@ -243,8 +237,9 @@ def test_the_feature_term_holds_the_guards_features(
     y = torch.arange(256) % 10
     with torch.no_grad():
         reference = tiny_generator(z, y)
+        reference_features = logits_and_features(tiny_guard, reference)[1]
         moved = {
-            name: feature_distance(*guard_view(tiny_guard, fit.generator(z, y), reference, torch.Size([256, 10]))[2:])
+            name: feature_distance(logits_and_features(tiny_guard, fit.generator(z, y))[1], reference_features)
             for name, fit in (("held", held), ("free", free))
         }
     assert moved["held"].mean() < 0.8 * moved["free"].mean(), {k: round(v.mean().item(), 4) for k, v in moved.items()}
@@ -265,10 +260,18 @@ def test_the_same_guard_twice_doubles_the_feature_term(
 def test_a_guard_without_a_linear_layer_gives_its_logits_as_features() -> None:
     guard = nn.Sequential(nn.Conv2d(1, 10, 4), nn.AdaptiveAvgPool2d(1), nn.Flatten())  # no nn.Linear
     images, reference = torch.rand(2, 5, 1, 4, 4, generator=torch.Generator().manual_seed(1))
-    view = guard_view(guard, images, reference, torch.Size([5, 10]))
+    images.requires_grad_(True)
+
+    def view_of(g: nn.Module) -> GuardView:
+        rendered = render_reference(
+            lambda z, y: reference, [g], torch.zeros(5, 2), torch.zeros(5), num_classes=10, precision="fp32"
+        )
+        return guard_views([g], images, rendered)[0]
+
+    view = view_of(guard)
     assert torch.equal(view.features, view.logits) and torch.equal(view.reference_features, view.reference_logits)
     assert view.features.requires_grad and not view.reference_features.requires_grad
     linear = nn.Sequential(nn.Flatten(), nn.Linear(16, 7), nn.ReLU(), nn.Linear(7, 10))
-    view = guard_view(linear, images, reference, torch.Size([5, 10]))
+    view = view_of(linear)
     assert view.features.shape == (5, 7)  # the input of the last linear layer
     assert not linear[-1]._forward_hooks  # the hook is gone after use
