@@ -127,7 +127,7 @@ def test_training_state_round_trip(tmp_path: Path) -> None:
 
 def _crash_after_partial_write(path_arg: int) -> Callable[..., None]:
     def crash(*args: Any, **kwargs: Any) -> None:
-        with open(args[path_arg], "wb") as f:  # not Path.write_bytes, which may be the patched writer
+        with open(args[path_arg], "wb") as f:  # not Path.open, which may be the patched writer
             f.write(b"half a file")
         raise OSError("simulated crash while writing")
 
@@ -151,7 +151,7 @@ WRITERS: dict[str, tuple[Callable[[Path, int], None], Callable[[Path], int]]] = 
 
 # (writer, what fails, object to patch, attribute, replacement)
 CRASHES = [
-    ("checkpoint", "write", Path, "write_bytes", _crash_after_partial_write(0)),
+    ("checkpoint", "write", Path, "open", _crash_after_partial_write(0)),
     ("checkpoint", "fsync", os, "fsync", _crash),
     ("checkpoint", "rename", os, "replace", _crash),
     ("training_state", "serialiser", torch, "save", _crash_after_partial_write(1)),
