@@ -137,7 +137,7 @@ def test_answers_are_appended_and_bad_lines_reported_not_counted(items: ItemSet)
 
 @pytest.mark.parametrize(
     "content, message",
-    [(b"\xff\xfe\x00binary", "not a UTF-8"), (b"garbage\nmore garbage\n", "holds no answer")],
+    [(b"\xff\xfe\x00binary\n", "not UTF-8 text"), (b"garbage\nmore garbage\n", "holds no answer")],
     ids=["binary", "no answer at all"],
 )
 def test_a_malformed_answers_file_stops_only_its_own_rater(items: ItemSet, content: bytes, message: str) -> None:

@@ -91,21 +91,22 @@ def read_answers(items: ItemSet, rater: str, path: Path | None = None) -> tuple[
     if not path.exists():
         return [], []
     try:
-        text = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise AnswersFileError(f"{path} is not a UTF-8 JSON-lines answers file ({error})") from error
+        data = path.read_bytes()
+    except OSError as error:
+        raise AnswersFileError(f"{path} cannot be read ({error.strerror or error})") from error
     answers: list[Answer] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
-    lines = text.split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    lines = data.split(b"\n")
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
             continue
         last = number == len(lines)  # no newline after it: cut off while being written
         try:
-            parsed = parse_answer(json.loads(line), items, rater)
-        except json.JSONDecodeError:
-            parsed = "an answer cut off while being written" if last else "not JSON"
+            parsed = parse_answer(json.loads(raw.decode("utf-8")), items, rater)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            what = "not JSON" if isinstance(error, json.JSONDecodeError) else "not UTF-8 text"
+            parsed = "an answer cut off while being written" if last else what
         except (ValueError, RecursionError) as error:  # e.g. an integer of 5,000 digits, arrays 2,000 deep
             parsed = f"not an answer ({type(error).__name__})"
         if isinstance(parsed, Answer) and parsed.item in seen:
