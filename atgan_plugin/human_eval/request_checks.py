@@ -15,6 +15,7 @@ Each check returns the problem in words (the server replies 400 or 403 with it),
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -56,11 +57,12 @@ def _split(host: str) -> tuple[str, int | None] | None:
     return name.lower(), int(port_text)
 
 
-def _own_names(bound: str) -> set[str]:
+@functools.lru_cache(maxsize=8)  # the machine's names cost a lookup: once per bound address, not per request
+def _own_names(bound: str) -> frozenset[str]:
     names = set(_LOOPBACK) | {bound.lower().strip("[]")}
     if bound in _WILDCARD:
         names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
-    return names
+    return frozenset(names)
 
 
 def host_problem(host: str | None, bound: str, port: int) -> str | None:
