@@ -47,6 +47,7 @@ from atgan_plugin.checkpoint_checks import (
     safetensors_truncation,
     vouched_by_sums,
 )
+from atgan_plugin.safetensors_header import canonical_header
 
 if TYPE_CHECKING:
     from atgan_plugin.limits import Fields
@@ -171,12 +172,19 @@ def write_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor], met
     The file is serialised in memory and written through :func:`atomic_write` rather than with
     ``safetensors.torch.save_file``: recent safetensors releases (0.8.0 here) write through their
     own ``.tmpXXXXXX`` file, which a killed process leaves behind under a name that
-    :func:`remove_stale_temporaries` cannot know is ours.
+    :func:`remove_stale_temporaries` cannot know is ours. The header is written in a fixed order
+    (:func:`~atgan_plugin.safetensors_header.canonical_header`): the same tensors and metadata
+    give the same bytes in every process.
     """
     data = serialise_safetensors(dict(tensors), metadata=metadata)
-    with atomic_write(path) as tmp:
-        tmp.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
+    head, offset = canonical_header(data)
+    body = memoryview(data)[offset:]  # the tensors' bytes, not copied
+    with atomic_write(path) as tmp, tmp.open("wb") as f:
+        f.write(head)
+        f.write(body)
+    digest = hashlib.sha256(head)
+    digest.update(body)
+    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,6 +13,11 @@ What the page shows is read from the run folder's files, never from the command 
 Images are embedded as base64 ``data:`` URIs and the style is inline: the page opens offline,
 from a copy, with no network. Plots are drawn with matplotlib's object API (no pyplot state),
 the page with a Jinja2 template shipped as package data.
+
+Only the run folder is read: a JSON file that a link leads out of it is a :class:`RunFolderError`,
+a ``*.png`` that is a link out of it (or not a file) is left out with a warning. A file that is not
+what the page needs (``options.json`` holding a list, JSON nested deeper than :data:`MAX_DEPTH`) is a
+named error; a non-finite number in a fit history is shown in the tables and left out of its plot.
 """
 
 from __future__ import annotations
@@ -21,15 +26,16 @@ import base64
 import io
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from atgan_plugin.checkpoints import atomic_write
-from atgan_plugin.runs import RunFolderError
+from atgan_plugin.runs import RunFolderError, path_inside
 
-__all__ = ["RESULT_FILES", "RunFolderError", "Table", "format_value", "tables_from", "write_report"]
+__all__ = ["MAX_DEPTH", "RESULT_FILES", "RunFolderError", "Table", "format_value", "tables_from", "write_report"]
 
 RESULT_FILES = ("report.json", "results.json", "summary.json", "human-eval/table10.json")
 _CAPTIONS = {
@@ -39,6 +45,7 @@ _CAPTIONS = {
 }
 _TIMING_WORDS = ("seconds", "per_second", "time")
 _COLLAPSE_ROWS = 12  # longer tables start folded
+MAX_DEPTH = 32  # our files nest a few levels; the page's tables recurse once per level
 
 
 def format_value(value: Any) -> str:
@@ -164,6 +171,10 @@ def _display_width(png: bytes, at_least: int = 600) -> int | None:
     return width * max(1, math.ceil(at_least / width)) if width else None
 
 
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _numeric(history: list[dict[str, Any]], key: str) -> bool:
     """Whether every record that has ``key`` holds a number there (booleans are not plotted)."""
     return all(isinstance(r[key], (int, float)) and not isinstance(r[key], bool) for r in history if key in r)
@@ -180,9 +191,12 @@ def plot_history(history: list[dict[str, Any]], title: str) -> bytes:
     figure.suptitle(title)
     for i, key in enumerate(keys):
         axes = figure.add_subplot(rows, columns, i + 1)
-        points = [(r["step"], r[key]) for r in history if key in r]
+        records = [(r["step"], r[key]) for r in history if key in r]
+        # A diverged fit records inf or NaN: the tables show them, the plot leaves them out and says so.
+        points = [(x, y) for x, y in records if _finite(x) and _finite(y)]
         axes.plot([p[0] for p in points], [p[1] for p in points], marker="." if len(points) < 30 else None)
-        axes.set_title(key)
+        left_out = len(records) - len(points)
+        axes.set_title(key + (f" ({left_out} non-finite left out)" if left_out else ""))
         axes.set_xlabel("step")
         axes.grid(alpha=0.3)
     buffer = io.BytesIO()
@@ -190,11 +204,47 @@ def plot_history(history: list[dict[str, Any]], title: str) -> bytes:
     return buffer.getvalue()
 
 
-def _read_json(path: Path) -> Any:
+def _depth(data: Any) -> int:
+    """How deep lists and objects nest in ``data`` (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                stack.append((child, level + 1))
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, level)
+    return deepest
+
+
+def _read_json(run_dir: Path, name: str) -> Any:
+    """``run_dir/name`` as JSON: a :class:`RunFolderError` when it leads out of the folder, is no readable
+    JSON or nests deeper than :data:`MAX_DEPTH`."""
+    path = path_inside(run_dir, name, name)
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise RunFolderError(f"{path} is not readable JSON ({error})") from error
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as error:
+        raise RunFolderError(f"{path} is not readable JSON ({type(error).__name__}: {error})") from error
+    if _depth(data) > MAX_DEPTH:
+        raise RunFolderError(f"{path} nests lists and objects more than {MAX_DEPTH} deep; no result file of ours does")
+    return data
+
+
+def _pngs(run_dir: Path) -> dict[str, bytes]:
+    """Every ``*.png`` that is a file inside ``run_dir``; the others are named in a warning and left out."""
+    pngs: dict[str, bytes] = {}
+    for path in sorted(run_dir.glob("*.png")):
+        try:
+            path_inside(run_dir, path.name, "image")
+        except RunFolderError as error:
+            warnings.warn(f"{error}: not shown in the report", stacklevel=3)
+            continue
+        if not path.is_file():
+            warnings.warn(f"{path} is not a file: not shown in the report", stacklevel=3)
+            continue
+        pngs[path.name] = path.read_bytes()
+    return pngs
 
 
 def _timings(name: str, data: Any) -> list[list[Any]]:
@@ -224,6 +274,12 @@ def _machine_rows(options: dict[str, Any], results: dict[str, Any]) -> list[list
     return rows + [row for name, data in results.items() for row in _timings(name, data)]
 
 
+def _command(options: dict[str, Any]) -> str:
+    environment = options.get("environment")
+    command = environment.get("command", "") if isinstance(environment, dict) else ""
+    return command if isinstance(command, str) else format_value(command)
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Writes ``RUN_DIR/report.html`` from the run folder's files and returns its path."""
     from jinja2 import Environment, PackageLoader, select_autoescape
@@ -231,8 +287,13 @@ def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"no run folder {run_dir}")
-    options = _read_json(run_dir / "options.json") if (run_dir / "options.json").is_file() else {}
-    results = {name: _read_json(run_dir / name) for name in RESULT_FILES if (run_dir / name).is_file()}
+    options = _read_json(run_dir, "options.json") if (run_dir / "options.json").exists() else {}
+    if not isinstance(options, dict):
+        raise RunFolderError(
+            f"{run_dir / 'options.json'} must hold a JSON object (options, checkpoints, environment), "
+            f"not a {type(options).__name__}"
+        )
+    results = {name: _read_json(run_dir, name) for name in RESULT_FILES if (run_dir / name).exists()}
     if not options and not results:
         raise RunFolderError(
             f"{run_dir} is not a run folder: it has no options.json nor any of {', '.join(RESULT_FILES)}"
@@ -248,7 +309,7 @@ def write_report(run_dir: str | Path) -> Path:
         for where, history in _histories(data)
         if len(history) >= 2
     ]
-    pngs = {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.png"))}
+    pngs = _pngs(run_dir)
     images = [
         {"name": name, "caption": _CAPTIONS.get(name, ""), "uri": _png_data_uri(png), "width": _display_width(png)}
         for name, png in pngs.items()
@@ -262,7 +323,7 @@ def write_report(run_dir: str | Path) -> Path:
     env = Environment(loader=PackageLoader("atgan_plugin", "templates"), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
         run=run_dir.name,
-        command=(options.get("environment") or {}).get("command", ""),
+        command=_command(options),
         written=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         settings=settings,
         sections=sections,

@@ -1,5 +1,5 @@
 """The attack on inputs a Foolbox or AdverTorch user passes without thinking twice: float64 images
-work (computed in the model's dtype, returned as float64), and the fit cache follows the model,
+and float64 models work (computed in the model's dtype, returned in the inputs'), and the fit cache follows the model,
 not the wrapper: a fresh ``fb.PyTorchModel`` around the same module reuses the fit, a replaced or
 changed parameter, other bounds or other preprocessing refit. Error cases are in test_errors.py."""
 
@@ -46,6 +46,26 @@ def test_advertorch_face_takes_float64_images_and_predicts_in_the_models_dtype(
     x, _ = batch
     adv = ATGANAttack(tiny_target, generator=tiny_generator, **FAST).perturb(x.double())  # sources predicted
     assert adv.dtype == torch.float64 and adv.shape == x.shape
+
+
+@pytest.mark.parametrize("inputs", [torch.float32, torch.float64])
+def test_a_float64_model_is_attacked_in_its_own_dtype_and_left_as_it_was(
+    inputs: torch.dtype, tiny_generator: nn.Module, tiny_target: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+) -> None:
+    """The fit's float32 images are cast to the model's float64 on the way in (the gradient flows through the
+    cast); the shrink and Foolbox's success check call it the same way. The model is never converted."""
+    x, y = batch
+    model = copy.deepcopy(tiny_target).double().eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adv = ATGANAttack(model, generator=tiny_generator, search_steps=2, **FAST).perturb(x.to(inputs), y)
+    assert adv.dtype == inputs and adv.shape == x.shape and bool(torch.isfinite(adv).all())
+    fmodel = fb.PyTorchModel(model, bounds=(0, 1), device="cpu")
+    raw, _, success = ATGANAttack(generator=tiny_generator, **FAST)(fmodel, x.to(inputs), y, epsilons=None)
+    assert raw.dtype == inputs and success.shape == (8,)
+    images = ATGANAttack(model, generator=tiny_generator, **FAST).generate(y)
+    assert isinstance(images, torch.Tensor) and images.dtype == torch.float32 and images.shape == x.shape
+    assert all(p.dtype == torch.float64 for p in model.parameters())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 # ------------------------------------------------------------------------------------------------

@@ -127,7 +127,7 @@ def test_training_state_round_trip(tmp_path: Path) -> None:
 
 def _crash_after_partial_write(path_arg: int) -> Callable[..., None]:
     def crash(*args: Any, **kwargs: Any) -> None:
-        with open(args[path_arg], "wb") as f:  # not Path.write_bytes, which may be the patched writer
+        with open(args[path_arg], "wb") as f:  # not Path.open, which may be the patched writer
             f.write(b"half a file")
         raise OSError("simulated crash while writing")
 
@@ -151,7 +151,7 @@ WRITERS: dict[str, tuple[Callable[[Path, int], None], Callable[[Path], int]]] = 
 
 # (writer, what fails, object to patch, attribute, replacement)
 CRASHES = [
-    ("checkpoint", "write", Path, "write_bytes", _crash_after_partial_write(0)),
+    ("checkpoint", "write", Path, "open", _crash_after_partial_write(0)),
     ("checkpoint", "fsync", os, "fsync", _crash),
     ("checkpoint", "rename", os, "replace", _crash),
     ("training_state", "serialiser", torch, "save", _crash_after_partial_write(1)),
@@ -209,6 +209,41 @@ def test_safetensors_files_never_pass_through_safetensors_own_temporary(
         assert f.metadata() == {"note": "x"} and torch.equal(f.get_tensor("w"), torch.arange(3.0))
     save_checkpoint(tmp_path / "c.safetensors", Checkpoint("k", {"w": torch.ones(2)}))
     assert files_in(tmp_path) == ["c.safetensors", "w.safetensors"]
+
+
+WRITE_IN_A_FRESH_PROCESS = """
+import sys, torch
+from atgan_plugin.checkpoints import write_safetensors
+metadata = {key: str(i) for i, key in enumerate(["kind", "shard", "seed", "count", "first", "target", "bounds", "ü"])}
+tensors = {"images": torch.linspace(0, 1, 12).reshape(2, 6), "source_labels": torch.arange(2)}
+print(write_safetensors(sys.argv[1], tensors, metadata))
+"""
+
+
+def test_identical_writes_give_identical_bytes_in_every_process(tmp_path: Path) -> None:
+    """safetensors orders the metadata by a per-process hash; write_safetensors sorts the header, so a file's
+    SHA-256 depends on its content only (a shard's recorded digest can be reproduced)."""
+    import subprocess
+    import sys
+
+    digests = set()
+    for i in range(4):
+        path = tmp_path / f"{i}.safetensors"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": str(i)}
+        out = subprocess.run(
+            [sys.executable, "-c", WRITE_IN_A_FRESH_PROCESS, str(path)],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()[-1]
+        assert out == hashlib.sha256(path.read_bytes()).hexdigest()
+        digests.add(out)
+        with safe_open(str(path), framework="pt") as f:
+            assert f.metadata()["ü"] == "7" and torch.equal(f.get_tensor("source_labels"), torch.arange(2))
+        length = int.from_bytes(path.read_bytes()[:8], "little")
+        assert length % 8 == 0  # the data stays 8-byte aligned
+    assert len(digests) == 1
 
 
 # ------------------------------------------------------------------------------------------------

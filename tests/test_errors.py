@@ -76,6 +76,26 @@ def with_pixel(x: torch.Tensor, value: float) -> torch.Tensor:
     return x
 
 
+class LogitsAndFeatures(nn.Module):
+    """A model that returns a tuple ``(logits, images)``, as some research code does."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(x), x
+
+
+def with_latent(c: SimpleNamespace, value: float) -> torch.Tensor:
+    z = torch.zeros(len(c.y), 8)
+    z[2, 1] = value
+    return z
+
+
+TUPLE = r"the model must return a tensor of logits \(N, classes\), got tuple; neither Foolbox nor AdverTorch"
+
+
 class FirstLogit(nn.Module):
     """A model whose output is 1-D ``(N,)``: the first logit only."""
 
@@ -175,6 +195,16 @@ SETUP: list[Case] = [
     ("1-D model output, sources predicted", lambda c: adversary(c, model=FirstLogit(c.model)).perturb(c.x), ValueError, r"the model must return logits of shape \(N, classes\) = \(12, 10\), got \(12,\)", True),
     ("1-D model output, targeted", lambda c: adversary(c, model=FirstLogit(c.model), targeted=True).perturb(c.x, c.y), ValueError, r"got \(12,\)", True),
     ("1-D model output, fit", lambda c: adversary(c, model=FirstLogit(c.model)).perturb(c.x, c.y), ValueError, r"the generator has 10 classes but the model returns logits of shape \(8,\)", False),
+    ("model returns a tuple, fit", lambda c: adversary(c, model=LogitsAndFeatures(c.model)).perturb(c.x, c.y), TypeError, TUPLE, False),
+    ("model returns a tuple, sources predicted", lambda c: adversary(c, model=LogitsAndFeatures(c.model)).perturb(c.x), TypeError, TUPLE, True),
+    ("model returns a tuple, generate", lambda c: adversary(c, model=LogitsAndFeatures(c.model)).generate(c.y), TypeError, TUPLE, False),
+    ("fb model returns a tuple", lambda c: foolbox(c)(fb.PyTorchModel(LogitsAndFeatures(c.model).eval(), bounds=(0, 1), device="cpu"), c.x, c.y, epsilons=None), TypeError, r"the model must return a tensor of logits \(N, classes\), got <class 'tuple'>", False),
+    ("generate z NaN", lambda c: adversary(c).generate(c.y, z=with_latent(c, float("nan"))), ValueError, r"z contains 1 NaN or infinite values", True),
+    ("generate z inf", lambda c: adversary(c).generate(c.y, z=with_latent(c, float("inf"))), ValueError, r"z contains 1 NaN or infinite values", True),
+    ("generate z of another z_dim", lambda c: adversary(c).generate(c.y, z=torch.zeros(12, 16)), ValueError, r"z must have shape \(12, 8\): one latent of the generator's z_dim per source label, got \(12, 16\)", True),
+    ("generate z too few", lambda c: adversary(c).generate(c.y, z=torch.zeros(3, 8)), ValueError, r"z must have shape \(12, 8\)", True),
+    ("generate z int", lambda c: adversary(c).generate(c.y, z=torch.zeros(12, 8, dtype=torch.long)), TypeError, r"z must be floating-point latents, got dtype torch\.int64", True),
+    ("generate z numpy", lambda c: adversary(c).generate(c.y, z=torch.zeros(12, 8).numpy()), TypeError, r"z must be a torch\.Tensor of latents \(N, z_dim\), got ndarray", True),
     ("target 2.5", lambda c: adversary(c).generate(c.y, target=2.5), TypeError, r"target must be an integer class index or None, got 2\.5 \(float\)", True),
     ("target '3'", lambda c: adversary(c).fit(target="3"), TypeError, r"target must be an integer class index or None, got '3' \(str\)", True),
     ("target True", lambda c: adversary(c).fit(target=True), TypeError, r"got True \(bool\)", True),
@@ -235,6 +265,8 @@ FITS: list[Case] = [
     ("load_fit of a missing file", lambda c: adversary(c).load_fit(c.tmp / "nothing.safetensors"), CheckpointError, r"nothing\.safetensors does not exist", True),
     ("load_fit with a NaN weight", _load_fit_with_a_nan_weight, CheckpointError, r"fit\.safetensors: tensor '.+' holds 1 NaN or infinite values \(corrupt weights\)", True),
     ("load_fit with target 2.5", _load_fit_with_target(2.5), CheckpointError, r"records an unusable target or fit configuration: target must be an integer", True),
+    ("load_fit with target 99", _load_fit_with_target(99), CheckpointError, r"fit\.safetensors records target 99, outside the generator's classes \[0, 10\)", True),
+    ("load_fit with target -3", _load_fit_with_target(-3), CheckpointError, r"records target -3, outside the generator's classes \[0, 10\)", True),
     ("load_fit of a directory", lambda c: adversary(c).load_fit(c.tmp), CheckpointError, r"is a directory, not a file", True),
 ]
 # fmt: on

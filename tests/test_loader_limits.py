@@ -19,6 +19,7 @@ from torch import nn
 from atgan_plugin import checkpoints
 from atgan_plugin.adapters import ACWGANGPGenerator, StyleGAN2ADAGenerator, load_generator
 from atgan_plugin.adapters.acwgan_gp import Generator
+from atgan_plugin.atomic_files import is_our_temporary, temporary_name
 from atgan_plugin.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -297,10 +298,28 @@ def test_the_digest_covers_names_dtypes_shapes_and_bytes() -> None:
 
 def test_stale_temporary_files_are_removed(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "a.safetensors", Checkpoint("k", {"w": torch.zeros(2)}))
-    stale = [tmp_path / ".a.safetensors.ab12cd_9.tmp", tmp_path / ".state.pt.zzzzzzzz.tmp"]
-    kept = [tmp_path / "notes.tmp", tmp_path / ".hidden", tmp_path / "a.safetensors"]
-    for path in stale + kept[:2]:
+    stale = [tmp_path / temporary_name("a.safetensors"), tmp_path / temporary_name("state.pt")]
+    forged = ".atgan-tmp.0123456789abcdef.00000000.a.safetensors"  # our prefix, a tag that does not match
+    kept = [
+        tmp_path / name
+        for name in (
+            "notes.tmp",
+            ".hidden",
+            ".draft.20240101.tmp",  # a user's hidden files that end in .tmp: never ours
+            ".thesis.tex.backup_1.tmp",
+            ".a.safetensors.ab12cd_9.tmp",  # the shape of mkstemp's names: not a name we write
+            forged,
+        )
+    ]
+    for path in stale + kept:
         path.write_bytes(b"x")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
+    outside.write_bytes(b"someone else's")
+    link = tmp_path / temporary_name("linked")  # our name, but a link: not a file we wrote
+    link.symlink_to(outside)
+    assert all(is_our_temporary(p.name) for p in stale) and not is_our_temporary(forged)
     assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([p.name for p in kept] + ["a.safetensors", link.name])
+    assert outside.read_bytes() == b"someone else's"
     assert load_checkpoint(tmp_path / "a.safetensors").tensors["w"].shape == (2,)

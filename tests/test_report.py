@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -153,6 +154,67 @@ def test_atgan_report_command_and_its_errors(demo_run: Path, tmp_path: Path) -> 
     assert result.exit_code == 1 and "report.json is not readable JSON" in result.output
     with pytest.raises(RunFolderError):
         write_report(tmp_path / "nowhere")
+
+
+def _png(color: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (4, 4), color=color).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+BAD_RUN_FOLDERS: list[tuple[str, dict[str, str], str]] = [
+    ("options.json holds a list", {"options.json": "[1, 2]"}, r"options\.json must hold a JSON object .*, not a list"),
+    ("options.json holds a string", {"options.json": '"x"'}, r"not a str"),
+    ("JSON 100,000 deep", {"results.json": "[" * 100_000 + "]" * 100_000}, r"results\.json is not readable JSON \(RecursionError"),
+    ("JSON 900 deep", {"results.json": '{"a": ' + "[" * 900 + "]" * 900 + "}"}, r"nests lists and objects more than 32 deep"),
+    ("environment a list", {"options.json": '{"environment": [1]}', "report.json": "{}"}, ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("files, match", [r[1:] for r in BAD_RUN_FOLDERS], ids=[r[0] for r in BAD_RUN_FOLDERS])
+def test_bad_run_folder_files_are_named(tmp_path: Path, files: dict[str, str], match: str) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception  # no traceback
+    if match:
+        assert result.exit_code == 1 and re.search(match, result.output), result.output
+        with pytest.raises(RunFolderError, match=match):
+            write_report(tmp_path)
+    else:
+        assert result.exit_code == 0, result.output
+
+
+def test_infinite_values_in_a_history_are_shown_not_plotted(tmp_path: Path) -> None:
+    history = [{"step": 10, "loss": 1.0}, {"step": 20, "loss": float("inf")}, {"step": 30, "loss": -float("inf")}]
+    history += [{"step": 40, "loss": float("nan")}, {"step": 50, "loss": 0.5}]
+    (tmp_path / "results.json").write_text(json.dumps({"fits": [{"target": 1, "history": history}]}))
+    page = Page(write_report(tmp_path).read_text())
+    check_self_contained(page)
+    assert {"inf", "-inf", "nan"} <= set(page.cells) and len(page.images) == 1  # the fit curve
+
+
+def test_only_image_files_inside_the_run_folder_are_embedded(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text('{"a": 1}')
+    (run_dir / "grid.png").write_bytes(_png(10))
+    (run_dir / "x.png").mkdir()  # a folder named like an image
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(_png(200))
+    (run_dir / "linked.png").symlink_to(secret)  # a link out of the run folder
+    (run_dir / "inside.png").symlink_to(run_dir / "grid.png")  # a link inside it: fine
+    with pytest.warns(UserWarning) as caught:
+        page = Page(write_report(run_dir).read_text())
+    messages = sorted(str(w.message) for w in caught)
+    assert any("'linked.png' is a link leading out of" in m for m in messages)
+    assert any("x.png is not a file" in m for m in messages)
+    embedded = [decoded(uri) for uri in page.images]
+    assert secret.read_bytes() not in embedded and embedded.count(_png(10)) == 2
+    (run_dir / "results.json").unlink()
+    (run_dir / "results.json").symlink_to(secret)
+    with pytest.raises(RunFolderError, match=r"results\.json 'results\.json' is a link leading out of"):
+        write_report(run_dir)
 
 
 @pytest.mark.parametrize("target, rows", [(None, 10), (4, 9)])

@@ -22,6 +22,7 @@ import torch
 from click.testing import CliRunner, Result
 
 from atgan_plugin.adapters import load_generator
+from atgan_plugin.atomic_files import is_our_temporary
 from atgan_plugin.checkpoints import load_checkpoint, load_training_state
 from atgan_plugin.cli import main
 from atgan_plugin.data import TensorDataset
@@ -60,7 +61,7 @@ def assert_finished(out: Path, steps: int) -> None:
     for name in ("generator.safetensors", "aux_classifier.safetensors"):
         assert load_checkpoint(out / name).training["step"] == steps
     assert load_training_state(out / "state.pt")["step"] == steps
-    assert not list(out.rglob(".*.tmp")), "temporary files left behind"
+    assert not list(out.rglob(".atgan-tmp.*")), "temporary files left behind"
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +125,7 @@ def test_a_new_learning_rate_is_applied_and_recorded(tmp_path: Path) -> None:
 
 KILL_AT_THE_LAST_GENERATOR = r"""
 import os, signal, sys
+from atgan_plugin.atomic_files import temporary_name
 from atgan_plugin.paper import gan_training
 
 original = gan_training.save_checkpoint
@@ -131,7 +133,7 @@ original = gan_training.save_checkpoint
 def killed(path, checkpoint, **kwargs):
     # state.pt of the last step is on disk; the generator is half written when the process is killed.
     if path.name == "generator.safetensors" and checkpoint.training["step"] == 3:
-        (path.parent / ".generator.safetensors.k1ll3d00.tmp").write_bytes(b"half a generator")
+        (path.parent / temporary_name("generator.safetensors")).write_bytes(b"half a generator")
         os.kill(os.getpid(), signal.SIGKILL)
     return original(path, checkpoint, **kwargs)
 
@@ -155,11 +157,15 @@ def test_killed_after_the_last_state_the_rerun_completes_the_networks(tmp_path: 
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert load_training_state(out / "state.pt")["step"] == 3
     assert load_checkpoint(out / "generator.safetensors").training["step"] == 2  # the previous checkpoint's
-    assert not is_complete(out) and (out / ".generator.safetensors.k1ll3d00.tmp").exists()
+    assert not is_complete(out) and any(is_our_temporary(p.name) for p in out.iterdir())
+    users = [out / ".draft.20240101.tmp", out / "samples" / ".thesis.tex.backup_1.tmp"]  # not ours: kept
+    for path in users:
+        path.write_text("a user's")
 
     result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 0, result.output
     assert_finished(out, 3)
+    assert all(path.read_text() == "a user's" for path in users)
 
 
 def test_a_kill_mid_run_loses_at_most_checkpoint_every_steps(

@@ -56,6 +56,7 @@ from atgan_plugin.attack.fit import (
 )
 from atgan_plugin.attack.fit_store import FitCache, fit_setting, read_fit, write_fit
 from atgan_plugin.attack.guards import AUTO, GuardSpec, check_guard_spec, describe_guard, resolve_guards
+from atgan_plugin.attack.latent_checks import check_latents
 from atgan_plugin.attack.precision import autocast, check_precision
 from atgan_plugin.attack.shrink import SEARCH_STEPS, check_search_steps, shrink_while_fooled
 from atgan_plugin.utils import eval_mode
@@ -321,6 +322,7 @@ class ATGANAttack(GeneratorAttackBase):
         With ``with_reference=True`` also returns ``G_orig`` on the same ``z`` (for realism checks).
         """
         model = self._model_or_default(model)
+        z = check_latents(z, len(sources), int(self.generator.z_dim))  # before the fit, like every input
         fit = self.fit(model, target)
         device = next(fit.generator.parameters()).device
         sources = self._check_labels(sources, "source labels", len(sources)).to(device)

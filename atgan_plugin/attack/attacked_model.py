@@ -2,11 +2,15 @@
 
 A model reaches the attack as an ``nn.Module``, a plain function (AdverTorch) or a Foolbox model
 wrapping a module; eval mode, the fit cache and dtype handling need the module itself.
+:class:`CheckedClassifier` is how the fit, the shrink and the predictions call it: images in the
+module's own dtype (a float64 model works), and a named ``TypeError`` when it returns anything but
+a tensor (a tuple: neither Foolbox nor AdverTorch takes its first element, so neither do we).
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -14,7 +18,7 @@ from eagerpy.astensor import astensor, astensor_
 from foolbox.models.base import Model as FoolboxModel
 from torch import nn
 
-__all__ = ["InputsInModelDtype", "parameter_dtype", "torch_module_of"]
+__all__ = ["CheckedClassifier", "InputsInModelDtype", "parameter_dtype", "torch_module_of"]
 
 
 def torch_module_of(model: Any) -> nn.Module | None:
@@ -61,3 +65,51 @@ class InputsInModelDtype(FoolboxModel):
     def __call__(self, inputs: Any) -> Any:
         x, restore_type = astensor_(inputs)
         return restore_type(astensor(self.model(x.raw.to(self.dtype))))
+
+
+class CheckedClassifier:
+    """``classify(images) -> logits`` around the user's model: ``images`` ``(N, C, H, W)`` cast to
+    ``dtype`` (the model's parameters') on the way in, and anything but a tensor coming out refused.
+
+    ``inner`` is what is called (the module, a function, or a Foolbox model's ``__call__``); with
+    ``compile=True`` the attack swaps it for its ``torch.compile`` wrapper (:meth:`with_inner`).
+    Gradients flow through the cast, so the fit's float32 images reach a float64 model.
+    """
+
+    def __init__(self, inner: Callable[[torch.Tensor], Any], dtype: torch.dtype | None, foolbox: bool = False):
+        self.inner, self.dtype, self.foolbox = inner, dtype, foolbox
+
+    @classmethod
+    def of(cls, model: Any) -> CheckedClassifier:
+        """The checked classifier of a module, a function or a Foolbox model (once wrapped, kept as is)."""
+        if isinstance(model, CheckedClassifier):
+            return model
+        dtype = parameter_dtype(torch_module_of(model))
+        if isinstance(model, FoolboxModel):
+            return cls(lambda batch: model(batch), dtype, foolbox=True)
+        return cls(model, dtype)
+
+    def with_inner(self, inner: Callable[[torch.Tensor], Any]) -> CheckedClassifier:
+        return CheckedClassifier(inner, self.dtype, self.foolbox)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.dtype is not None and images.is_floating_point() and images.dtype != self.dtype:
+            images = images.to(self.dtype)
+        try:
+            logits = self.inner(images)
+        except ValueError as error:
+            # eagerpy's words when a Foolbox model's module returns what it cannot wrap (a tuple, a dict).
+            if self.foolbox and str(error).startswith("Unknown type"):
+                raise TypeError(_not_logits(str(error)[len("Unknown type: ") :])) from None
+            raise
+        if not isinstance(logits, torch.Tensor):
+            raise TypeError(_not_logits(type(logits).__name__))
+        return logits
+
+
+def _not_logits(what: str) -> str:
+    return (
+        f"the model must return a tensor of logits (N, classes), got {what}; neither Foolbox nor AdverTorch "
+        "takes the first element of a tuple: pass a model that returns the logits, e.g. a module whose "
+        "forward returns model(x)[0]"
+    )

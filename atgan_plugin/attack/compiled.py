@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from atgan_plugin.attack.attacked_model import CheckedClassifier
+
 __all__ = ["CompiledModules"]
 
 
@@ -23,6 +25,8 @@ class CompiledModules:
         self._wrappers: dict[int, tuple[nn.Module, Any]] = {}  # id(module) -> (module, its wrapper)
 
     def __call__(self, function: Any) -> Any:
+        if isinstance(function, CheckedClassifier):  # the user's model, behind its checks: compile the model
+            return function.with_inner(self(function.inner)) if self.enabled else function
         if not self.enabled or not isinstance(function, nn.Module):
             return function
         entry = self._wrappers.get(id(function))

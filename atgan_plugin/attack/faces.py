@@ -39,7 +39,7 @@ from torch import nn
 
 from atgan_plugin.adapters.protocol import as_generator_module, check_generator
 from atgan_plugin.attack._advertorch_compat import AdvertorchAttack, LabelMixin
-from atgan_plugin.attack.attacked_model import InputsInModelDtype, parameter_dtype, torch_module_of
+from atgan_plugin.attack.attacked_model import CheckedClassifier, InputsInModelDtype, parameter_dtype, torch_module_of
 from atgan_plugin.attack.inversion import invert_latents
 from atgan_plugin.imaging import to_bounds
 from atgan_plugin.utils import check_device, eval_mode, model_device
@@ -215,7 +215,7 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         bounds = (float(self.clip_min), float(self.clip_max))
         self._check_values(x, bounds)
         sources, targets = (source_labels, y) if self.targeted else (y, None)
-        return self._attack(self.predict, self.predict, x, sources, targets, bounds).detach()
+        return self._attack(self.predict, self._classifier_fn(self.predict), x, sources, targets, bounds).detach()
 
     # ----------------------------------------------------------------------------------------
     # The one path behind both faces.
@@ -279,10 +279,8 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
 
     @staticmethod
     def _classifier_fn(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-        if isinstance(model, FoolboxModel):
-            return lambda batch: model(batch)
-        classify: Callable[[torch.Tensor], torch.Tensor] = model  # a module or a function: images -> logits
-        return classify
+        """``model`` as images -> logits, fed in its own dtype, its output checked (:class:`CheckedClassifier`)."""
+        return CheckedClassifier.of(model)
 
     def _device_for(self, model: Any) -> torch.device:
         if self.device is not None:

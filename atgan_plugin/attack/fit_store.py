@@ -19,6 +19,7 @@ from eagerpy.astensor import astensor
 from foolbox.models.base import Model as FoolboxModel
 from torch import nn
 
+from atgan_plugin.adapters.protocol import as_generator_module
 from atgan_plugin.attack.attacked_model import torch_module_of
 from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.attack.fit import FitResult
@@ -133,7 +134,8 @@ def read_fit(
     """The fit :func:`write_fit` saved, as a copy of ``generator`` (G_orig) holding the file's weights.
 
     The file's tensor names and shapes are compared with ``generator`` before any weight is read;
-    its recorded configuration overrides ``config``'s fields, its target passes ``check_target``.
+    its recorded configuration overrides ``config``'s fields, its target passes ``check_target`` and must be
+    one of ``generator``'s classes (a file's digest vouches for its bytes, not for its values).
     A mismatch, a digest mismatch or a non-finite weight is a ``CheckpointError``.
     """
     header = read_header(path, expected_kind=FIT_KIND)
@@ -149,6 +151,12 @@ def read_fit(
         config = replace(config, **recorded)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path} records an unusable target or fit configuration: {error}") from None
+    num_classes = int(as_generator_module(generator).num_classes)
+    if target is not None and not 0 <= target < num_classes:
+        raise CheckpointError(
+            f"{path} records target {target}, outside the generator's classes [0, {num_classes}); "
+            "it was not fitted for this generator"
+        )
     g_attack = copy.deepcopy(generator).requires_grad_(False).eval()
     g_attack.load_state_dict(load_checkpoint(path, expected_kind=FIT_KIND).tensors, strict=True)
     history = header.training.get("history", [])

@@ -8,10 +8,13 @@ only on the plan, never on which process made it or when. Each shard is made by
 shrink included) and written atomically; under torchrun rank r makes the shards ``i ≡ r (mod N)``.
 
 A run that was killed resumes: a shard file exists only complete (written to a temporary file,
-hashed, flushed and renamed), is verified against the plan and kept, never written twice; missing
-ones are made. ``DIR/generation.json`` (the plan, written first) refuses a resume with other
-settings; ``DIR/manifest.json`` is written last, by rank 0, and lists every shard with its count,
-SHA-256 and seed.
+hashed, flushed and renamed); a kept shard is verified in full against the plan and its recorded
+digests (:func:`~atgan_plugin.attack.shard_files.verify_shard`) and never written twice; missing or
+damaged ones are made. ``DIR/generation.json`` (the plan, written first, after the sizes are checked
+against :mod:`~atgan_plugin.attack.generation_plan`'s limits and the free disk) refuses a resume with
+other settings, and a folder holding shards of another plan is refused even without it;
+``DIR/manifest.json`` is written last, by rank 0, and lists every shard with its count, SHA-256 and
+seed. Shards are byte-for-byte reproducible: the same plan gives the same files.
 
 Why safetensors shards (not WebDataset tars): an example is a float tensor, and safetensors stores
 the images and labels of 10,000 examples as three arrays that load with one memory map and no code
@@ -24,23 +27,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from torch import nn
 from tqdm.auto import tqdm
 
 from atgan_plugin.adapters.protocol import as_generator_module
 from atgan_plugin.attack.atgan import ATGANAttack
 from atgan_plugin.attack.fit import sample_sources
-from atgan_plugin.checkpoints import atomic_write, remove_stale_temporaries, write_safetensors
+from atgan_plugin.attack.generation_plan import PLAN_FORMAT, GenerationError, GenerationPlan, check_shard_bytes
+from atgan_plugin.attack.shard_files import SHARD_KIND, foreign_shard, verify_shard, write_shard
+from atgan_plugin.checkpoints import atomic_write, remove_stale_temporaries
 
 __all__ = [
     "MANIFEST",
@@ -48,6 +51,7 @@ __all__ = [
     "GenerationError",
     "GenerationPlan",
     "ModelNotNeeded",
+    "check_plan",
     "file_sha256",
     "generate_shards",
     "read_shard",
@@ -55,12 +59,7 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 PLAN = "generation.json"
-SHARD_KIND = "atgan.adversarial_examples"
-_FORMAT = 1
-
-
-class GenerationError(ValueError):
-    """An output folder that holds another generation, or a shard that does not match its plan."""
+_LABEL_BYTES = 8  # an int64 label per example and label tensor
 
 
 class ModelNotNeeded(nn.Module):
@@ -68,46 +67,6 @@ class ModelNotNeeded(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("the model was called although search_steps=0 needs none; pass --model")
-
-
-@dataclass(frozen=True)
-class GenerationPlan:
-    """What decides every example: the count, the sharding, the seed and the inputs (by digest)."""
-
-    total: int
-    shard_size: int
-    seed: int
-    target: int | None
-    search_steps: int
-    precision: str
-    fit_sha256: str
-    generator_sha256: str
-    model_sha256: str | None  # None with search_steps = 0
-
-    def __post_init__(self) -> None:
-        if self.total < 1 or self.shard_size < 1:
-            raise ValueError(f"the count and the shard size must be >= 1, got {self.total} and {self.shard_size}")
-
-    @property
-    def num_shards(self) -> int:
-        return -(-self.total // self.shard_size)
-
-    def first(self, shard: int) -> int:
-        return shard * self.shard_size
-
-    def count(self, shard: int) -> int:
-        return min(self.shard_size, self.total - self.first(shard))
-
-    def shard_seed(self, shard: int) -> int:
-        """Shard ``shard``'s seed: an independent stream of NumPy's ``SeedSequence([seed, shard])``."""
-        return int(np.random.SeedSequence([self.seed, shard]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-
-    @staticmethod
-    def shard_name(shard: int) -> str:
-        return f"shard-{shard:06d}.safetensors"
-
-    def record(self) -> dict[str, Any]:
-        return {"format": _FORMAT, **asdict(self)}
 
 
 def file_sha256(path: str | Path) -> str:
@@ -133,26 +92,6 @@ def read_shard(path: str | Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(path))
-
-
-def _verify(path: Path, plan: GenerationPlan, shard: int) -> str | None:
-    """Why the existing ``path`` is not shard ``shard`` of ``plan`` (None: it is)."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            shape = f.get_slice("images").get_shape()
-    except (SafetensorError, OSError, KeyError) as error:
-        return f"unreadable ({error})"
-    expected = {
-        "kind": SHARD_KIND,
-        "shard": str(shard),
-        "seed": str(plan.shard_seed(shard)),
-        "count": str(plan.count(shard)),
-    }
-    wrong = [key for key, value in expected.items() if meta.get(key) != value]
-    if wrong or not shape or shape[0] != plan.count(shard):
-        return f"its {', '.join(wrong) or 'image count'} do not match the plan"
-    return None
 
 
 def _host_buffer(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -187,25 +126,90 @@ def _make_shard(
     return tensors
 
 
-def check_plan(out_dir: Path, plan: GenerationPlan) -> None:
-    """Writes ``out_dir/generation.json`` for a new folder; for an existing one, a ``GenerationError``
-    naming what differs when it was started with another plan."""
-    path = out_dir / PLAN
-    if path.exists():
-        try:
-            earlier = json.loads(path.read_text()).get("plan", {})
-        except (OSError, ValueError, AttributeError) as error:
-            raise GenerationError(f"{path} is unreadable ({error}); use another --out") from None
-        differs = {k: (earlier.get(k), v) for k, v in plan.record().items() if earlier.get(k) != v}
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a file of ours in the output folder; a ``GenerationError`` naming the file otherwise."""
+    if path.is_symlink() or not path.is_file():
+        raise GenerationError(
+            f"{path} is a link or not a regular file, not one atgan generate wrote; use another --out"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError) as error:
+        raise GenerationError(f"{path} is unreadable ({type(error).__name__}: {error}); use another --out") from None
+    if not isinstance(data, dict) or not isinstance(data.get("plan"), dict):
+        raise GenerationError(f"{path} holds no plan (a JSON object with a 'plan' object); use another --out")
+    return data
+
+
+def _differences(earlier: dict[str, Any], plan: GenerationPlan) -> str:
+    return ", ".join(f"{k} {earlier.get(k)!r} (now {v!r})" for k, v in plan.record().items() if earlier.get(k) != v)
+
+
+def _check_disk(out_dir: Path, plan: GenerationPlan, image_shape: tuple[int, ...]) -> None:
+    """A ``GenerationError`` when the shards still to write cannot fit on ``out_dir``'s disk."""
+    per_example = check_shard_bytes(plan, image_shape) // min(plan.shard_size, plan.total)
+    per_example += _LABEL_BYTES * (1 if plan.target is None else 2)
+    kept = sum(p.stat().st_size for p in out_dir.glob("shard-*.safetensors") if p.is_file()) if out_dir.is_dir() else 0
+    needed = plan.total * per_example - kept
+    existing = next(p for p in (out_dir, *out_dir.absolute().parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise GenerationError(
+            f"{plan.total:,} examples need about {needed / 1024**3:,.1f} GiB more in {out_dir}, "
+            f"which has {free / 1024**3:,.1f} GiB free; ask for fewer (-n) or use another --out"
+        )
+
+
+def check_plan(out_dir: Path, plan: GenerationPlan, *, image_shape: tuple[int, ...] | None = None) -> None:
+    """Checks ``out_dir`` against ``plan`` and writes ``out_dir/generation.json`` for a new folder.
+
+    A :class:`GenerationError` names what is wrong, before anything is written: a shard of
+    ``image_shape`` too large for memory, too little free disk, a folder started with another plan
+    (its ``generation.json``, or without one its ``manifest.json`` or any of its shards), a plan file
+    that holds no plan, or a folder that cannot be written to.
+    """
+    if image_shape is not None:
+        check_shard_bytes(plan, image_shape)
+    path, manifest = out_dir / PLAN, out_dir / MANIFEST
+    recorded = path if path.exists() or path.is_symlink() else manifest if manifest.exists() else None
+    if recorded is not None:
+        differs = _differences(_read_json_object(recorded)["plan"], plan)
         if differs:
-            listed = ", ".join(f"{k} {old!r} (now {new!r})" for k, (old, new) in differs.items())
             raise GenerationError(
-                f"{out_dir} holds a generation with {listed}; resume it with the same settings or use another --out"
+                f"{out_dir} holds a generation with {differs} ({recorded.name}); "
+                "resume it with the same settings or use another --out"
             )
+    for shard in sorted(out_dir.glob("shard-*.safetensors")) if out_dir.is_dir() else []:
+        problem = foreign_shard(shard, plan)
+        if problem is not None:
+            raise GenerationError(
+                f"{shard} is a shard of another generation: {problem}; use another --out or move the shards away"
+            )
+    if image_shape is not None:
+        _check_disk(out_dir, plan, image_shape)
+    if path.exists():
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps({"plan": plan.record()}, indent=2, sort_keys=True) + "\n")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps({"plan": plan.record()}, indent=2, sort_keys=True) + "\n")
+    except OSError as error:
+        raise GenerationError(f"cannot write to --out {out_dir}: {error.strerror or error}") from None
+
+
+def _recorded_digests(out_dir: Path, plan: GenerationPlan) -> dict[str, str]:
+    """Each shard's SHA-256 as an earlier run of the same plan recorded it in ``manifest.json`` (none: empty)."""
+    try:
+        manifest = _read_json_object(out_dir / MANIFEST)
+    except GenerationError:
+        return {}
+    if manifest["plan"] != plan.record() or not isinstance(manifest.get("shards"), list):
+        return {}
+    return {
+        e["path"]: e["sha256"]
+        for e in manifest["shards"]
+        if isinstance(e, dict) and isinstance(e.get("path"), str) and isinstance(e.get("sha256"), str)
+    }
 
 
 def generate_shards(
@@ -226,8 +230,11 @@ def generate_shards(
     number of examples it generated now (resumed shards excluded) and the seconds it took.
     """
     out_dir = Path(out_dir)
+    image_shape = tuple(attack.generator.image_shape)
+    check_shard_bytes(plan, image_shape)  # before any shard is gathered in memory
     device = next(attack.fit(model, plan.target).generator.parameters()).device
-    mine = list(range(rank, plan.num_shards, world_size))
+    mine = range(rank, plan.num_shards, world_size)
+    recorded = _recorded_digests(out_dir, plan)
     bar = tqdm(
         total=sum(plan.count(i) for i in mine),
         unit="img",
@@ -238,25 +245,21 @@ def generate_shards(
     entries, generated, start = [], 0, time.perf_counter()
     for shard in mine:
         path = out_dir / plan.shard_name(shard)
-        if path.exists():
-            problem = _verify(path, plan, shard)
+        if path.exists() or path.is_symlink():
+            sources = shard_inputs(plan, shard, attack.generator)[0]
+            problem, sha256 = verify_shard(
+                path, plan, shard, sources=sources, image_shape=image_shape, recorded_sha256=recorded.get(path.name)
+            )
             if problem is None:
                 bar.update(plan.count(shard))
-                entries.append(_entry(plan, shard, file_sha256(path)))
+                entries.append(_entry(plan, shard, sha256))
                 continue
             warnings.warn(f"{path} is not shard {shard} of this plan ({problem}); making it again", stacklevel=2)
         tensors = _make_shard(attack, model, plan, shard, batch_size, device, bar.update)
-        metadata = {
-            "kind": SHARD_KIND,
-            "shard": str(shard),
-            "seed": str(plan.shard_seed(shard)),
-            "count": str(plan.count(shard)),
-            "first": str(plan.first(shard)),
-            "target": "none" if plan.target is None else str(plan.target),
-            "fit_sha256": plan.fit_sha256,
-            "bounds": "0,1",
-        }
-        sha256 = write_safetensors(path, tensors, metadata)
+        try:
+            sha256 = write_shard(path, plan, shard, tensors)
+        except OSError as error:
+            raise GenerationError(f"cannot write {path}: {error.strerror or error}") from None
         entries.append(_entry(plan, shard, sha256))
         generated += plan.count(shard)
     bar.close()
@@ -284,7 +287,7 @@ def write_manifest(
         raise GenerationError(f"the shards made do not cover the plan's {plan.total} examples")
     manifest = {
         "kind": SHARD_KIND,
-        "format": _FORMAT,
+        "format": PLAN_FORMAT,
         "total": plan.total,
         "shard_size": plan.shard_size,
         "seeds": {
@@ -303,8 +306,11 @@ def write_manifest(
         **facts,
     }
     path = Path(out_dir) / MANIFEST
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    try:
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    except OSError as error:
+        raise GenerationError(f"cannot write {path}: {error.strerror or error}") from None
     return path
 
 

@@ -128,34 +128,34 @@ def generate_command(
         progress=False,
     )
     fit = attack.load_fit(fit_path, model=model)
-    plan = GenerationPlan(
-        total=n,
-        shard_size=shard_size,
-        seed=seed,
-        target=fit.target,
-        search_steps=search_steps,
-        precision=precision,
-        fit_sha256=file_sha256(fit_path),
-        generator_sha256=file_sha256(checkpoints["generator"]),
-        model_sha256=file_sha256(checkpoints["model"]) if search_steps > 0 else None,
-    )
     out_dir = Path(out)
     try:
-        prepare_folder(out_dir, plan, group)
+        plan = GenerationPlan(
+            total=n,
+            shard_size=shard_size,
+            seed=seed,
+            target=fit.target,
+            search_steps=search_steps,
+            precision=precision,
+            fit_sha256=file_sha256(fit_path),
+            generator_sha256=file_sha256(checkpoints["generator"]),
+            model_sha256=file_sha256(checkpoints["model"]) if search_steps > 0 else None,
+        )
+        prepare_folder(out_dir, plan, group, image_shape=tuple(attack.generator.image_shape))
+        outcome = generate_into(
+            attack,
+            model,
+            plan,
+            out_dir,
+            group=group,
+            batch_size=batch_size,
+            progress=progress,
+            fit={"path": str(fit_path), "target": fit.target},
+            checkpoints=checkpoints,
+            environment=environment(),
+        )
     except GenerationError as error:
         raise click.ClickException(str(error)) from error
-    outcome = generate_into(
-        attack,
-        model,
-        plan,
-        out_dir,
-        group=group,
-        batch_size=batch_size,
-        progress=progress,
-        fit={"path": str(fit_path), "target": fit.target},
-        checkpoints=checkpoints,
-        environment=environment(),
-    )
     if outcome is None:  # a torchrun process other than rank 0: it wrote its shards
         return
     made, seconds = outcome.made_now, outcome.seconds

@@ -76,7 +76,8 @@ def report_command(run_dir: Path) -> None:
     "table_only",
     is_flag=True,
     default=False,
-    help="Write and print Table 10 from the answers so far (human-eval/table10.md, .json); do not serve.",
+    help="Write and print Table 10 from the answers so far (human-eval/table10.md, .json); do not serve. "
+    "The operator's way to the table: the page shows it only to a rater who has answered every item.",
 )
 @click.option(
     "--csv",
@@ -104,8 +105,10 @@ def human_eval_command(
 
     Raters see the same (z, y) through G_orig and G_attack, shuffled and blinded, and answer
     "Is this a realistic <class>?" with y / n. Every answer is written to
-    RUN_DIR/human-eval/answers/<rater>.jsonl at once; reopening the page resumes. At the end the
-    page shows Table 10 (also: --table).
+    RUN_DIR/human-eval/answers/<rater>.jsonl at once; reopening the page resumes. The page is
+    blind until a rater has answered every item: then it shows that rater Table 10. The operator
+    gets it at any time with --table. One server per run folder; only this machine's own page is
+    answered.
     """
     from atgan_plugin.checkpoints import CheckpointError
     from atgan_plugin.data import DATASETS, DatasetNotFoundError
@@ -113,6 +116,7 @@ def human_eval_command(
         AnswersFileError,
         HumanEvalApp,
         RunFolderError,
+        ServerBusyError,
         build_items,
         load_items,
         make_server,
@@ -159,6 +163,8 @@ def human_eval_command(
 
     try:
         server = make_server(app, host, port)
+    except ServerBusyError as error:
+        raise click.ClickException(str(error)) from error
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
             raise click.ClickException(

@@ -5,13 +5,14 @@
 - :mod:`.answers`: one JSON-lines file per rater, every answer fsync-ed as it is given;
 - :mod:`.table`: Table 10 with 95 % intervals and rater agreement;
 - :mod:`.export`: ``table10.md``/``.json`` and the CSV files for crowd platforms;
-- :mod:`.server`: the page, served by the standard library on 127.0.0.1.
+- :mod:`.server`: the page, served by the standard library on 127.0.0.1, answering only its own
+  page on this machine (:mod:`.request_checks`), one server per run folder (:mod:`.server_lock`).
 """
 
 from atgan_plugin.human_eval.answers import Answer, AnswersFileError, append_answer, read_all_answers
 from atgan_plugin.human_eval.export import write_csv, write_table
 from atgan_plugin.human_eval.items import ItemSet, RunFolderError, build_items, load_items
-from atgan_plugin.human_eval.server import HumanEvalApp, make_server
+from atgan_plugin.human_eval.server import HumanEvalApp, ServerBusyError, make_server
 from atgan_plugin.human_eval.table import render_markdown, table10
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "HumanEvalApp",
     "ItemSet",
     "RunFolderError",
+    "ServerBusyError",
     "append_answer",
     "build_items",
     "load_items",

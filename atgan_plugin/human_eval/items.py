@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +30,8 @@ __all__ = ["SOURCES", "Item", "ItemSet", "RunFolderError", "build_items", "descr
 
 SOURCES = ("orig", "attack", "real")
 _FORMAT = 1  # version of items.json
+_ID = re.compile(r"[0-9a-f]{12}")
+_SETTINGS = {"seed": -(2**63), "per_class": 1, "real_control": 0}  # required integers and their least value
 
 
 @dataclass(frozen=True)
@@ -60,19 +63,75 @@ def order_for(items: ItemSet, rater: str) -> list[str]:
     return ids
 
 
+def _problem(data: Any) -> str | None:
+    """What makes decoded ``items.json`` content unusable, in words (None: nothing)."""
+    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+        return f"not an item set of format {_FORMAT} (a JSON object with 'format': {_FORMAT})"
+    names, settings, records = data.get("class_names"), data.get("settings"), data.get("items")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return "'class_names' must be a non-empty list of strings"
+    if not isinstance(settings, dict):
+        return "'settings' must be an object"
+    for key, low in _SETTINGS.items():
+        value = settings.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            return f"settings.{key} must be an integer >= {low}, got {value!r}"
+    if not isinstance(records, list) or not records:
+        return "'items' must be a non-empty list"
+    seen: set[str] = set()
+    for record in records:
+        problem = _item_problem(record, len(names))
+        if problem is None and record["id"] in seen:
+            problem = "is listed twice"
+        if problem is not None:
+            return f"item {record.get('id') if isinstance(record, dict) else record!r} {problem}"
+        seen.add(record["id"])
+    return None
+
+
+def _item_problem(record: Any, num_classes: int) -> str | None:
+    if not isinstance(record, dict):
+        return "is not an object"
+    cls, pair, image = record.get("class"), record.get("pair"), record.get("image")
+    if not isinstance(record.get("id"), str) or not _ID.fullmatch(record["id"]):
+        return "has no id of 12 hex digits"
+    if isinstance(cls, bool) or not isinstance(cls, int) or not 0 <= cls < num_classes:
+        return f"has class {cls!r}, not one of the {num_classes} classes"
+    if record.get("source") not in SOURCES:
+        return f"has source {record.get('source')!r}, not one of {list(SOURCES)}"
+    if pair is not None and (isinstance(pair, bool) or not isinstance(pair, int) or pair < 0):
+        return f"has pair {pair!r}, not null or an index"
+    if not isinstance(image, str) or not image.startswith("images/"):
+        return f"has image {image!r}, not a file under images/"
+    return None
+
+
 def load_items(folder: Path) -> ItemSet | None:
-    """The item set stored in ``folder`` (``RUN_DIR/human-eval``), or ``None`` when none was made yet."""
+    """The item set stored in ``folder`` (``RUN_DIR/human-eval``), or ``None`` when none was made yet.
+
+    Every value is checked (classes, sources, ids, settings; image paths stay inside the run folder),
+    so that a damaged or tampered ``items.json`` is a :class:`RunFolderError` naming the problem."""
     path = folder / "items.json"
-    if not path.is_file():
+    if not path.is_file() and not path.is_symlink():
         return None
+    fix = "; remove the folder to make a new one"
     try:
+        runs.path_inside(folder.parent, f"{folder.name}/items.json", "items.json")
         data = json.loads(path.read_text())
-        items = tuple(Item(d["id"], int(d["class"]), d["source"], d["pair"], d["image"]) for d in data["items"])
-        return ItemSet(folder, items, tuple(data["class_names"]), dict(data["settings"]))
-    except (ValueError, KeyError, TypeError) as error:
-        raise RunFolderError(
-            f"{path} is not an item set written by atgan human-eval ({error}); remove the folder to make a new one"
-        ) from error
+    except (OSError, ValueError, RecursionError) as error:
+        raise RunFolderError(f"{path} is not an item set written by atgan human-eval ({error}){fix}") from error
+    problem = _problem(data)
+    if problem is None:
+        for record in data["items"]:
+            try:
+                runs.path_inside(folder, record["image"], f"the image of item {record['id']}")
+            except RunFolderError as error:
+                problem = str(error)
+                break
+    if problem is not None:
+        raise RunFolderError(f"{path} is not a usable item set: {problem}{fix}")
+    items = tuple(Item(d["id"], d["class"], d["source"], d["pair"], d["image"]) for d in data["items"])
+    return ItemSet(folder, items, tuple(data["class_names"]), dict(data["settings"]))
 
 
 def _save_png(image: torch.Tensor, path: Path) -> None:

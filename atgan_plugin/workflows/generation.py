@@ -26,16 +26,21 @@ if TYPE_CHECKING:
 __all__ = ["GenerationOutcome", "generate_into", "prepare_folder"]
 
 
-def prepare_folder(out_dir: Path, plan: GenerationPlan, group: Distributed | None) -> None:
-    """Rank 0 checks ``out_dir`` against ``plan`` and clears what a killed run left, before any process
-    writes there; every rank raises the same :class:`GenerationError` when the folder holds another plan."""
+def prepare_folder(
+    out_dir: Path, plan: GenerationPlan, group: Distributed | None, *, image_shape: tuple[int, ...] | None = None
+) -> None:
+    """Rank 0 checks ``out_dir`` against ``plan`` (and the sizes of ``image_shape`` images) and clears the
+    temporary files a killed run left, before any process writes there; every rank raises the same
+    :class:`GenerationError` when the folder holds another plan or cannot take this one."""
     problem = None
     if group is None or group.is_main:
         try:
-            check_plan(out_dir, plan)
+            check_plan(out_dir, plan, image_shape=image_shape)
             clear_stale(out_dir)
         except GenerationError as error:
             problem = str(error)
+        except OSError as error:
+            problem = f"cannot clear the temporary files in {out_dir}: {error.strerror or error}"
     if group is not None:
         problem = group.all_gather(problem)[0]
     if problem is not None:

@@ -78,7 +78,8 @@ function chooseClass(k) {
 
 async function finish() {
   show("done");
-  const reply = await getJSON("/api/table");
+  // The server shows the table only to a rater who has answered every item (the page stays blind before).
+  const reply = await getJSON(`/api/table?rater=${encodeURIComponent(state.rater)}`);
   if (!reply.ok) {
     $("table").textContent = reply.data.error;
     return;
