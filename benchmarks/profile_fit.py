@@ -128,9 +128,7 @@ def parts(
     for p in attack_generator.attack_parameters():
         p.requires_grad_(True)
     trainable = list(attack_generator.attack_parameters())
-    rows["G forward + backward"] = best_ms(
-        lambda: torch.autograd.grad(attack_generator(z, y).sum(), trainable), device
-    )
+    rows["G forward + backward"] = best_ms(lambda: torch.autograd.grad(attack_generator(z, y).sum(), trainable), device)
     attack_generator.requires_grad_(False)
     rows["model forward (no grad)"] = best_ms(no_grad(model, images), device)
     rows["model forward + backward"] = best_ms(with_grad_to_input(model), device)

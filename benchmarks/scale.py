@@ -43,9 +43,9 @@ from advertorch.attacks import LinfPGDAttack
 import foolbox as fb
 from common import best_time, checkpoint, machine, machine_lines, mean_time
 
+from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.fit import FitProgress, fit_attack_generator, fit_attack_generators, sample_sources
 from atgan_plugin.attack.generation import GenerationPlan, check_plan, generate_shards
-from atgan_plugin.attack.joint_fit import fit_attack_generators
-from atgan_plugin.attack.transfer import TransferConfig, fit_attack_generator, sample_sources
 from atgan_plugin.models import load_classifier
 from atgan_plugin.utils import resolve_device, seed_everything
 
@@ -111,8 +111,8 @@ def fit_part(args: argparse.Namespace, generator: nn.Module, model: nn.Module, g
     for precision in ("fp32", "bf16"):
 
         def run(watch: StopWatch, precision: str = precision) -> None:
-            def callback(step: int, g_attack: nn.Module) -> None:
-                watch.check(step, lambda: success(g_attack, model, sources, z, None))
+            def callback(progress: FitProgress) -> None:
+                watch.check(progress.step, lambda: success(progress.generator(None), model, sources, z, None))
 
             fit_attack_generator(
                 generator,
@@ -129,8 +129,9 @@ def fit_part(args: argparse.Namespace, generator: nn.Module, model: nn.Module, g
     targets = [int(t) for t in args.targets.split(",")]
 
     def run_joint(watch: StopWatch) -> None:
-        def callback(step: int, batch_success: dict[int | None, float]) -> None:
-            watch.check(step, lambda: min(batch_success.values()))  # the training batches' success: no extra passes
+        def callback(progress: FitProgress) -> None:
+            batch_success = [record["success"] for record in progress.records.values()]
+            watch.check(progress.step, lambda: min(batch_success))  # the training batches' success: no extra passes
 
         fit_attack_generators(
             generator,

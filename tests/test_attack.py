@@ -539,16 +539,16 @@ def test_invert_mode_stays_closer_to_the_inputs(
 
 
 def test_the_defaults_follow_the_guards(tiny_generator: nn.Module, tiny_guard: nn.Module) -> None:
-    """With guards the defaults are GUARDED_TRANSFER's; without them the paper's; an explicit value wins."""
-    from atgan_plugin.attack.transfer import GUARDED_TRANSFER, TransferConfig
+    """With guards the defaults are the realistic preset's; without them the paper's; an explicit value wins."""
+    from atgan_plugin.attack.config import TransferConfig
 
-    paper, guarded = TransferConfig(), GUARDED_TRANSFER
+    paper, guarded = TransferConfig.paper(), TransferConfig.realistic()
     for guard in ("auto", tiny_guard, [tiny_guard]):
         config = ATGANAttack(generator=tiny_generator, guard=guard, progress=False).config
-        assert (config.alpha, config.feature, config.steps) == (guarded.alpha, guarded.feature, guarded.steps)
+        assert config == guarded
     for kwargs in ({"guard": None}, {"guard": tiny_guard, "gamma": 0.0}):
         config = ATGANAttack(generator=tiny_generator, progress=False, **kwargs).config  # type: ignore[arg-type]
-        assert config == TransferConfig(gamma=config.gamma)  # the paper's α, steps and no feature term
+        assert config == TransferConfig.paper(gamma=config.gamma)  # the paper's α, steps and no feature term
         assert (config.alpha, config.feature, config.steps) == (paper.alpha, 0.0, paper.steps)
     explicit = ATGANAttack(generator=tiny_generator, alpha=2.5, feature=0.0, steps=7, progress=False).config
     assert (explicit.alpha, explicit.feature, explicit.steps) == (2.5, 0.0, 7)

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 import atgan_plugin.pretrained
 from atgan_plugin import ACWGANGPGenerator
 from atgan_plugin.adapters.acwgan_gp import Generator
-from atgan_plugin.attack.transfer import GUARDED_TRANSFER, TransferConfig
+from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.cli import main
 from atgan_plugin.models import build_classifier, save_classifier
 
@@ -255,7 +255,7 @@ def test_every_new_command_has_the_shared_options(command: str) -> None:
     for option in [*FIT_OPTIONS, "--device", "--seed", "--runs-dir", "--generator", "--model", "--progress"]:
         assert option in result.output, option
     help_text = " ".join(result.output.split())  # click wraps the help
-    assert f"[default: ({GUARDED_TRANSFER.steps} with guards, {TransferConfig.steps} without)" in help_text
+    assert f"[default: ({TransferConfig.realistic().steps} with guards, {TransferConfig.steps} without)" in help_text
 
 
 @pytest.mark.parametrize("command", ["train-classifier", "train-gan"])

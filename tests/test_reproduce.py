@@ -9,7 +9,6 @@ in one clean error line. One case runs the shipped checkpoints (skipped when the
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,8 @@ from click.testing import CliRunner, Result
 
 from atgan_plugin import ACWGANGPGenerator
 from atgan_plugin.adapters.acwgan_gp import Generator
-from atgan_plugin.attack.transfer import ROBUST_GUARD_TRANSFER, fit_attack_generator
+from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.fit import fit_attack_generator
 from atgan_plugin.cli import main
 from atgan_plugin.models import build_classifier, save_classifier
 from atgan_plugin.paper.reproduce import ATTACKS, SLOTS, TRANSFER_ROWS, ReproduceConfig
@@ -313,7 +313,7 @@ def test_transferable_fit_transfers_realistically_more_often(
     guards = [load_pretrained_classifier("robust_guard"), load_pretrained_classifier("robust_guard_2")]
     generator = torch.Generator().manual_seed(1)
     z, y = pretrained_generator.sample_z(500, generator=generator), torch.randint(10, (500,), generator=generator)
-    table_1 = replace(ROBUST_GUARD_TRANSFER, steps=400)
+    table_1 = TransferConfig(beta=0.25, steps=400)  # the robust guard's setting of the transfer table
     transferable = ReproduceConfig(atgan=table_1).atgan_transferable
     assert transferable is not None and transferable.steps == 300
     transferred = {}

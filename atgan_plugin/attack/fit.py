@@ -50,6 +50,7 @@ from atgan_plugin.imaging import to_bounds
 __all__ = [
     "Classifier",
     "FitDivergedError",
+    "FitProgress",
     "FitResult",
     "GradientSync",
     "Target",
@@ -71,6 +72,21 @@ PAPER = TransferConfig.paper()
 
 class FitDivergedError(RuntimeError):
     """The fit's loss became NaN or infinite (lower the learning rate)."""
+
+
+@dataclass(frozen=True)
+class FitProgress:
+    """What a fit's ``callback`` sees every 10 steps: the step, each setting's latest history record, and
+    (at a copy's cost) each setting's G_attack as it stands."""
+
+    step: int
+    records: dict[Target, dict[str, float]]
+    _stack: StackedGenerator
+    _targets: list[Target]
+
+    def generator(self, target: Target) -> nn.Module:
+        """A frozen copy of ``target``'s G_attack now."""
+        return self._stack.generator(self._targets.index(target))
 
 
 @dataclass
@@ -169,7 +185,10 @@ class _Draws:
             return self.pool.z[rows], self.pool.sources[rows], self.pool.reference.take(rows.flatten())
         b = self.batch
         draws = [
-            (self.g_orig.sample_z(b, generator=rng, device=self.device), sample_sources(b, self.num_classes, t, rng))
+            (
+                as_generator_module(self.g_orig).sample_z(b, generator=rng, device=self.device),
+                sample_sources(b, self.num_classes, t, rng),
+            )
             for t, rng in zip(self.targets, self.rngs, strict=True)
         ]
         z = torch.stack([d[0] for d in draws])
@@ -199,7 +218,7 @@ def fit_attack_generators(
     guard: nn.Module | Sequence[nn.Module] | None = None,
     precision: str = "fp32",
     sync: GradientSync | None = None,
-    callback: Callable[[int, dict[Target, dict[str, float]]], None] | None = None,
+    callback: Callable[[FitProgress], None] | None = None,
 ) -> dict[Target, FitResult]:
     """Fits one G_attack per entry of ``targets`` (``None``: untargeted) in one run; see the module docstring.
 
@@ -216,7 +235,7 @@ def fit_attack_generators(
             (:mod:`atgan_plugin.attack.precision`); parameters, Adam and the losses stay float32.
         sync: data-parallel fits (:mod:`atgan_plugin.attack.distributed`): ``sync(signals, grads)`` after each
             backward pass averages ``grads`` in place over the processes and returns the mean ``signals``.
-        callback: ``callback(step, records)`` every 10 steps, with each setting's latest history record.
+        callback: called with a :class:`FitProgress` every 10 steps (curves, a goal to stop at).
 
     Returns each setting's :class:`FitResult`, whose ``config`` records the batch it was fitted with.
     """
@@ -334,7 +353,7 @@ def fit_attack_generators(
             success = [histories[t][-1]["success"] for t in targets]
             bar.set_postfix(success=f"{min(success):.2f}" if k == 1 else f"{min(success):.2f}..{max(success):.2f}")
             if callback is not None:
-                callback(step + 1, {t: histories[t][-1] for t in targets})
+                callback(FitProgress(step + 1, {t: histories[t][-1] for t in targets}, stack, targets))
         if stop:
             break
 

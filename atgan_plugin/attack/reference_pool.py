@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from atgan_plugin.adapters.protocol import as_generator_module
 from atgan_plugin.attack.objective import Reference, render_reference
 
 __all__ = ["POOL_BYTES", "ReferencePool"]
@@ -48,7 +49,7 @@ class ReferencePool:
     ) -> ReferencePool:
         """Draws ``size`` latents and uniform source classes with ``generator`` and renders them (at most
         :data:`POOL_BYTES` worth: fewer latents when one example's rendering is large)."""
-        z = g_orig.sample_z(size, generator=generator, device=device)
+        z = as_generator_module(g_orig).sample_z(size, generator=generator, device=device)
         sources = torch.randint(num_classes, (size,), generator=generator).to(device)
         parts: list[Reference] = []
         for start in range(0, size, RENDER_BATCH):
