@@ -10,7 +10,7 @@ Three architectures used nowhere in the package, trained on the full Fashion-MNI
 |---|---|---|
 | ``normal`` | all-convolutional, global average pooling | plain cross-entropy, 4 epochs |
 | ``pgd`` | Madry et al.'s MNIST network | PGD (ε 0.1, 10 steps of 0.025), 4 epochs |
-| ``judge`` | a small ResNet (32/64 channels) | PGD (ε 0.1, 7 steps of 0.03), 4 epochs: the independent realism judge |
+| ``judge`` | a small ResNet (32/64 channels) | fast adversarial training (FGSM from a random start, ε 0.1), 4 epochs: the independent realism judge |
 
 Each is written as ``OUT/NAME.safetensors`` (plain tensors, read back by :func:`load_heldout` without
 executing code) with ``OUT/NAME.json``, its training record. The benchmarks that need an unseen target or an
@@ -108,7 +108,10 @@ PGD = {"regime": "pgd", "epsilon": 0.1, "batch_size": 256, "lr": 2e-3}
 HELD_OUT = {
     "normal": (normal_net, ClassifierTrainingConfig(epochs=4, batch_size=128, lr=1e-3, seed=31)),
     "pgd": (madry_net, ClassifierTrainingConfig(epochs=4, pgd_steps=10, pgd_step_size=0.025, seed=32, **PGD)),  # type: ignore[arg-type]
-    "judge": (small_resnet, ClassifierTrainingConfig(epochs=4, pgd_steps=7, pgd_step_size=0.03, seed=33, **PGD)),  # type: ignore[arg-type]
+    "judge": (
+        small_resnet,
+        ClassifierTrainingConfig(epochs=4, regime="fgsm-rs", epsilon=0.1, batch_size=256, lr=2e-3, seed=33),
+    ),
 }
 
 

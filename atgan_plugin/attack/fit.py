@@ -20,7 +20,7 @@ read: gradients are taken with ``torch.autograd.grad`` with respect to the stack
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -219,6 +219,7 @@ def fit_attack_generators(
     precision: str = "fp32",
     sync: GradientSync | None = None,
     callback: Callable[[FitProgress], None] | None = None,
+    start_from: Mapping[Target, nn.Module] | None = None,
 ) -> dict[Target, FitResult]:
     """Fits one G_attack per entry of ``targets`` (``None``: untargeted) in one run; see the module docstring.
 
@@ -236,6 +237,8 @@ def fit_attack_generators(
         sync: data-parallel fits (:mod:`atgan_plugin.attack.distributed`): ``sync(signals, grads)`` after each
             backward pass averages ``grads`` in place over the processes and returns the mean ``signals``.
         callback: called with a :class:`FitProgress` every 10 steps (curves, a goal to stop at).
+        start_from: for some settings, a generator to start from instead of G_orig (an earlier fit's
+            G_attack: a warm start); L_dist and the guards still measure against G_orig.
 
     Returns each setting's :class:`FitResult`, whose ``config`` records the batch it was fitted with.
     """
@@ -254,6 +257,10 @@ def fit_attack_generators(
     # Work on copies: the caller's generator keeps its device, mode and flags; batch norm frozen.
     g_orig = as_generator_module(copy.deepcopy(g_orig).to(device).requires_grad_(False).eval())
     stack = StackedGenerator(g_orig, list(g_orig.attack_parameters()), k)
+    for target, start in (start_from or {}).items():
+        if target not in targets:
+            raise ValueError(f"start_from names the setting {target}, which is not among the targets {targets}")
+        stack.start_from(targets.index(target), start)
     guards = (
         [copy.deepcopy(g).to(device).requires_grad_(False).eval() for g in as_guards(guard)] if config.gamma > 0 else []
     )

@@ -91,6 +91,22 @@ class StackedGenerator:
             leaf_grads.append(grad.permute(order))
         return leaves, leaf_grads
 
+    @torch.no_grad()
+    def start_from(self, k: int, module: nn.Module) -> None:
+        """Parameter set ``k`` takes ``module``'s values (a generator of the same architecture, e.g. an earlier
+        fit's G_attack): a warm start. Call before the first step."""
+        named = dict(module.named_parameters())
+        missing = [name for name in self.stacked if name not in named]
+        if missing:
+            raise ValueError(f"the generator to start from lacks the parameters {missing[:3]}")
+        for name, stacked in self.stacked.items():
+            if named[name].shape != stacked.shape[1:]:
+                raise ValueError(
+                    f"the generator to start from has {name} of shape {tuple(named[name].shape)}, "
+                    f"not {tuple(stacked.shape[1:])}"
+                )
+            stacked[k].copy_(named[name])
+
     def generator(self, k: int) -> nn.Module:
         """A frozen copy of ``module`` holding parameter set ``k``."""
         copy_ = copy.deepcopy(self.module)
