@@ -227,7 +227,8 @@ def _settings(arch: str, params: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--augment/--no-augment",
     default=None,
-    help=f"Adaptive augmentation (x-flip, integer translation; ADA steers its probability) [{ARCH} only; default: on].",
+    help=f"Adaptive augmentation (integer translation by up to 1/8 of the size; ADA steers its probability) "
+    f"[{ARCH} only; default: on].",
 )
 # Networks (fixed once training started).
 @click.option(

@@ -4,7 +4,7 @@ The loop of the training specification (``stylegan2_training_spec.md`` §4) with
 :mod:`atgan_plugin.paper.stylegan2_loss`: per iteration a generator step (Gmain), a discriminator
 step (Dmain) and, every ``d_reg_interval`` iterations, an R1 step (Dreg, gain = interval); Adam
 (β = 0, 0.99; lr and β scaled by the lazy-regularisation ratio); the EMA generator G_ema; the ADA
-heuristic steering a small augmentation pipe (x-flip, integer translation). Fakes take the labels
+heuristic steering a small augmentation pipe (integer translation; x-flip on request). Fakes take the labels
 of random training images (the data's label distribution). Images are padded with the background
 value 0 to the next power of two (Fashion-MNIST: 28 → 32, 2 pixels a side) and mapped to [-1, 1].
 
@@ -101,7 +101,7 @@ class _Run:
         self.opt_G = torch.optim.Adam(self.G.parameters(), eps=1e-8)
         self.opt_D = torch.optim.Adam(self.D.parameters(), eps=1e-8)
         self.apply_optimiser_settings()
-        self.pipe = AugmentPipe().to(device)
+        self.pipe = AugmentPipe(xflip=config.augment_xflip).to(device)
         self.ada = AdaptiveAugment(target=config.ada_target, interval=config.ada_interval, speed_kimg=config.ada_kimg)
         self.rng = torch.Generator().manual_seed(config.seed)  # data, latents, labels, augmentation
         self.step, self.cur_nimg = 0, 0

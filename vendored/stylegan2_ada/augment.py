@@ -4,7 +4,10 @@ Our own code, from the ADA paper (Karras et al. 2020, arXiv:2006.06676) and the 
 specification (``stylegan2_training_spec.md`` §2, §4.6, §5). Of NVIDIA's 'bgc' pipeline we keep two
 of the 'blit' operations, x-flip and integer translation (up to ``xint_max`` = 0.125 of the image
 size), each applied per image with probability ``p``: they cannot hide what a 32-pixel image of a
-garment shows, and they need no resampling. The pipe runs inside every discriminator call, on reals
+garment shows, and they need no resampling. x-flip suits only data without a left-right orientation:
+at ``p`` near 0.5 a flipped and an unflipped image are equally likely after augmentation, so the
+generator is free to flip (the ADA paper's "leaking"); Fashion-MNIST's shoes all point left, so our
+trainer leaves it off by default. The pipe runs inside every discriminator call, on reals
 and fakes alike, and is differentiable (R1 is taken through it with respect to the un-augmented reals).
 
 Differences from the original that are our choice:
