@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from typing import Any
 
 import click
@@ -16,6 +18,8 @@ from atgan_plugin.cli.options import (
     seed_option,
     user_errors,
 )
+from atgan_plugin.paper.gan_training import GANTrainingConfig
+from atgan_plugin.paper.stylegan2_config import ARCH, StyleGAN2TrainingConfig
 from atgan_plugin.utils import resolve_device
 
 __all__ = ["train_classifier_command", "train_gan_command"]
@@ -132,29 +136,119 @@ def train_classifier_command(
     click.echo(f"test accuracy {result['test_accuracy']:.4f}; saved {out}")
 
 
+# Options of one GAN architecture only, and that architecture (each defaults to None: not given).
+_ARCH_ONLY = {
+    "critic_steps": "acwgan-gp",
+    "kimg": ARCH,
+    "r1_gamma": ARCH,
+    "ema_kimg": ARCH,
+    "channel_base": ARCH,
+    "channel_max": ARCH,
+    "augment": ARCH,
+}
+_CONFIGS: dict[str, Any] = {"acwgan-gp": GANTrainingConfig, ARCH: StyleGAN2TrainingConfig}
+
+
+def _per_arch(name: str) -> str:
+    """'[default: <acwgan-gp's> for acwgan-gp, <stylegan2-ada's> for stylegan2-ada]', from the configs."""
+    return f"[default: {getattr(GANTrainingConfig, name)} for acwgan-gp, {getattr(StyleGAN2TrainingConfig, name)} for {ARCH}]"
+
+
+def _stylegan(name: str) -> str:
+    return f"[{ARCH} only; default: {getattr(StyleGAN2TrainingConfig, name)}]"
+
+
+def _settings(arch: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The config fields of ``arch`` given on the command line (the rest take the config's defaults);
+    refuses the options of the other architecture."""
+    for name, owner in _ARCH_ONLY.items():
+        if params.get(name) is not None and owner != arch:
+            raise click.BadParameter(
+                f"applies to --arch {owner} only, not {arch}", param_hint=f"'--{name.replace('_', '-')}'"
+            )
+    names = {f.name for f in dataclasses.fields(_CONFIGS[arch])}
+    settings = {name: value for name, value in params.items() if name in names and value is not None}
+    if arch == ARCH and "z_dim" in settings:
+        settings["w_dim"] = settings["z_dim"]  # one latent size: z and w alike, as in NVIDIA's presets
+    if params.get("kimg") is not None:
+        if params.get("steps") is not None:
+            raise click.BadParameter("give --steps or --kimg, not both", param_hint="'--kimg'")
+        batch_size = settings.get("batch_size", StyleGAN2TrainingConfig.batch_size)
+        settings["steps"] = max(1, math.ceil(params["kimg"] * 1000 / batch_size))
+    return settings
+
+
 @click.command("train-gan")
-@click.option("--steps", type=click.IntRange(min=1), default=6000, show_default=True, help="Generator updates.")
+@click.option(
+    "--arch",
+    type=click.Choice(["acwgan-gp", ARCH]),
+    default="acwgan-gp",
+    show_default=True,
+    help="acwgan-gp: the paper's AC-WGAN_GP (28x28, with its auxiliary classifier); stylegan2-ada: a conditional "
+    "StyleGAN2-ADA (our clean-room networks), the images padded with 0 to 32x32 (fixed once training started).",
+)
+# How long.
+@click.option("--steps", type=click.IntRange(min=1), default=None, help=f"Generator updates {_per_arch('steps')}.")
+@click.option(
+    "--kimg",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"Thousands of real images to show instead of --steps ({ARCH} only; steps = kimg·1000 / batch size).",
+)
+# Optimisation.
 @click.option(
     "--critic-steps",
     type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="Critic updates per generator update.",
+    default=None,
+    help=f"Critic updates per generator update [acwgan-gp only; default: {GANTrainingConfig.critic_steps}].",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Batch size.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help=f"Batch size {_per_arch('batch_size')}.")
 @click.option(
     "--lr",
     type=float,
-    default=2e-4,
-    show_default=True,
-    help="Adam learning rate (β = 0, 0.9); a resumed run applies a new value from where it resumes.",
+    default=None,
+    help=f"Adam learning rate {_per_arch('lr')} (acwgan-gp: β = 0, 0.9; {ARCH}: β = 0, 0.99, scaled by the lazy "
+    "regularisation's ratio); a resumed run applies a new value from where it resumes.",
 )
+@click.option(
+    "--r1-gamma",
+    type=click.FloatRange(min=0),
+    default=None,
+    help=f"Weight γ of the R1 penalty on real images, applied every {StyleGAN2TrainingConfig.d_reg_interval} steps "
+    f"{_stylegan('r1_gamma')}.",
+)
+@click.option(
+    "--ema-kimg",
+    type=click.FloatRange(min=0),
+    default=None,
+    help=f"Half-life of the generator's moving average G_ema in thousands of images, ramped up over the first "
+    f"images {_stylegan('ema_kimg')}.",
+)
+@click.option(
+    "--augment/--no-augment",
+    default=None,
+    help=f"Adaptive augmentation (integer translation by up to 1/8 of the size; ADA steers its probability) "
+    f"[{ARCH} only; default: on].",
+)
+# Networks (fixed once training started).
 @click.option(
     "--z-dim",
     type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Latent size (fixed once training started).",
+    default=None,
+    help=f"Latent size {_per_arch('z_dim')} ({ARCH}: z and w; fixed once training started).",
+)
+@click.option(
+    "--channel-base",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Channels at resolution r: min(channel-base // r, channel-max) {_stylegan('channel_base')} "
+    "(fixed once training started).",
+)
+@click.option(
+    "--channel-max",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"The most channels at any resolution {_stylegan('channel_max')} (fixed once training started).",
 )
 @click.option(
     "--train-size",
@@ -162,12 +256,20 @@ def train_classifier_command(
     default=None,
     help="Use only the first N training images (fixed once training started).",
 )
+# Files.
 @click.option(
     "--checkpoint-every",
     type=click.IntRange(min=1),
     default=250,
     show_default=True,
     help="Steps between writes of the resumable state and the networks: a killed run loses at most this many.",
+)
+@click.option(
+    "--sample-every",
+    type=click.IntRange(min=1),
+    default=500,
+    show_default=True,
+    help="Steps between sample grids (OUT/samples/step_*.png: 8 images per class, one row per class).",
 )
 @click.option(
     "--out",
@@ -182,46 +284,44 @@ def train_classifier_command(
 @progress_option
 @user_errors
 def train_gan_command(
-    steps: int,
-    critic_steps: int,
-    batch_size: int,
-    lr: float,
-    z_dim: int,
+    arch: str,
     train_size: int | None,
-    checkpoint_every: int,
     out: str,
     dataset: str,
     data_dir: str | None,
     device: str,
-    seed: int,
     progress: bool,
+    **params: Any,
 ) -> None:
-    """Train the original generator G_orig (AC-WGAN_GP), with sample grids and resumable state.
+    """Train the original generator G_orig (AC-WGAN_GP, or a conditional StyleGAN2-ADA), with sample grids and
+    resumable state.
 
     Rerun the same command after a kill: it resumes from the last state (at most --checkpoint-every
     steps lost) and completes what is missing. OUT/complete.json marks a finished folder.
     """
     from atgan_plugin.workflows.training import train_gan_into
 
-    options: dict[str, Any] = dict(click.get_current_context().params)
+    settings = _settings(arch, params)
+    config = _CONFIGS[arch](**settings)  # every setting, defaults included, as the run will use it
+    options: dict[str, Any] = {
+        name: value for name, value in click.get_current_context().params.items() if _ARCH_ONLY.get(name, arch) == arch
+    }
+    options.update({name: getattr(config, name) for name in options if hasattr(config, name)})
     metrics = train_gan_into(
         out,
-        steps=steps,
-        critic_steps=critic_steps,
-        batch_size=batch_size,
-        lr=lr,
-        z_dim=z_dim,
-        checkpoint_every=checkpoint_every,
+        arch=arch,
+        settings=settings,
         train_size=train_size,
         dataset=dataset,
         data_dir=data_dir,
         device=resolve_device(device),
-        seed=seed,
         progress=progress,
         options=options,
         environment=environment(),
     )
     done = (
-        f"done: {json.dumps(metrics)}" if metrics else f"already trained for {steps} steps; completed what was missing"
+        f"done: {json.dumps(metrics)}"
+        if metrics
+        else f"already trained for {config.steps} steps; completed what was missing"
     )
     click.echo(f"{done}; networks in {out}")

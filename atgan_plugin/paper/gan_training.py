@@ -59,6 +59,7 @@ __all__ = [
     "is_finished",
     "network_args",
     "train_acwgan_gp",
+    "trim_log",
 ]
 
 NETWORKS = ("generator.safetensors", "aux_classifier.safetensors")
@@ -141,6 +142,10 @@ def check_resume(out_dir: str | Path, config: GANTrainingConfig, net_args: dict[
         return None
     state = load_training_state(state_path)
     where = f"{out_dir} holds a run"
+    if state.get("arch", "acwgan-gp") != "acwgan-gp":  # written by another trainer (stylegan2_training)
+        raise ResumeMismatchError(
+            f"{where} of {state['arch']!r}, not 'acwgan-gp'; use the same --arch, or another output folder"
+        )
     recorded_config = state.get("config")
     recorded: dict[str, Any] = recorded_config if isinstance(recorded_config, dict) else {}
     changed = {
@@ -195,7 +200,7 @@ def _networks_at(out: Path, step: int) -> bool:
         return False
 
 
-def _trim_log(path: Path, step: int) -> None:
+def trim_log(path: Path, step: int) -> None:
     """Keeps the log lines up to ``step``: a resumed run logs the later steps again (a kill may also
     have cut the last line)."""
     if not path.exists():
@@ -262,7 +267,7 @@ def train_acwgan_gp(
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         start = resumed
-    _trim_log(out / "log.jsonl", start)
+    trim_log(out / "log.jsonl", start)
 
     images, labels = dataset.images, dataset.labels
     fixed_z = torch.randn(num_classes * 8, config.z_dim, generator=torch.Generator().manual_seed(1234)).to(device)

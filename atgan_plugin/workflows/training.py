@@ -15,8 +15,9 @@ from atgan_plugin.utils import seed_everything
 
 __all__ = ["GAN_DATA_OPTIONS", "train_and_save_classifier", "train_gan_into"]
 
-# The data a GAN run trains on: fixed once it started (z_dim and seed are checked by check_resume).
-GAN_DATA_OPTIONS = ("dataset", "train_size")
+# The architecture and data a GAN run trains on: fixed once it started (the networks' sizes and the seed
+# are checked by each trainer's check_resume).
+GAN_DATA_OPTIONS = ("arch", "dataset", "train_size")
 
 
 def train_and_save_classifier(
@@ -96,38 +97,26 @@ def _read_json(path: Path) -> dict[str, Any]:
 def train_gan_into(
     out: str,
     *,
-    steps: int,
-    critic_steps: int,
-    batch_size: int,
-    lr: float,
-    z_dim: int,
-    checkpoint_every: int,
+    arch: str = "acwgan-gp",
+    settings: dict[str, Any],
     train_size: int | None,
     dataset: str,
     data_dir: str | None,
     device: torch.device,
-    seed: int,
     progress: bool,
     options: dict[str, Any],
     environment: dict[str, str],
 ) -> dict[str, Any]:
-    """Trains AC-WGAN_GP into the folder ``out``, resuming from ``out/state.pt`` when it exists; returns the
-    final metrics (empty when the folder was already trained for ``steps``).
+    """Trains the GAN ``arch`` (``"acwgan-gp"`` or ``"stylegan2-ada"``) into the folder ``out``, resuming from
+    ``out/state.pt`` when it exists; returns the final metrics (empty when the folder was already trained for
+    its steps). ``settings`` are the fields of the arch's config (``GANTrainingConfig`` or
+    ``StyleGAN2TrainingConfig``); those left out take the config's defaults.
 
-    A resumed run refuses (ValueError) data other than its first start's before anything is written;
+    A resumed run refuses (ValueError) another arch or data than its first start's before anything is written;
     ``out/options.json`` keeps the ``options`` of every earlier start, oldest first.
     """
-    from atgan_plugin.paper.gan_training import GANTrainingConfig, check_resume, network_args, train_acwgan_gp
+    from atgan_plugin.paper import gan_training, stylegan2_training
 
-    config = GANTrainingConfig(
-        steps=steps,
-        critic_steps=critic_steps,
-        batch_size=batch_size,
-        lr=lr,
-        z_dim=z_dim,
-        seed=seed,
-        checkpoint_every=checkpoint_every,
-    )
     record: dict[str, Any] = {"options": options, "environment": environment}
     earlier = _read_json(Path(out) / "options.json") if (Path(out) / "state.pt").exists() else {}
     first_options = earlier.get("options")
@@ -135,7 +124,7 @@ def train_gan_into(
     changed = [
         f"--{name.replace('_', '-')} {before[name]} (now {options[name]})"
         for name in GAN_DATA_OPTIONS
-        if name in before and before[name] != options[name]
+        if name in before and name in options and before[name] != options[name]
     ]
     if changed:
         raise ValueError(
@@ -144,11 +133,24 @@ def train_gan_into(
     train = load_dataset(dataset, "train", data_dir)
     if train_size is not None:
         train = train.subset(train_size)
-    resumed = check_resume(out, config, network_args(train, z_dim))
+    metadata = {"dataset": dataset, "options": options, "environment": environment}
+    if arch == "acwgan-gp":
+        config = gan_training.GANTrainingConfig(**settings)
+        resumed = gan_training.check_resume(out, config, gan_training.network_args(train, config.z_dim))
+    elif arch == stylegan2_training.ARCH:
+        sg_config = stylegan2_training.StyleGAN2TrainingConfig(**settings)
+        resumed = stylegan2_training.check_resume(out, sg_config, stylegan2_training.network_args(train, sg_config))
+    else:
+        raise ValueError(f"unknown GAN architecture {arch!r}; known: 'acwgan-gp', {stylegan2_training.ARCH!r}")
     if resumed is not None:
         history = earlier.pop("earlier", [])  # the options of every earlier start, oldest first
         record.update(resumed_from_step=resumed, earlier=[*history, earlier] if earlier else history)
     Path(out).mkdir(parents=True, exist_ok=True)
     runs.write_json(Path(out) / "options.json", record)
-    metadata = {"dataset": dataset, "options": options, "environment": environment}
-    return train_acwgan_gp(train, out, config, device=device, progress=progress, extra_metadata=metadata)
+    if arch == "acwgan-gp":
+        return gan_training.train_acwgan_gp(
+            train, out, config, device=device, progress=progress, extra_metadata=metadata
+        )
+    return stylegan2_training.train_stylegan2_ada(
+        train, out, sg_config, device=device, progress=progress, extra_metadata=metadata
+    )

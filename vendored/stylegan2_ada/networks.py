@@ -13,8 +13,9 @@ Differences from the original that are our choice:
   copy of a trained generator and must not drift its truncation centre.
 - Low precision is torch autocast (fp16 on CUDA by default, or bf16) over the blocks the
   original runs in fp16 (``num_fp16_res``); everything else, and the RGB sum, stays float32.
-- One code path for the modulated convolution (grouped, "fused"); the original's choice
-  between two equal forms is a speed matter only.
+- The modulated convolution is grouped ("fused") unless the caller asks for the equal non-fused
+  form (``fused_modconv=False``, what our trainer uses: faster on a CPU); the original picks one
+  by mode and dtype, a speed matter only.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from atgan_plugin.limits import Fields, Flag, Int, OneOf, Optional, Real, Taps
 from atgan_plugin.vendored.stylegan2_ada.ops import (
     ACTIVATIONS,
     bias_act,
+    downsample_conv2d,
     fir_filter,
     modulated_conv2d,
     normalize_2nd_moment,
@@ -199,10 +201,11 @@ class FullyConnectedLayer(nn.Module):
 
 
 class Conv2dLayer(nn.Module):
-    """Plain convolution with an equalised learning rate (used as the resnet ``skip``).
+    """Plain convolution with an equalised learning rate: ``clamp(act(conv(x, W/√fan_in) + b)·gain)``.
 
-    Only what the generator needs: ``down=1``; ``up=2`` is a true convolution after zero
-    insertion followed by the FIR filter, as in :func:`~.ops.modulated_conv2d`.
+    The generator's resnet ``skip`` uses ``up=2``: a true convolution after zero insertion
+    followed by the FIR filter, as in :func:`~.ops.modulated_conv2d`. The discriminator's layers
+    use ``down=2`` (:func:`~.ops.downsample_conv2d`): FIR low-pass, then a stride-2 convolution.
     """
 
     resample_filter: torch.Tensor  # buffer (ops.fir_filter)
@@ -222,8 +225,8 @@ class Conv2dLayer(nn.Module):
     ):
         super().__init__()
         _check_activation(activation)
-        if down != 1 or up not in (1, 2):
-            raise ValueError(f"Conv2dLayer supports up in (1, 2) and down = 1, got up={up}, down={down}")
+        if up not in (1, 2) or down not in (1, 2) or up * down == 4:
+            raise ValueError(f"Conv2dLayer supports up = 2 or down = 2 (or neither), got up={up}, down={down}")
         self.activation = activation
         self.up = up
         self.down = down
@@ -241,7 +244,9 @@ class Conv2dLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         weight = self.weight * self.weight_gain
-        if self.up == 1:
+        if self.down == 2:
+            y = downsample_conv2d(x, weight.to(x.dtype), self.resample_filter)
+        elif self.up == 1:
             y = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
         else:
             unit_styles = torch.ones(x.shape[0], x.shape[1], device=x.device)
@@ -292,7 +297,9 @@ class SynthesisLayer(nn.Module):
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", gain: float = 1.0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", gain: float = 1.0, fused_modconv: bool = True
+    ) -> torch.Tensor:
         in_resolution = self.resolution // self.up
         expected = (x.shape[0], self.weight.shape[1], in_resolution, in_resolution)
         if tuple(x.shape) != expected:
@@ -308,7 +315,14 @@ class SynthesisLayer(nn.Module):
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
 
         y = modulated_conv2d(
-            x, self.weight, styles, demodulate=True, up=self.up, resample_filter=self.resample_filter, noise=noise
+            x,
+            self.weight,
+            styles,
+            demodulate=True,
+            up=self.up,
+            resample_filter=self.resample_filter,
+            noise=noise,
+            fused=fused_modconv,
         )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(y, self.bias, self.activation, gain=self.act_gain * gain, clamp=clamp)
@@ -336,9 +350,9 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        y = modulated_conv2d(x, self.weight, styles, demodulate=False)
+        y = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused_modconv)
         return bias_act(y, self.bias, "linear", clamp=self.conv_clamp)
 
 
@@ -423,6 +437,7 @@ class SynthesisBlock(nn.Module):
         ws: torch.Tensor,
         noise_mode: str = "const",
         lowp_dtype: torch.dtype | None = None,
+        fused_modconv: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``ws``: ``(N, num_conv + num_torgb, w_dim)``. Returns features and the float32 image (or None)."""
         expected_ws = (ws.shape[0], self.num_conv + self.num_torgb, self.w_dim)
@@ -431,6 +446,7 @@ class SynthesisBlock(nn.Module):
         n = ws.shape[0]
         w_iter = iter(ws.unbind(dim=1))
         dtype = lowp_dtype if self.use_fp16 else None
+        layer: dict[str, Any] = dict(noise_mode=noise_mode, fused_modconv=fused_modconv)
 
         with _precision_scope(ws.device, dtype):
             # Input: the learned constant, or the previous block's features.
@@ -448,17 +464,17 @@ class SynthesisBlock(nn.Module):
 
             # Main layers.
             if self.in_channels == 0:
-                x = self.conv1(x, next(w_iter), noise_mode=noise_mode)
+                x = self.conv1(x, next(w_iter), **layer)
             elif self.architecture == "resnet":
                 y = self.skip(x, gain=math.sqrt(0.5))
-                x = self.conv0(x, next(w_iter), noise_mode=noise_mode)
-                x = self.conv1(x, next(w_iter), noise_mode=noise_mode, gain=math.sqrt(0.5))
+                x = self.conv0(x, next(w_iter), **layer)
+                x = self.conv1(x, next(w_iter), gain=math.sqrt(0.5), **layer)
                 x = y.to(x.dtype) + x
             else:
-                x = self.conv0(x, next(w_iter), noise_mode=noise_mode)
-                x = self.conv1(x, next(w_iter), noise_mode=noise_mode)
+                x = self.conv0(x, next(w_iter), **layer)
+                x = self.conv1(x, next(w_iter), **layer)
 
-            rgb = self.torgb(x, next(w_iter)) if self.num_torgb else None
+            rgb = self.torgb(x, next(w_iter), fused_modconv=fused_modconv) if self.num_torgb else None
 
         # The image path is float32 throughout.
         with _precision_scope(ws.device, None):
@@ -524,8 +540,15 @@ class SynthesisNetwork(nn.Module):
         return [getattr(self, f"b{r}") for r in self.block_resolutions]
 
     def forward(
-        self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False, precision: str = "auto"
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "const",
+        force_fp32: bool = False,
+        precision: str = "auto",
+        fused_modconv: bool = True,
     ) -> torch.Tensor:
+        """``fused_modconv=False`` runs the equal non-fused form of the modulated convolutions
+        (:func:`~.ops.modulated_conv2d`): a speed choice, faster for training on a CPU."""
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"ws must have shape (N, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}")
         lowp_dtype = resolve_precision(precision, ws.device, force_fp32)
@@ -536,7 +559,7 @@ class SynthesisNetwork(nn.Module):
         index = 0
         for block in self.blocks():
             block_ws = ws.narrow(1, index, block.num_conv + block.num_torgb)
-            x, img = block(x, img, block_ws, noise_mode=noise_mode, lowp_dtype=lowp_dtype)
+            x, img = block(x, img, block_ws, noise_mode=noise_mode, lowp_dtype=lowp_dtype, fused_modconv=fused_modconv)
             index += block.num_conv
         assert img is not None  # at least one block
         return img

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 __all__ = [
     "ACTIVATIONS",
     "bias_act",
+    "downsample_conv2d",
     "fir_filter",
     "modulated_conv2d",
     "normalize_2nd_moment",
@@ -123,6 +124,29 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     return upfirdn2d(x, f, up=up, pad=(pad_x[0], pad_x[1], pad_y[0], pad_y[1]), gain=up * up)
 
 
+def downsample_conv2d(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Convolution with 2× down-sampling: the FIR low-pass ``f``, then a stride-2 convolution.
+
+    ``weight`` (already scaled by its gain) is applied as a plain correlation. A ``k``×``k`` kernel
+    (k odd) sees the input filtered with ``(fh − 1)//2 + k//2`` zeros per side (2 for k = 3 and the
+    4-tap filter), then strides by 2 without padding; a 1×1 kernel runs after the filter's own 2×
+    decimation (1 zero per side), the cheaper order of two operations that commute.
+
+    Shape: x ``(N, I, H, W)``, weight ``(O, I, k, k)`` -> ``(N, O, H/2, W/2)`` (H, W even).
+    """
+    if x.ndim != 4 or x.shape[2] % 2 or x.shape[3] % 2:
+        raise ValueError(f"downsample_conv2d expects NCHW input of even height and width, got {tuple(x.shape)}")
+    kh, kw = weight.shape[2:]
+    if kh != kw or kh % 2 == 0:
+        raise ValueError(f"downsample_conv2d expects an odd square kernel, got {kh}x{kw}")
+    fh = f.shape[0]
+    if kh == 1:
+        p = (fh - 1) // 2
+        return F.conv2d(upfirdn2d(x, f, down=2, pad=(p, p, p, p)), weight)
+    p = (fh - 1) // 2 + kh // 2
+    return F.conv2d(upfirdn2d(x, f, pad=(p, p, p, p)), weight, stride=2)
+
+
 def modulated_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -132,8 +156,11 @@ def modulated_conv2d(
     up: int = 1,
     resample_filter: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    fused: bool = True,
 ) -> torch.Tensor:
-    """Style-modulated convolution, as one grouped convolution over the batch.
+    """Style-modulated convolution, as one grouped convolution over the batch (or, ``fused=False``,
+    as the equal "non-fused" form: scale the input by the styles, one convolution with the shared
+    weight, scale the output by the demodulation factors; faster to train on a CPU).
 
     ``w'[n,o,i] = W[o,i] · s[n,i]``; with ``demodulate``, each ``w'[n,o]`` is divided by its
     ℓ2 norm (+1e-8 inside the root), so every output channel has unit-norm weights. With
@@ -154,6 +181,10 @@ def modulated_conv2d(
         raise ValueError(f"styles have shape {tuple(styles.shape)}, expected ({n}, {in_channels})")
     if up not in (1, 2):
         raise ValueError(f"up must be 1 or 2, got {up}")
+    if up == 2 and resample_filter is None:
+        raise ValueError("up=2 needs the resample filter")
+    if not fused:
+        return _modulated_conv2d_unfused(x, weight, styles, demodulate, up, resample_filter, noise)
 
     # Per-sample weights (N, O, I, k, k), computed in float32 whatever the autocast state.
     w_n = weight.float()[None] * styles.float()[:, None, :, None, None]
@@ -165,8 +196,7 @@ def modulated_conv2d(
     if up == 1:
         y = F.conv2d(x, w_n.reshape(n * out_channels, in_channels, kh, kw).to(x.dtype), padding=kh // 2, groups=n)
     else:
-        if resample_filter is None:
-            raise ValueError("up=2 needs the resample filter")
+        assert resample_filter is not None  # checked above
         # conv_transpose2d wants (in, out/groups, k, k) per group: (N·I, O, k, k), kernel unflipped.
         w_t = w_n.transpose(1, 2).reshape(n * in_channels, out_channels, kh, kw).to(x.dtype)
         y = F.conv_transpose2d(x, w_t, stride=2, groups=n)  # (1, N·O, 2H+k-2, 2W+k-2)
@@ -175,6 +205,37 @@ def modulated_conv2d(
         p = (resample_filter.shape[0] - kh + 1) // 2
         y = upfirdn2d(y, resample_filter, pad=(p, p, p, p), gain=4)
     y = y.reshape(n, out_channels, *y.shape[2:])
+    if noise is not None:
+        y = y + noise.to(y.dtype)
+    return y
+
+
+def _up_conv2d(x: torch.Tensor, weight: torch.Tensor, resample_filter: torch.Tensor) -> torch.Tensor:
+    """The true convolution after 2× zero insertion, then the FIR filter (see :func:`modulated_conv2d`)."""
+    kh = weight.shape[2]
+    y = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)  # weight as (in, out, k, k), unflipped
+    p = (resample_filter.shape[0] - kh + 1) // 2
+    return upfirdn2d(y, resample_filter, pad=(p, p, p, p), gain=4)
+
+
+def _modulated_conv2d_unfused(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    demodulate: bool,
+    up: int,
+    resample_filter: torch.Tensor | None,
+    noise: torch.Tensor | None,
+) -> torch.Tensor:
+    """``conv(x·s, W)·d``: equal to the per-sample weights' form, because
+    ``Σ_{i,k} (W[o,i,k]·s[n,i])² = Σ_i s[n,i]² · Σ_k W[o,i,k]²`` gives the same ``d[n,o]``."""
+    kh = weight.shape[2]
+    x = x * styles[:, :, None, None].to(x.dtype)
+    w = weight.to(x.dtype)
+    y = F.conv2d(x, w, padding=kh // 2) if up == 1 else _up_conv2d(x, w, resample_filter)  # type: ignore[arg-type]
+    if demodulate:
+        d = (styles.float().square() @ weight.float().square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # (N, O)
+        y = y * d[:, :, None, None].to(y.dtype)
     if noise is not None:
         y = y + noise.to(y.dtype)
     return y

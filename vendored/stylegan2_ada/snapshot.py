@@ -39,15 +39,18 @@ import struct
 import types
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from atgan_plugin.checkpoints import CheckpointError, check_declared_tensors, check_finite, describe_tensors
-from atgan_plugin.limits import config_problem
+from atgan_plugin.limits import Fields, config_problem
+from atgan_plugin.vendored.stylegan2_ada.discriminator import DISCRIMINATOR_KWARGS_SCHEMA, Discriminator
 from atgan_plugin.vendored.stylegan2_ada.networks import GENERATOR_KWARGS_SCHEMA, SNAPSHOT_ATTRIBUTES, Generator
 from atgan_plugin.vendored.stylegan2_ada.picklescan import MAX_DEPTH, scan_pickle
 
@@ -55,6 +58,7 @@ __all__ = [
     "ALLOWED_GLOBALS",
     "ForbiddenGlobalError",
     "PersistentRecord",
+    "load_discriminator_pickle",
     "load_generator_pickle",
     "looks_like_pickle",
     "read_snapshot",
@@ -460,10 +464,32 @@ def _same(recorded: Any, ours: Any) -> bool:
     return bool(_plain(recorded) == _plain(ours))
 
 
-def _generator_from_record(record: PersistentRecord, where: str) -> Generator:
-    """Builds our Generator from the record's constructor arguments and checks it against the record."""
-    if record.class_name != "Generator":
-        raise CheckpointError(f"{where} is a {record.class_name!r}, expected a StyleGAN2-ADA 'Generator'")
+@dataclass(frozen=True)
+class _Family:
+    """How one recorded network class becomes ours: its constructor, bounds and argument names."""
+
+    class_name: str
+    build: Callable[..., nn.Module]
+    schema: Fields
+    positional: tuple[str, ...]  # constructor arguments _init_args may hold, in order
+    from_state: tuple[str, ...]  # arguments read from the recorded plain attributes when the kwargs lack them
+
+
+_GENERATOR = _Family(
+    "Generator",
+    Generator,
+    GENERATOR_KWARGS_SCHEMA,
+    ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs"),
+    ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"),
+)
+# The discriminator's positional order is not in the specification: its records must use keywords.
+_DISCRIMINATOR = _Family("Discriminator", Discriminator, DISCRIMINATOR_KWARGS_SCHEMA, (), ())
+
+
+def _network_from_record(record: PersistentRecord, where: str, family: _Family) -> nn.Module:
+    """Builds our network of ``family`` from the record's constructor arguments and checks it against the record."""
+    if record.class_name != family.class_name:
+        raise CheckpointError(f"{where} is a {record.class_name!r}, expected a StyleGAN2-ADA {family.class_name!r}")
     if record.version != PERSISTENCE_VERSION:
         warnings.warn(
             f"{where}: persistence format version {record.version}, expected {PERSISTENCE_VERSION}", stacklevel=3
@@ -472,28 +498,27 @@ def _generator_from_record(record: PersistentRecord, where: str) -> Generator:
     args = _plain(record.state.get("_init_args") or [])
     if not isinstance(kwargs, dict) or not isinstance(args, list):
         raise CheckpointError(f"{where}: its constructor arguments are not a dict and a list")
-    positional = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels", "mapping_kwargs", "synthesis_kwargs")
+    positional = family.positional
     if len(args) > len(positional):
         raise CheckpointError(
             f"{where}: {len(args)} positional constructor arguments, at most {len(positional)} expected"
         )
     kwargs.update(zip(positional, args, strict=False))
     # Drive the build from the recorded plain attributes where the kwargs leave them out.
-    for name in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels"):
+    for name in family.from_state:
         if name not in kwargs and name in record.state:
             kwargs[name] = record.state[name]
     # Bounds first, then a build on the meta device (no memory) to compare the record with.
-    problem = config_problem(kwargs, GENERATOR_KWARGS_SCHEMA, "its constructor arguments")
+    problem = config_problem(kwargs, family.schema, "its constructor arguments")
     if problem is not None:
         raise CheckpointError(f"{where}: {problem}")
     try:
         with torch.device("meta"):
-            skeleton = Generator(**kwargs)
+            skeleton = family.build(**kwargs)
     except (TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(
-            f"{where}: cannot rebuild the generator from its recorded arguments {_short(kwargs)}: {error}"
+            f"{where}: cannot rebuild the network from its recorded arguments {_short(kwargs)}: {error}"
         ) from error
-
     tensors, records = _flatten(record)
     modules = dict(skeleton.named_modules())
     hints: list[tuple[str, str, bool]] = []  # (module, attribute, value) to set on the real network
@@ -503,7 +528,7 @@ def _generator_from_record(record: PersistentRecord, where: str) -> Generator:
         if ours is None or type(ours).__name__ != sub.class_name:
             raise CheckpointError(
                 f"{label} is a {sub.class_name!r}, our rebuilt network has "
-                f"{type(ours).__name__ if ours is not None else 'nothing'} there (not a StyleGAN2-ADA generator?)"
+                f"{type(ours).__name__ if ours is not None else 'nothing'} there (not a StyleGAN2-ADA {family.class_name.lower()}?)"
             )
         for attribute in SNAPSHOT_ATTRIBUTES.get(sub.class_name, ()):
             if attribute not in sub.state:
@@ -519,7 +544,7 @@ def _generator_from_record(record: PersistentRecord, where: str) -> Generator:
     check_declared_tensors(describe_tensors(tensors), skeleton, where)
     check_finite(tensors, where)
 
-    network = Generator(**kwargs)
+    network = family.build(**kwargs)
     for name, attribute, value in hints:
         setattr(network.get_submodule(name), attribute, value)
     network.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
@@ -539,6 +564,33 @@ def load_generator_pickle(path: str | Path, *, which: str = "G_ema", require_con
     """
     if which not in NETWORK_KEYS:
         raise ValueError(f"which must be one of {NETWORK_KEYS}, got {which!r}")
+    network = _load_network(path, which, _GENERATOR)
+    assert isinstance(network, Generator)  # _GENERATOR builds one
+    if require_conditional and network.c_dim == 0:
+        raise CheckpointError(
+            f"{path}: {which} is unconditional (c_dim = 0); a class-conditional generator is required"
+        )
+    return network
+
+
+def load_discriminator_pickle(path: str | Path) -> Discriminator:
+    """Our :class:`~.discriminator.Discriminator` holding the weights of a snapshot's ``D``.
+
+    Read like :func:`load_generator_pickle` (nothing in the file is imported or executed), built
+    from the constructor arguments the record holds (spec §6: ``D.init_kwargs``), on the CPU, in
+    eval mode, with ``requires_grad=False``.
+
+    Raises:
+        ForbiddenGlobalError: the file references a global outside the whitelist.
+        CheckpointError: truncated or corrupt file, no ``D``, or not a discriminator we can rebuild.
+    """
+    network = _load_network(path, "D", _DISCRIMINATOR)
+    assert isinstance(network, Discriminator)  # _DISCRIMINATOR builds one
+    return network
+
+
+def _load_network(path: str | Path, which: str, family: _Family) -> nn.Module:
+    """The network under the snapshot's key ``which``, rebuilt as ``family``."""
     data = read_snapshot(path)
     if which not in data or data[which] is None:
         found = ", ".join(_short(k, 40) for k in list(data)[:10]) or "nothing"
@@ -547,15 +599,11 @@ def load_generator_pickle(path: str | Path, *, which: str = "G_ema", require_con
     if not isinstance(record, PersistentRecord):
         raise CheckpointError(f"{path}: {which} is a {type(record).__name__}, not a persistent network")
     try:
-        network = _generator_from_record(record, f"{Path(path).name}:{which}")
+        return _network_from_record(record, f"{Path(path).name}:{which}", family)
     except CheckpointError:
         raise
     except Exception as error:  # a hostile record reaches many code paths; every failure is named
         raise CheckpointError(
-            f"{path}: {which} is not a readable StyleGAN2-ADA generator record: {type(error).__name__}: {_short(error)}"
+            f"{path}: {which} is not a readable StyleGAN2-ADA {family.class_name.lower()} record: "
+            f"{type(error).__name__}: {_short(error)}"
         ) from error
-    if require_conditional and network.c_dim == 0:
-        raise CheckpointError(
-            f"{path}: {which} is unconditional (c_dim = 0); a class-conditional generator is required"
-        )
-    return network

@@ -1,4 +1,4 @@
-"""Writes our :class:`Generator` in the layout of NVIDIA's snapshot pickles (``vendored/stylegan2_ada/README.md``).
+"""Writes our :class:`Generator` (and :class:`Discriminator`) in the layout of NVIDIA's snapshot pickles (``vendored/stylegan2_ada/README.md``).
 
 For tests and fixtures, where no NVIDIA code or file may be used: the file has the same
 top-level keys, the same persistent-object records (``_reconstruct_persistent_obj`` with a
@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from atgan_plugin.checkpoints import atomic_write
+from atgan_plugin.vendored.stylegan2_ada.discriminator import Discriminator
 from atgan_plugin.vendored.stylegan2_ada.networks import SNAPSHOT_ATTRIBUTES, Generator
 
 __all__ = ["EasyDict", "dump_snapshot", "snapshot_dict", "write_snapshot"]
@@ -124,20 +125,27 @@ def snapshot_dict(
     G_ema: Generator,
     *,
     G: Generator | None = None,
+    D: Discriminator | None = None,
     module_src: str = DEFAULT_MODULE_SRC,
     training_set_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The top-level snapshot dict: ``training_set_kwargs``, ``G``, ``D``, ``G_ema``, ``augment_pipe``.
 
-    ``G`` defaults to ``G_ema``; ``D`` is a small stand-in ``'Discriminator'`` record (our reader
-    must parse it, as it parses the whole stream, but never rebuilds it).
+    ``G`` defaults to ``G_ema``. ``D`` is recorded with its constructor arguments, as the original
+    records its discriminator; without one, a small stand-in ``'Discriminator'`` record (our reader
+    parses the whole stream, but rebuilds it only when asked). ``augment_pipe`` is None: our
+    augmentation is not the original's ``AugmentPipe`` and is not recorded as one.
     """
-    discriminator = nn.Module()
-    discriminator.register_parameter("weight", nn.Parameter(torch.randn(4, 3, 3, 3)))
+    if D is None:
+        stand_in = nn.Module()
+        stand_in.register_parameter("weight", nn.Parameter(torch.randn(4, 3, 3, 3)))
+        discriminator = _record(stand_in, module_src, class_name="Discriminator")
+    else:
+        discriminator = _record(D, module_src, init_kwargs=D.init_kwargs)
     return {
         "training_set_kwargs": dict(training_set_kwargs) if training_set_kwargs is not None else None,
         "G": _record(G if G is not None else G_ema, module_src, init_kwargs=(G or G_ema).init_kwargs),
-        "D": _record(discriminator, module_src, class_name="Discriminator"),
+        "D": discriminator,
         "G_ema": _record(G_ema, module_src, init_kwargs=G_ema.init_kwargs),
         "augment_pipe": None,
     }
@@ -150,5 +158,5 @@ def dump_snapshot(path: str | Path, data: Any, *, protocol: int = 3) -> None:
 
 
 def write_snapshot(path: str | Path, G_ema: Generator, *, protocol: int = 3, **kwargs: Any) -> None:
-    """Writes a snapshot holding ``G_ema`` (and ``G``, a stand-in ``D``) at pickle ``protocol`` (3 or 4)."""
+    """Writes a snapshot holding ``G_ema``, ``G`` and ``D`` (:func:`snapshot_dict`) at pickle ``protocol`` (3 or 4)."""
     dump_snapshot(path, snapshot_dict(G_ema, **kwargs), protocol=protocol)
