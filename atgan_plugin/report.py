@@ -2,12 +2,18 @@
 
 What the page shows is read from the run folder's files, never from the command that made it:
 
+- first, for an ``atgan evaluate`` / ``atgan demo`` run, the summary (:mod:`atgan_plugin.report_summary`):
+  the sentences the demo printed, four numbers beside G_orig's, realistic success per class and the
+  examples the oracle rejected;
 - the options, checkpoints and machine (``options.json``);
 - every table in the result files (``report.json``, ``results.json``, ``summary.json``,
   ``human-eval/table10.json``), rendered generically (:mod:`atgan_plugin.report_tables`) so that a new
   field shows up without a code change;
 - the fit curves: every ``history`` list (one record per 10 fit steps) plotted against ``step``;
 - every ``*.png`` in the folder (the grids and figures), embedded.
+
+Paths are shown relative to the run folder or as the shipped checkpoint they name, never as the absolute
+path of the machine that ran it (:mod:`atgan_plugin.report_paths`); the files keep them as written.
 
 Images are embedded as base64 ``data:`` URIs and the style is inline: the page opens offline,
 from a copy, with no network. Plots are drawn with matplotlib's object API (no pyplot state),
@@ -31,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from atgan_plugin.checkpoints import atomic_write
+from atgan_plugin.report_paths import without_absolute_paths
+from atgan_plugin.report_summary import build_summary
 from atgan_plugin.report_tables import Table, format_value, is_row_list, key_value_table, tables_from
 from atgan_plugin.runs import RunFolderError, path_inside
 
@@ -197,6 +205,11 @@ def write_report(run_dir: str | Path) -> Path:
             f"{run_dir} is not a run folder: it has no options.json nor any of {', '.join(RESULT_FILES)}"
         )
 
+    pngs = _pngs(run_dir)
+    summary = build_summary(results.get("report.json"), options, pngs)  # from the files as written
+    # From here on, what the page shows: no absolute path of the machine that ran it.
+    options = without_absolute_paths(options, run_dir)
+    results = {name: without_absolute_paths(data, run_dir) for name, data in results.items()}
     machine = _machine_rows(options, results)
     sections = [
         {"title": name, "tables": tables_from(name, _without_environment(data))} for name, data in results.items()
@@ -207,11 +220,16 @@ def write_report(run_dir: str | Path) -> Path:
         for where, history in _histories(data)
         if len(history) >= 2
     ]
-    pngs = _pngs(run_dir)
+    shown_in_summary = summary.rejected_file if summary is not None else None
     images = [
         {"name": name, "caption": _CAPTIONS.get(name, ""), "uri": _png_data_uri(png), "width": _display_width(png)}
         for name, png in pngs.items()
+        if name != shown_in_summary
     ]
+    rejected = None
+    if summary is not None and summary.rejected_file is not None:
+        png = pngs[summary.rejected_file]
+        rejected = {"name": summary.rejected_file, "uri": _png_data_uri(png), "width": _display_width(png)}
     settings = [
         key_value_table(title, [[k, v] for k, v in value.items()])
         for title, value in (("options", options.get("options")), ("checkpoints", options.get("checkpoints")))
@@ -223,6 +241,8 @@ def write_report(run_dir: str | Path) -> Path:
         run=run_dir.name,
         command=_command(options),
         written=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        summary=summary,
+        rejected=rejected,
         settings=settings,
         sections=sections,
         curves=curves,

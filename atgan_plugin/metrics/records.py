@@ -68,6 +68,8 @@ class SettingMetrics:
         """A setting from report.json of any schema version: a key it lacks is None ("not measured")."""
         values: dict[str, Any] = {name: data.get(name) for name in cls.__dataclass_fields__}
         if values["per_class"] is not None:
+            if not isinstance(values["per_class"], list):
+                raise ValueError(f"per_class must be a list of rows, not a {type(values['per_class']).__name__}")
             values["per_class"] = [_class_counts(row) for row in values["per_class"]]
         return cls(**values)
 
