@@ -180,7 +180,8 @@ def evaluate_command(
     edges), distance to G_orig, throughput.
 
     Evaluation examples are drawn from --seed + 1, independently of the fit. Writes report.json,
-    grid.png (G_orig / AT-GAN / difference), targets.png (with --targets all) and options.json.
+    grid.png (G_orig / AT-GAN / difference), rejected.png (successes the oracle rejected), targets.png
+    (with --targets all), options.json and report.html, which opens with the answer.
     """
     result = _run_evaluation(
         generator_path=generator_path,
