@@ -2,13 +2,18 @@
 
 What the page shows is read from the run folder's files, never from the command that made it:
 
+- first, for an ``atgan evaluate`` / ``atgan demo`` run, the summary (:mod:`atgan_plugin.report_summary`):
+  the sentences the demo printed, four numbers beside G_orig's, realistic success per class and the
+  examples the oracle rejected;
 - the options, checkpoints and machine (``options.json``);
 - every table in the result files (``report.json``, ``results.json``, ``summary.json``,
-  ``human-eval/table10.json``), rendered generically so that a new field shows up without a code
-  change: a dict of scalars is a key/value table, a list of dicts a table with one row per dict,
-  nested dicts become dotted columns or their own sections;
+  ``human-eval/table10.json``), rendered generically (:mod:`atgan_plugin.report_tables`) so that a new
+  field shows up without a code change;
 - the fit curves: every ``history`` list (one record per 10 fit steps) plotted against ``step``;
 - every ``*.png`` in the folder (the grids and figures), embedded.
+
+Paths are shown relative to the run folder or as the shipped checkpoint they name, never as the absolute
+path of the machine that ran it (:mod:`atgan_plugin.report_paths`); the files keep them as written.
 
 Images are embedded as base64 ``data:`` URIs and the style is inline: the page opens offline,
 from a copy, with no network. Plots are drawn with matplotlib's object API (no pyplot state),
@@ -27,12 +32,14 @@ import io
 import json
 import math
 import warnings
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from atgan_plugin.checkpoints import atomic_write
+from atgan_plugin.report_paths import without_absolute_paths
+from atgan_plugin.report_summary import build_summary
+from atgan_plugin.report_tables import Table, format_value, is_row_list, key_value_table, tables_from
 from atgan_plugin.runs import RunFolderError, path_inside
 
 __all__ = ["MAX_DEPTH", "RESULT_FILES", "RunFolderError", "Table", "format_value", "tables_from", "write_report"]
@@ -44,103 +51,7 @@ _CAPTIONS = {
     "targets.png": "Targeted (appendix Figure 8): one row per latent, one column per target; the diagonal is G_orig.",
 }
 _TIMING_WORDS = ("seconds", "per_second", "time")
-_COLLAPSE_ROWS = 12  # longer tables start folded
 MAX_DEPTH = 32  # our files nest a few levels; the page's tables recurse once per level
-
-
-def format_value(value: Any) -> str:
-    """How a JSON value is written in the page: floats to 4 significant digits, ``None`` as "–"."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.4g}" if math.isfinite(value) else str(value)
-    if isinstance(value, (list, tuple)):
-        return ", ".join(format_value(v) for v in value) if value else "none"
-    return str(value)
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str))
-
-
-def _is_scalar_list(value: Any) -> bool:
-    return isinstance(value, list) and all(_is_scalar(v) for v in value)
-
-
-def _is_row_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
-
-
-@dataclass
-class Table:
-    """A rendered table: ``rows`` of formatted cells under ``columns``; ``key_value`` for two-column ones."""
-
-    title: str
-    columns: list[str]
-    rows: list[list[str]]
-    key_value: bool = False
-    raw: list[list[Any]] = field(default_factory=list, repr=False)  # the values, for the cells' tooltips
-
-    @property
-    def collapsed(self) -> bool:
-        return len(self.rows) > _COLLAPSE_ROWS
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> tuple[dict[str, Any], list[tuple[str, Any]]]:
-    """Scalars (and scalar lists) of ``data`` under dotted keys, and the nested row lists left over."""
-    flat: dict[str, Any] = {}
-    nested: list[tuple[str, Any]] = []
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if _is_scalar(value) or _is_scalar_list(value):
-            flat[name] = value
-        elif isinstance(value, dict):
-            inner, more = _flatten(value, f"{name}.")
-            flat.update(inner)
-            nested += more
-        elif _is_row_list(value):
-            nested.append((name, value))
-        else:  # a list of lists or of mixed values: shown as JSON text
-            flat[name] = json.dumps(value)
-    return flat, nested
-
-
-def _rows_table(title: str, rows: list[dict[str, Any]]) -> tuple[Table, list[tuple[str, Any]]]:
-    flats, nested = [], []
-    for i, row in enumerate(rows):
-        flat, more = _flatten(row)
-        flats.append(flat)
-        nested += [(f"{title}[{i}].{name}", value) for name, value in more]
-    keys = list(dict.fromkeys(key for flat in flats for key in flat))
-    columns = [k for k in keys if "." not in k] + [k for k in keys if "." in k]  # a row's own fields first
-    raw = [[flat.get(c) for c in columns] for flat in flats]
-    return Table(title, columns, [[format_value(v) for v in r] for r in raw], raw=raw), nested
-
-
-def tables_from(title: str, data: Any) -> list[Table]:
-    """Every table in a JSON value: a dict's scalars as one key/value table, each nested dict of
-    scalars as its own, each list of dicts as a table (its nested lists as tables after it)."""
-    if _is_row_list(data):
-        table, nested = _rows_table(title, data)
-        return [table] + [t for name, value in nested for t in tables_from(name, value)]
-    if not isinstance(data, dict):
-        return [Table(title, ["value"], [[format_value(data)]], raw=[[data]])]
-    tables: list[Table] = []
-    scalars = {k: v for k, v in data.items() if _is_scalar(v) or _is_scalar_list(v)}
-    if scalars:
-        raw = [[k, v] for k, v in scalars.items()]
-        tables.append(Table(title, ["", ""], [[k, format_value(v)] for k, v in raw], key_value=True, raw=raw))
-    for key, value in data.items():
-        name = f"{title} › {key}"
-        if isinstance(value, dict) and value:
-            tables += tables_from(name, value)
-        elif _is_row_list(value):
-            tables += tables_from(name, value)
-        elif isinstance(value, list) and value and not _is_scalar_list(value):
-            tables.append(Table(name, ["value"], [[json.dumps(value)]], raw=[[value]]))
-    return tables
 
 
 def _histories(data: Any, path: str = "") -> list[tuple[str, list[dict[str, Any]]]]:
@@ -149,7 +60,7 @@ def _histories(data: Any, path: str = "") -> list[tuple[str, list[dict[str, Any]
     if isinstance(data, dict):
         for key, value in data.items():
             where = f"{path}.{key}" if path else key
-            if key == "history" and _is_row_list(value) and all("step" in r for r in value):
+            if key == "history" and is_row_list(value) and all("step" in r for r in value):
                 found.append((where, value))
             else:
                 found += _histories(value, where)
@@ -256,11 +167,6 @@ def _timings(name: str, data: Any) -> list[list[Any]]:
     return [[f"{name} › {k}", v] for k, v in timings.items()]
 
 
-def _key_value_table(title: str, rows: list[list[Any]]) -> Table:
-    """A two-column table of ``[key, value]`` rows."""
-    return Table(title, ["", ""], [[k, format_value(v)] for k, v in rows], key_value=True, raw=rows)
-
-
 def _without_environment(data: Any) -> Any:
     """A result file's content without its ``environment`` (shown with the machine instead)."""
     return {k: v for k, v in data.items() if k != "environment"} if isinstance(data, dict) else data
@@ -299,6 +205,11 @@ def write_report(run_dir: str | Path) -> Path:
             f"{run_dir} is not a run folder: it has no options.json nor any of {', '.join(RESULT_FILES)}"
         )
 
+    pngs = _pngs(run_dir)
+    summary = build_summary(results.get("report.json"), options, pngs)  # from the files as written
+    # From here on, what the page shows: no absolute path of the machine that ran it.
+    options = without_absolute_paths(options, run_dir)
+    results = {name: without_absolute_paths(data, run_dir) for name, data in results.items()}
     machine = _machine_rows(options, results)
     sections = [
         {"title": name, "tables": tables_from(name, _without_environment(data))} for name, data in results.items()
@@ -309,13 +220,18 @@ def write_report(run_dir: str | Path) -> Path:
         for where, history in _histories(data)
         if len(history) >= 2
     ]
-    pngs = _pngs(run_dir)
+    shown_in_summary = summary.rejected_file if summary is not None else None
     images = [
         {"name": name, "caption": _CAPTIONS.get(name, ""), "uri": _png_data_uri(png), "width": _display_width(png)}
         for name, png in pngs.items()
+        if name != shown_in_summary
     ]
+    rejected = None
+    if summary is not None and summary.rejected_file is not None:
+        png = pngs[summary.rejected_file]
+        rejected = {"name": summary.rejected_file, "uri": _png_data_uri(png), "width": _display_width(png)}
     settings = [
-        _key_value_table(title, [[k, v] for k, v in value.items()])
+        key_value_table(title, [[k, v] for k, v in value.items()])
         for title, value in (("options", options.get("options")), ("checkpoints", options.get("checkpoints")))
         if isinstance(value, dict) and value
     ]
@@ -325,11 +241,13 @@ def write_report(run_dir: str | Path) -> Path:
         run=run_dir.name,
         command=_command(options),
         written=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        summary=summary,
+        rejected=rejected,
         settings=settings,
         sections=sections,
         curves=curves,
         images=images,
-        machine=_key_value_table("machine and timings", machine),
+        machine=key_value_table("machine and timings", machine),
         format_value=format_value,
     )
     path = run_dir / "report.html"

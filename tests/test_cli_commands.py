@@ -23,7 +23,9 @@ from atgan_plugin import ACWGANGPGenerator
 from atgan_plugin.adapters.acwgan_gp import Generator
 from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.cli import main
+from atgan_plugin.metrics.records import SettingMetrics
 from atgan_plugin.models import build_classifier, save_classifier
+from atgan_plugin.report_summary import summary_sentences
 
 FAST = ["--steps", "2", "--batch-size", "8", "--device", "cpu", "--no-progress"]
 FIT_OPTIONS = [
@@ -231,7 +233,13 @@ def test_demo_prints_the_table_and_where_outputs_went(
     assert "untargeted" in result.output and f"outputs in {folder}" in result.output
     for name in ("report.json", "grid.png", "g_attack.safetensors", "options.json"):
         assert (folder / name).is_file(), name
-    assert json.loads((folder / "report.json").read_text())["targeted"] == []
+    report = json.loads((folder / "report.json").read_text())
+    assert report["targeted"] == []
+    # The sentences printed are report.html's summary, made by one function from report.json.
+    sentences = summary_sentences(SettingMetrics.from_json(report["untargeted"]), standins["model"].name)
+    assert "\n".join(sentences) in result.output
+    rejected = report["rejected_examples"]
+    assert (folder / "rejected.png").is_file() == (rejected["count"] > 0) == (rejected["file"] == "rejected.png")
 
 
 def test_demo_runs_the_attacks_defaults() -> None:

@@ -19,8 +19,11 @@ from PIL import Image
 from torch import nn
 
 from atgan_plugin import ATGANAttack
+from atgan_plugin.attack.fit import sample_sources
 from atgan_plugin.data import TensorDataset
+from atgan_plugin.metrics.records import SettingMetrics
 from atgan_plugin.paper.evaluation import EvaluationReport, evaluate_attack, save_difference_grid, save_target_grid
+from atgan_plugin.paper.rejected import RejectedExamples
 
 STRONG: dict[str, Any] = dict(steps=40, batch_size=32, lr=0.05, progress=False)
 FAST: dict[str, Any] = dict(steps=3, batch_size=16, lr=0.05, progress=False)
@@ -33,8 +36,15 @@ def attack(make_tiny_generator: Callable[..., nn.Module], tiny_target: nn.Module
 
 
 @pytest.fixture(scope="module")
-def report(attack: ATGANAttack, tiny_target: nn.Module) -> EvaluationReport:
-    return evaluate_attack(attack, tiny_target, tiny_target, n=N, targets=[2, 5], batch_size=128, seed=1)
+def rejected() -> RejectedExamples:
+    return RejectedExamples(limit=10)
+
+
+@pytest.fixture(scope="module")
+def report(attack: ATGANAttack, tiny_target: nn.Module, rejected: RejectedExamples) -> EvaluationReport:
+    return evaluate_attack(
+        attack, tiny_target, tiny_target, n=N, targets=[2, 5], batch_size=128, seed=1, rejected=rejected
+    )
 
 
 def test_report_shape(report: EvaluationReport) -> None:
@@ -84,6 +94,61 @@ def test_targeted_mean_and_serialisation(report: EvaluationReport) -> None:
     assert data["targeted_mean"]["success_rate"] == pytest.approx(expected)
     assert report.targeted_mean("success_rate") == pytest.approx(expected)
     assert data["untargeted"]["n"] == N and len(data["targeted"]) == 2
+
+
+def test_per_class_counts_add_up_to_the_setting(report: EvaluationReport) -> None:
+    # The evaluation draws its sources from seed 1 before anything else: the per-class n are those draws.
+    drawn = sample_sources(N, 10, None, torch.Generator().manual_seed(1))
+    for m in [report.untargeted, *report.targeted]:
+        assert m is not None and m.per_class is not None
+        rows = {row.source: row for row in m.per_class}
+        assert [row.source for row in m.per_class] == sorted(rows) and m.target not in rows  # no row for the target
+        assert sum(row.n for row in m.per_class) == N
+        assert sum(row.fooled for row in m.per_class) == round(m.success_rate * N)
+        assert sum(row.realistic for row in m.per_class) == round(m.realistic_success_rate * N)
+        assert all(0 <= row.realistic <= row.fooled <= row.n for row in m.per_class)
+    assert report.untargeted is not None and report.untargeted.per_class is not None
+    counts = torch.bincount(drawn, minlength=10).tolist()
+    assert {row.source: row.n for row in report.untargeted.per_class} == {k: c for k, c in enumerate(counts) if c}
+
+
+def test_reference_error_is_the_models_error_on_g_orig(report: EvaluationReport) -> None:
+    m = report.untargeted
+    assert m is not None and m.reference_error is not None
+    # The oracle is the target model here: its agreement on G_orig's images is exactly 1 − the model's error.
+    assert m.reference_error == pytest.approx(1.0 - m.oracle_agreement_orig)
+
+
+def test_rejected_examples_of_the_untargeted_setting(report: EvaluationReport, rejected: RejectedExamples) -> None:
+    m = report.untargeted
+    assert m is not None and rejected.target is None
+    # The oracle is the target model: every success is rejected, and it sees another class in each.
+    assert rejected.count == round(m.success_rate * N) > 0
+    assert len(rejected.sources) == len(rejected.references) == min(10, rejected.count)
+    assert all(seen != source for seen, source in zip(rejected.oracle_classes, rejected.sources, strict=True))
+    record = rejected.record("rejected.png")
+    assert json.loads(json.dumps(record)) == record and record["count"] == rejected.count
+
+
+def test_rejected_grid_shows_g_orig_above_at_gan(rejected: RejectedExamples, tmp_path: Path) -> None:
+    path = rejected.save(tmp_path)
+    assert path == tmp_path / "rejected.png"
+    with Image.open(path) as image:
+        assert image.size == (tiles(len(rejected.sources)), tiles(2))
+    assert RejectedExamples().save(tmp_path / "none") is None and not (tmp_path / "none").exists()
+
+
+def test_older_report_json_reads_without_the_new_keys(report: EvaluationReport) -> None:
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["schema_version"] == 3
+    assert data["untargeted"]["per_class"][0].keys() == {"source", "n", "fooled", "realistic"}
+    assert EvaluationReport.from_dict(data) == report  # round trip, per-class rows included
+    for setting in [data["untargeted"], *data["targeted"]]:
+        del setting["per_class"], setting["reference_error"]
+    old = EvaluationReport.from_dict({k: v for k, v in data.items() if k != "schema_version"})
+    assert old.untargeted is not None and old.untargeted.per_class is None and old.untargeted.reference_error is None
+    with pytest.raises(ValueError, match="a per_class row must hold the integers source, n, fooled, realistic"):
+        SettingMetrics.from_json({**data["untargeted"], "per_class": [{"source": 1, "n": "3"}]})
 
 
 def test_table_has_one_row_per_setting(report: EvaluationReport) -> None:

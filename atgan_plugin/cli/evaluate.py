@@ -33,6 +33,7 @@ from atgan_plugin.cli.options import (
     user_errors,
 )
 from atgan_plugin.report import write_report
+from atgan_plugin.report_summary import summary_sentences, target_name
 from atgan_plugin.utils import seed_everything
 
 if TYPE_CHECKING:  # imported lazily below: it pulls in foolbox and advertorch
@@ -179,7 +180,8 @@ def evaluate_command(
     edges), distance to G_orig, throughput.
 
     Evaluation examples are drawn from --seed + 1, independently of the fit. Writes report.json,
-    grid.png (G_orig / AT-GAN / difference), targets.png (with --targets all) and options.json.
+    grid.png (G_orig / AT-GAN / difference), rejected.png (successes the oracle rejected), targets.png
+    (with --targets all), options.json and report.html, which opens with the answer.
     """
     result = _run_evaluation(
         generator_path=generator_path,
@@ -205,6 +207,8 @@ def evaluate_command(
         return
     run_dir, report, outputs = result
     click.echo(report.table())
+    if report.untargeted is not None:
+        click.echo("\n".join(summary_sentences(report.untargeted, target_name(model_path))))
     click.echo(f"outputs in {run_dir}: {', '.join(outputs)}")
     click.echo(f"report: {write_report(run_dir)}")
 
@@ -243,13 +247,13 @@ def demo_command(
     from atgan_plugin.attack.distributed import launched_by_torchrun
 
     start = time.perf_counter()
-    target_name = "Model A" if model_path is None else Path(model_path).name
+    target = target_name(model_path)
     if not launched_by_torchrun() or os.environ.get("RANK") == "0":
         guarded = tuple(guard_specs) != ("none",) and hyper.get("gamma") != 0
         preset = TransferConfig.realistic() if guarded else TransferConfig.paper()
         steps = hyper["steps"] if hyper.get("steps") is not None else preset.steps
         click.echo(
-            f"AT-GAN demo: fitting G_attack against {target_name} (at most {steps:,} steps), then judging "
+            f"AT-GAN demo: fitting G_attack against {target} (at most {steps:,} steps), then judging "
             f"{n:,} fresh examples with the oracle."
         )
     result = _run_evaluation(
@@ -276,18 +280,8 @@ def demo_command(
         return
     run_dir, report, outputs = result
     click.echo(report.table())
-    if report.untargeted is not None:
-        m = report.untargeted
-        click.echo(
-            f"{target_name} misclassifies {m.success_rate:.1%} of AT-GAN's images; the oracle still sees "
-            f"the source class in {m.oracle_agreement_attack:.1%} of them (G_orig's: {m.oracle_agreement_orig:.1%}, "
-            f"ratio {m.agreement_ratio:.3f})."
-        )
-        if m.fd_ratio is not None:
-            click.echo(
-                f"Fréchet distance to the real test images in robust features: G_orig {m.fd_orig:.1f}, AT-GAN "
-                f"{m.fd_attack:.1f} ({m.fd_ratio:.2f}x); added edges {m.added_edges:.2f} of G_orig's."
-            )
+    if report.untargeted is not None:  # the same sentences report.html opens with
+        click.echo("\n".join(summary_sentences(report.untargeted, target)))
     click.echo(f"done in {time.perf_counter() - start:.0f} s; outputs in {run_dir}: {', '.join(outputs)}")
     click.echo(f"next: atgan attack --fit {run_dir / 'g_attack.safetensors'} -n 64")
     click.echo(f"report: {write_report(run_dir)}")

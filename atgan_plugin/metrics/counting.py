@@ -9,6 +9,7 @@ its source class ``y_s``. The words (see :mod:`atgan_plugin.metrics`):
 - **rejected**: success, but the oracle no longer gives the source class (never counted as a success);
 - **oracle agreement**: the oracle gives the source class, on the adversarial or the reference images;
 - **reference error**: the target model is already wrong on the reference image;
+- **per class**: the examples, successes and realistic successes of each source class (:class:`ClassCounts`);
 - **distances**: ℓ2 and ℓ∞ of ``adversarial − reference`` per image, in [0, 1] pixel units;
 - **added edges**: total variation of the change over that of the reference
   (:func:`~atgan_plugin.metrics.realism.added_edges`).
@@ -16,7 +17,7 @@ its source class ``y_s``. The words (see :mod:`atgan_plugin.metrics`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -25,7 +26,7 @@ from atgan_plugin.imaging import to_bounds
 from atgan_plugin.metrics.realism import added_edges
 from atgan_plugin.utils import model_device
 
-__all__ = ["Tally", "predict_classes", "safe_ratio"]
+__all__ = ["ClassCounts", "Outcome", "Tally", "predict_classes", "safe_ratio"]
 
 UNIT_BOUNDS = (0.0, 1.0)
 
@@ -58,6 +59,37 @@ def predict_classes(
 
 
 @dataclass
+class ClassCounts:
+    """The examples of one source class: how many, how many fooled the model, how many of those the oracle accepts."""
+
+    source: int
+    n: int = 0
+    fooled: int = 0  # success
+    realistic: int = 0  # success and the oracle gives the source class
+
+    @property
+    def rejected(self) -> int:
+        return self.fooled - self.realistic
+
+    @property
+    def success_rate(self) -> float:
+        return self.fooled / self.n if self.n else 0.0
+
+    @property
+    def realistic_success_rate(self) -> float:
+        return self.realistic / self.n if self.n else 0.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What :meth:`Tally.add` found for each example of one batch, all ``(N,)`` on the images' device."""
+
+    success: torch.Tensor  # bool: the model was fooled
+    rejected: torch.Tensor  # bool: fooled, but the oracle no longer gives the source class
+    oracle_classes: torch.Tensor  # long: the oracle's class for the adversarial image
+
+
+@dataclass
 class Tally:
     """Counts and sums over examples, added batch by batch, so that the rates do not depend on the batch size.
 
@@ -70,10 +102,12 @@ class Tally:
     oracle_agrees: int = 0  # on the adversarial images
     oracle_agrees_reference: int = 0  # on the reference images
     reference_wrong: int = 0  # counted only with count_reference_error
+    reference_counted: int = 0  # the examples whose reference the model classified (count_reference_error)
     sum_l2: float = 0.0
     sum_linf: float = 0.0
     change_edges: float = 0.0  # Σ TV(adversarial − reference)
     reference_edges: float = 0.0  # Σ TV(reference)
+    by_class: dict[int, ClassCounts] = field(default_factory=dict)  # source class → its counts
 
     def add(
         self,
@@ -87,20 +121,23 @@ class Tally:
         bounds: tuple[float, float] = UNIT_BOUNDS,
         batch_size: int | None = None,
         count_reference_error: bool = False,
-    ) -> None:
+    ) -> Outcome:
         """Counts one batch: ``adversarial`` and ``reference`` ``(N, C, H, W)`` in [0, 1], ``sources`` ``(N,)``.
 
         ``model`` takes images in ``bounds``, the oracle in [0, 1]. ``target`` None: untargeted (success is any
-        class but the source). Both models must be in eval mode (the caller's ``eval_mode``).
+        class but the source). Both models must be in eval mode (the caller's ``eval_mode``). Returns what each
+        example of the batch came to (the per-class counts and :attr:`by_class` are updated too).
         """
         sources = sources.to(adversarial.device)
         predicted = predict_classes(model, adversarial, bounds=bounds, batch_size=batch_size)
         success = predicted != sources if target is None else predicted == target
-        agrees = predict_classes(oracle, adversarial, batch_size=batch_size) == sources
+        oracle_classes = predict_classes(oracle, adversarial, batch_size=batch_size)
+        agrees = oracle_classes == sources
         agrees_reference = predict_classes(oracle, reference, batch_size=batch_size) == sources
         if count_reference_error:
             wrong = predict_classes(model, reference, bounds=bounds, batch_size=batch_size) != sources
             self.reference_wrong += int(wrong.sum().item())
+            self.reference_counted += len(sources)
         difference = (adversarial - reference).flatten(1)
         change_edges, reference_edges = added_edges(adversarial, reference)
         self.n += len(sources)
@@ -112,6 +149,20 @@ class Tally:
         self.sum_linf += difference.abs().amax(dim=1).sum().item()
         self.change_edges += change_edges
         self.reference_edges += reference_edges
+        self._add_per_class(sources, success, success & agrees)
+        return Outcome(success=success, rejected=success & ~agrees, oracle_classes=oracle_classes)
+
+    def _add_per_class(self, sources: torch.Tensor, success: torch.Tensor, realistic: torch.Tensor) -> None:
+        """Adds one batch to :attr:`by_class`: ``sources`` ``(N,)`` long, the two masks ``(N,)`` bool."""
+        if not len(sources):
+            return
+        size = int(sources.max().item()) + 1
+        subsets = (sources, sources[success], sources[realistic])
+        counts = [torch.bincount(subset, minlength=size).tolist() for subset in subsets]
+        for k, (n, fooled, real) in enumerate(zip(*counts, strict=True)):
+            if n:
+                row = self.by_class.setdefault(k, ClassCounts(k))
+                row.n, row.fooled, row.realistic = row.n + n, row.fooled + fooled, row.realistic + real
 
     def rate(self, count: float) -> float:
         """``count`` over the number of examples (0 for none)."""
@@ -144,7 +195,8 @@ class Tally:
 
     @property
     def reference_error(self) -> float:
-        return self.rate(self.reference_wrong)
+        """The model's error rate on the references, over the examples counted (0 when none were)."""
+        return self.reference_wrong / self.reference_counted if self.reference_counted else 0.0
 
     @property
     def mean_l2(self) -> float:

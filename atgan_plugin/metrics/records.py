@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from atgan_plugin.metrics.counting import Tally, safe_ratio
+from atgan_plugin.metrics.counting import ClassCounts, Tally, safe_ratio
 
 __all__ = ["AttackMetrics", "SettingMetrics"]
 
@@ -36,6 +36,9 @@ class SettingMetrics:
     fd_orig: float | None = None  # robust-feature Fréchet distance of G_orig's images to the real test set
     fd_attack: float | None = None  # ... of G_attack's images
     fd_ratio: float | None = None  # attack / orig
+    # Added in schema 3; None in older report.json files ("not measured"):
+    reference_error: float | None = None  # the model misclassifies G_orig's image (G_orig's "success", untargeted)
+    per_class: list[ClassCounts] | None = None  # one row per source class drawn, by class index
 
     @classmethod
     def from_tally(
@@ -56,12 +59,29 @@ class SettingMetrics:
             fd_orig=fd_orig,
             fd_attack=fd_attack,
             fd_ratio=fd_ratio,
+            reference_error=tally.reference_error if tally.reference_counted else None,
+            per_class=[replace(tally.by_class[k]) for k in sorted(tally.by_class)],  # copies: the tally goes on
         )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SettingMetrics:
+        """A setting from report.json of any schema version: a key it lacks is None ("not measured")."""
         values: dict[str, Any] = {name: data.get(name) for name in cls.__dataclass_fields__}
+        if values["per_class"] is not None:
+            if not isinstance(values["per_class"], list):
+                raise ValueError(f"per_class must be a list of rows, not a {type(values['per_class']).__name__}")
+            values["per_class"] = [_class_counts(row) for row in values["per_class"]]
         return cls(**values)
+
+
+def _class_counts(row: Any) -> ClassCounts:
+    """One ``per_class`` row of report.json: a ``ValueError`` naming it when it is not four counts."""
+    names = ("source", "n", "fooled", "realistic")
+    if not isinstance(row, dict) or not all(
+        isinstance(row.get(k), int) and not isinstance(row.get(k), bool) for k in names
+    ):
+        raise ValueError(f"a per_class row must hold the integers {', '.join(names)}, got {row!r}"[:300])
+    return ClassCounts(*(row[k] for k in names))
 
 
 # The JSON key of each field where they differ. ``atgan reproduce``'s reports have always written the

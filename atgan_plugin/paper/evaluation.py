@@ -27,6 +27,7 @@ from atgan_plugin.metrics.counting import Tally
 from atgan_plugin.metrics.machine import mean_time
 from atgan_plugin.metrics.realism import RobustFrechetDistance
 from atgan_plugin.metrics.records import SettingMetrics
+from atgan_plugin.paper.rejected import RejectedExamples
 from atgan_plugin.utils import eval_mode
 
 __all__ = [
@@ -39,8 +40,9 @@ __all__ = [
     "save_target_grid",
 ]
 
-# report.json's layout: 1 (no "schema_version" key) and 2 hold the same fields; 2 names its version.
-EVALUATION_SCHEMA_VERSION = 2
+# report.json's layout: 1 (no "schema_version" key) and 2 hold the same fields; 2 names its version; 3 adds
+# each setting's reference_error and per_class counts, and rejected_examples (older files lack them: not measured).
+EVALUATION_SCHEMA_VERSION = 3
 _MEAN_KEYS = ("success_rate", "realistic_success_rate", "agreement_ratio", "fd_ratio", "added_edges", "mean_l2")
 
 
@@ -140,7 +142,10 @@ def _evaluate_setting(
     batch_size: int,
     seed: int,
     frechet: RobustFrechetDistance | None = None,
+    rejected: RejectedExamples | None = None,
 ) -> SettingMetrics:
+    """One setting measured on ``n`` fresh ``(z, y_s)`` drawn from ``seed``; ``rejected`` keeps the examples
+    the oracle rejected."""
     generator = _generator(attack)
     rng = torch.Generator().manual_seed(seed)
     device = _fitted_device(attack, model, target)
@@ -154,7 +159,11 @@ def _evaluate_setting(
         sources = all_sources[start : start + batch_size].to(device)
         z = all_z[start : start + batch_size].to(device)
         adversarial, reference = attack.generate(sources, target=target, z=z, model=model, with_reference=True)
-        tally.add(model, oracle, adversarial, reference, sources, target=target, bounds=bounds)
+        outcome = tally.add(
+            model, oracle, adversarial, reference, sources, target=target, bounds=bounds, count_reference_error=True
+        )
+        if rejected is not None:
+            rejected.add(reference, adversarial, sources, outcome)
         if frechet is not None:
             kept["orig"].append(reference.cpu())
             kept["attack"].append(adversarial.cpu())
@@ -190,6 +199,7 @@ def evaluate_attack(
     batch_size: int = 500,
     seed: int = 1,
     frechet: RobustFrechetDistance | None = None,
+    rejected: RejectedExamples | None = None,
 ) -> EvaluationReport:
     """Fits what is not fitted yet, then measures ``n`` fresh examples per setting.
 
@@ -197,7 +207,8 @@ def evaluate_attack(
     ``oracle`` the independent judge (images in [0, 1]). Both run in eval mode; their own
     modes are restored afterwards. ``seed`` draws the evaluation's ``(z, y_s)``, independent
     of the fit's own seed. With ``frechet`` (built on the real test images) the report also
-    holds the robust-feature Fréchet distances of G_orig's and G_attack's images.
+    holds the robust-feature Fréchet distances of G_orig's and G_attack's images. ``rejected`` collects the
+    examples the oracle rejected in the first setting (the untargeted one when measured).
     """
     settings: list[int | None] = ([None] if untargeted else []) + list(targets or [])
     with eval_mode(model, oracle):
@@ -205,7 +216,12 @@ def evaluate_attack(
         if settings:
             attack.fit(model, targets=settings)  # the missing ones together, in one run
         fit_seconds = time.perf_counter() - start
-        results = [_evaluate_setting(attack, model, oracle, t, n, batch_size, seed, frechet) for t in settings]
+        if rejected is not None and settings:
+            rejected.target = settings[0]
+        results = [  # the rejected examples of the first setting only: the one the summary leads with
+            _evaluate_setting(attack, model, oracle, t, n, batch_size, seed, frechet, rejected if i == 0 else None)
+            for i, t in enumerate(settings)
+        ]
         throughput = _generation_throughput(attack, model, settings[0], batch_size) if settings else 0.0
     device = _fitted_device(attack, model, settings[0]) if settings else torch.device("cpu")
     return EvaluationReport(

@@ -31,8 +31,9 @@ def write_evaluation(
     save_fitted: bool,
 ) -> tuple[EvaluationReport, list[str]]:
     """Evaluates the untargeted setting and ``targets`` on ``n`` fresh examples each (drawn from ``seed + 1``,
-    apart from the fit) and writes report.json, grid.png, classes.png, targets.png (with every class a
-    target) and, when ``save_fitted``, the fits into ``run_dir``. Returns the report and the files written.
+    apart from the fit) and writes report.json, grid.png, classes.png, rejected.png (when the oracle rejected
+    any untargeted success), targets.png (with every class a target) and, when ``save_fitted``, the fits into
+    ``run_dir``. Returns the report and the files written.
 
     The fits are made before (``fit_seconds``), so the report adds their time to its own.
     """
@@ -42,17 +43,28 @@ def write_evaluation(
         save_difference_grid,
         save_target_grid,
     )
+    from atgan_plugin.paper.rejected import RejectedExamples
 
     model, oracle = networks["model"], networks["oracle"]
     settings: list[int | None] = [None, *targets]
-    report = evaluate_attack(attack, model, oracle, n=n, targets=targets, seed=seed + 1, frechet=frechet)
+    rejected = RejectedExamples()
+    report = evaluate_attack(
+        attack, model, oracle, n=n, targets=targets, seed=seed + 1, frechet=frechet, rejected=rejected
+    )
     report.fit_seconds += fit_seconds  # the fits were made before, so evaluate_attack found them cached
     outputs = ["options.json", "report.json"]
     fits = [fit_record(attack.fit(model, t)) for t in settings]
-    runs.write_json(run_dir / "report.json", {**report.to_dict(), "fits": fits, "checkpoints": checkpoints})
+    image = rejected.save(run_dir)
+    record = {
+        **report.to_dict(),
+        "rejected_examples": rejected.record(image.name if image else None),
+        "fits": fits,
+        "checkpoints": checkpoints,
+    }
+    runs.write_json(run_dir / "report.json", record)
     save_difference_grid(attack, model, run_dir / "grid.png")
     save_class_grid(attack, model, run_dir / "classes.png")
-    outputs += ["grid.png", "classes.png"]
+    outputs += ["grid.png", "classes.png", *([image.name] if image else [])]
     if targets and len(targets) == int(networks["generator"].num_classes):  # type: ignore[arg-type]
         save_target_grid(attack, model, run_dir / "targets.png")
         outputs.append("targets.png")
