@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,17 @@ from torch import nn
 
 import atgan_plugin
 from atgan_plugin import ATGANAttack
+from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.checkpoints import read_checkpoint_kind
 from atgan_plugin.data import TensorDataset
 
-# Small fits: a handful of Adam steps with a large learning rate on the class-mean generator.
-FAST: dict[str, Any] = dict(steps=5, batch_size=16, lr=0.05, progress=False)
+# Small fits: a handful of Adam steps with a large learning rate on the class-mean generator, the realistic
+# preset otherwise (guards, schedule, pool, shrink).
+FAST: dict[str, Any] = dict(config=TransferConfig.realistic(steps=5, batch_size=16, lr=0.05), progress=False)
 # Enough for the class-mean generator to fool the tiny target almost always (measured: untargeted
 # ~0.93; targeted 0.93-1.0 for the targets used below).
-STRONG: dict[str, Any] = dict(steps=40, batch_size=32, lr=0.05, progress=False)
-TARGETED: dict[str, Any] = dict(steps=60, batch_size=32, lr=0.1, progress=False)
+STRONG: dict[str, Any] = dict(config=TransferConfig.realistic(steps=40, batch_size=32, lr=0.05), progress=False)
+TARGETED: dict[str, Any] = dict(config=TransferConfig.realistic(steps=120, batch_size=32, lr=0.1), progress=False)
 
 
 class Rescaled(nn.Module):
@@ -330,7 +333,7 @@ def test_fit_raises_success_on_fresh_samples(tiny_generator: nn.Module, tiny_tar
     assert success > baseline + 0.5
     assert l2 < 8.0
     history = attack.fit().history
-    assert history[-1]["step"] == STRONG["steps"] and history[-1]["success"] > history[0]["success"]
+    assert history[-1]["step"] == STRONG["config"].steps and history[-1]["success"] > history[0]["success"]
 
 
 def test_pretrained_generator_fit_raises_success(pretrained_generator: nn.Module, tiny_target: nn.Module) -> None:
@@ -459,14 +462,16 @@ def test_save_fit_and_load_fit_round_trip(
 ) -> None:
     x, y = batch
     path = tmp_path / "fit.safetensors"
-    original = ATGANAttack(tiny_target, generator=tiny_generator, kappa=2.0, **FAST)
+    original = ATGANAttack(
+        tiny_target, generator=tiny_generator, config=replace(FAST["config"], kappa=3.0), progress=False
+    )
     original.save_fit(path, target=target)
     assert read_checkpoint_kind(path) == "atgan.fitted_generator"
 
-    restored = ATGANAttack(tiny_target, generator=copy.deepcopy(tiny_generator), **FAST)  # default κ
+    restored = ATGANAttack(tiny_target, generator=copy.deepcopy(tiny_generator), **FAST)  # default κ, 2
     fit = restored.load_fit(path)
     assert fit.target == target
-    assert fit.config.kappa == 2.0
+    assert fit.config.kappa == 3.0
     assert restored.fit(target=target) is fit
     sources, z = fresh_samples(tiny_generator, 16)
     if target is not None:
@@ -538,18 +543,42 @@ def test_invert_mode_stays_closer_to_the_inputs(
     assert _mean_distance(invert_mode, x) < ratio * _mean_distance(random_mode, x)
 
 
-def test_the_defaults_follow_the_guards(tiny_generator: nn.Module, tiny_guard: nn.Module) -> None:
-    """With guards the defaults are the realistic preset's; without them the paper's; an explicit value wins."""
-    from atgan_plugin.attack.config import TransferConfig
-
-    paper, guarded = TransferConfig.paper(), TransferConfig.realistic()
+def test_the_defaults_are_the_realistic_preset_and_the_paper_is_one_word(
+    tiny_generator: nn.Module, tiny_guard: nn.Module
+) -> None:
     for guard in ("auto", tiny_guard, [tiny_guard]):
-        config = ATGANAttack(generator=tiny_generator, guard=guard, progress=False).config
-        assert config == guarded
-    for kwargs in ({"guard": None}, {"guard": tiny_guard, "gamma": 0.0}):
-        config = ATGANAttack(generator=tiny_generator, progress=False, **kwargs).config  # type: ignore[arg-type]
-        assert config == TransferConfig.paper(gamma=config.gamma)  # the paper's α, steps and no feature term
-        assert (config.alpha, config.feature, config.steps) == (paper.alpha, 0.0, paper.steps)
-    explicit = ATGANAttack(generator=tiny_generator, alpha=2.5, feature=0.0, steps=7, progress=False).config
-    assert (explicit.alpha, explicit.feature, explicit.steps) == (2.5, 0.0, 7)
-    assert guarded.feature > 0 and guarded.alpha > paper.alpha  # the guarded defaults do differ
+        assert ATGANAttack(generator=tiny_generator, guard=guard, progress=False).config == TransferConfig.realistic()
+    assert ATGANAttack(generator=tiny_generator, config="paper", progress=False).config == TransferConfig.paper()
+    mine = TransferConfig.realistic(steps=7, alpha=2.5)
+    assert ATGANAttack(generator=tiny_generator, config=mine, seed=3, progress=False).config == replace(mine, seed=3)
+    # No default changes with another argument: guard=None with a config keeps that config.
+    unguarded = ATGANAttack(generator=tiny_generator, config="realistic", guard=None, progress=False).config
+    assert unguarded == TransferConfig.realistic()
+    with pytest.raises(
+        ValueError, match=r"config must be a TransferConfig or one of the presets \['paper', 'realistic'\]"
+    ):
+        ATGANAttack(generator=tiny_generator, config="fast")
+
+
+# The keywords before presets: each still works for one release, with a warning that says the new spelling.
+# fmt: off
+OLD_KEYWORDS: list[tuple[dict[str, Any], str, Callable[[ATGANAttack], Any], Any]] = [
+    ({"steps": 7}, r"config=TransferConfig.realistic\(steps=7\)", lambda a: a.config.steps, 7),
+    ({"alpha": 2.5}, r"config=TransferConfig.realistic\(alpha=2.5\)", lambda a: a.config.alpha, 2.5),
+    ({"search_steps": 0}, r"config=TransferConfig.realistic\(search_steps=0\)", lambda a: a.search_steps, 0),
+    ({"precision": "bf16"}, r"options=AttackOptions\(precision='bf16'\)", lambda a: a.options.precision, "bf16"),
+    ({"joint_batch_size": None}, r"options=AttackOptions\(joint_batch_size=None\)", lambda a: a.options.joint_batch_size, None),
+    ({"guard_cache_dir": "x"}, r"options=AttackOptions\(guard_cache_dir='x'\)", lambda a: a.options.guard_cache_dir, "x"),
+    ({"guard": None}, r"write config='paper' for the paper's attack", lambda a: (a.config.alpha, a.config.steps, a.search_steps), (2.0, 1000, TransferConfig.realistic().search_steps)),
+    ({"guard": None, "search_steps": 0, "steps": 1000}, r"search_steps=0", lambda a: a.config, TransferConfig.paper()),
+]
+# fmt: on
+
+
+@pytest.mark.parametrize(("keywords", "message", "read", "expected"), OLD_KEYWORDS)
+def test_the_old_keywords_still_work_with_a_warning(
+    tiny_generator: nn.Module, keywords: dict[str, Any], message: str, read: Callable[[ATGANAttack], Any], expected: Any
+) -> None:
+    with pytest.warns(DeprecationWarning, match=message):
+        attack = ATGANAttack(generator=tiny_generator, progress=False, **keywords)
+    assert read(attack) == expected

@@ -105,7 +105,7 @@ def test_the_attack_resolves_auto_at_the_first_fit_not_at_construction(
     assert attack.guard == "auto" and distill_calls == []
     assert "guard='auto'" in repr(attack)
     attack.fit()
-    assert len(distill_calls) == 1 and len(attack.guards) == 1  # trained once...
+    assert len(distill_calls) == 1 and len(attack.prepare_guard()) == 1  # trained once...
     attack.fit(target=3)
     assert len(distill_calls) == 1  # ...and reused for every other fit of the attack
 

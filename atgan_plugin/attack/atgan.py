@@ -8,12 +8,17 @@ image ``G_attack(z, y_s)`` of source class ``y_s``, not an Lp-bounded change of 
     raw, clipped, success = attack(fmodel, images, labels, epsilons=None)
     adversary = ATGANAttack(model, generator=G, targeted=False, clip_min=0.0, clip_max=1.0)
     adv = adversary.perturb(x, y)                                       # AdverTorch, or adversary(x, y)
+    paper = ATGANAttack(generator=G, config="paper")                    # the paper's attack
+
+What the attack computes is one :class:`~atgan_plugin.attack.config.TransferConfig` (``config=``, a preset's
+name or the object: the one place its settings and their defaults are documented); how it runs is
+:class:`~atgan_plugin.attack.attack_options.AttackOptions` (``options=``).
 
 Both faces (which labels are sources, which targets), the input checks and the latent modes
 (``"random"``, the paper's; ``"invert"``, the adversarial twin of each input) come from
 :class:`atgan_plugin.attack.faces.GeneratorAttackBase`, shared with
 :class:`atgan_plugin.paper.song.SongAttack`; this class adds the fit and its cache. A finite Foolbox
-ε projects the output onto the ε-ball (``distance``, ℓ2 by default) around ``images``, as for every
+ε projects the output onto the ε-ball (``options.distance``, ℓ2 by default) around ``images``, as for every
 minimization attack: meaningful with ``latent="invert"``; with ``"random"`` it blends two unrelated images.
 
 Fitting ``G_attack`` is the expensive part: it happens on first use for each (model, target)
@@ -23,8 +28,8 @@ target in one run that shares the work (:mod:`atgan_plugin.attack.fit`).
 
 Realism by default (our additions, each switchable): ``guard="auto"`` keeps the source class with
 the generator's own guard classifiers plus one distilled from G_orig (:mod:`atgan_plugin.attack.guards`),
-and ``search_steps`` shrinks each output towards G_orig's image as far as it still fools the model
-(:mod:`atgan_plugin.attack.shrink`). ``guard=None, search_steps=0`` is the paper's attack.
+and the realistic preset shrinks each output towards G_orig's image as far as it still fools the model
+(:mod:`atgan_plugin.attack.shrink`).
 
 Shape:
     - inputs: ``(N, C, H, W)`` within the model's bounds, ``(C, H, W)`` = ``generator.image_shape``.
@@ -34,34 +39,29 @@ Shape:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, cast, overload
 
-import foolbox as fb
 import torch
 from torch import nn
 
+from atgan_plugin.attack.attack_options import AttackOptions, resolve_config, split_keywords
 from atgan_plugin.attack.attacked_model import torch_module_of
 from atgan_plugin.attack.compiled import CompiledModules
 from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.attack.faces import GeneratorAttackBase
-from atgan_plugin.attack.fit import (
-    FitResult,
-    GradientSync,
-    check_joint_batch_size,
-    fit_attack_generators,
-    fit_groups,
-)
+from atgan_plugin.attack.fit import FitResult, GradientSync, fit_attack_generators, fit_groups
 from atgan_plugin.attack.fit_store import FitCache, fit_setting, read_fit, write_fit
 from atgan_plugin.attack.guards import AUTO, GuardSpec, check_guard_spec, describe_guard, resolve_guards
 from atgan_plugin.attack.latent_checks import check_latents
-from atgan_plugin.attack.precision import autocast, check_precision
-from atgan_plugin.attack.shrink import SEARCH_STEPS, check_search_steps, shrink_while_fooled
+from atgan_plugin.attack.precision import autocast
+from atgan_plugin.attack.shrink import shrink_while_fooled
 from atgan_plugin.utils import eval_mode
 
-__all__ = ["ATGANAttack"]
+__all__ = ["ATGANAttack", "AttackOptions"]
 
 
 class ATGANAttack(GeneratorAttackBase):
@@ -72,45 +72,20 @@ class ATGANAttack(GeneratorAttackBase):
         generator: a :class:`~atgan_plugin.adapters.ConditionalGenerator` (G_orig); never modified.
         targeted: AdverTorch's flag: whether ``y`` in ``perturb(x, y)`` are targets.
         clip_min, clip_max: AdverTorch's input bounds (Foolbox uses ``fmodel.bounds``).
+        config: what the attack computes: ``"realistic"`` (``None``, the default), ``"paper"``, or a
+            :class:`~atgan_plugin.attack.config.TransferConfig` (e.g. ``TransferConfig.realistic(steps=2000)``).
+        guard: classifiers of the generator's classes on images in [0, 1] that must keep recognising the
+            source class during the fit (our addition; used when ``config.gamma > 0``). ``"auto"`` (default):
+            the generator's own (``generator.default_guards``) plus a guard distilled from G_orig, trained on
+            first use (:meth:`prepare_guard`) and cached; ``None``: none; or a classifier or a sequence of them,
+            never the target model nor your realism judge. Copied, never modified.
         latent: ``"random"`` (paper) or ``"invert"``; see the module docstring.
-        alpha, beta: weights of L_adv and L_dist (paper, Fashion-MNIST: 2 and 1). ``alpha`` ``None``
-            (default): 4 with guards (our choice, :data:`~atgan_plugin.attack.transfer.GUARDED_TRANSFER`),
-            the paper's 2 without.
-        kappa: confidence margin of L_adv, in log-probability.
-        guard: classifiers of the generator's classes on images in [0, 1] that must keep recognising
-            the source class during the fit (our addition). ``"auto"`` (default): the generator's own
-            (``generator.default_guards``, e.g. AC-WGAN_GP's auxiliary classifier) plus a guard
-            distilled from G_orig, trained on first use and cached (:mod:`atgan_plugin.attack.guards`);
-            ``None``: no guard, the paper's loss; or a classifier or a sequence of them, never the
-            target model nor your realism judge. Copied, never modified. With guards an untargeted
-            L_adv spreads half of its pull over every other class (:mod:`atgan_plugin.attack.losses`).
-        gamma: weight of each guard's loss (0 turns the guards off, with the spread and ``feature``).
-        feature: weight of the distance between G_attack's and G_orig's images in each guard's
-            penultimate features, relative to G_orig's (our addition; needs guards): it keeps the change
-            out of what the adversarially trained guards see and lowers the robust-feature Fréchet distance,
-            at some success against robust models. ``None`` (default): 8 with guards; 0 leaves it out.
-        rho_l0, rho_linf: ℓ0 and ℓ∞ bounds of the noise ρ in L_dist (paper: 200 and 0.5).
-        steps, lr, batch_size: the fit's Adam steps, learning rate and batch of (z, y_s); ``steps``
-            ``None`` (default): 3,000 with guards, 1,000 without.
-        tv: weight of the total variation of ``G_attack − G_orig`` in the fit (our addition; 0, the
-            default, leaves it out): smoother changes, less success against robust models.
-        search_steps: bisection steps of the per-example shrink towards G_orig's image
-            (:mod:`atgan_plugin.attack.shrink`, our addition); 0 returns G_attack's image as it is (paper).
-        joint_batch_size: examples per target and step when several targets are fitted together, at
-            most ``batch_size`` (:mod:`atgan_plugin.attack.fit`; our choice, 16: ``docs/benchmarks.md``,
-            "Ten targets in one fit"); ``None``: ``batch_size``, which gives the separate fits' results.
-            Below ``batch_size``, an untargeted fit asked for with targets is made alone, at ``batch_size``.
-        precision: ``"fp32"`` (default) or ``"bf16"``: the fit's and the generation's forward passes
-            under bf16 autocast (:mod:`atgan_plugin.attack.precision`), for GPUs with bf16 tensor cores.
-        compile: generate with G_attack, G_orig and the model (when it is a torch module) compiled by
-            ``torch.compile``, for GPU throughput; the first call compiles. The fit is not compiled.
-        guard_cache_dir: where distilled guards are cached (default ``$ATGAN_CACHE_DIR`` or
-            ``~/.cache/atgan-plugin``).
-        invert_steps, invert_lr: latent inversion settings for ``latent="invert"``.
         device: where to fit and generate; default: the model's device.
-        seed: seeds the fit and the latents, so a run is reproducible.
-        progress: show a progress bar while fitting.
-        distance: the Foolbox distance used for finite epsilons (default ℓ2).
+        seed: seeds the fit (it replaces ``config.seed``) and the latents, so a run is reproducible.
+        progress: show progress bars (the fit, a guard's distillation).
+        options: how the attack runs (:class:`~atgan_plugin.attack.attack_options.AttackOptions`).
+        **deprecated: the keywords before release 0.2 (``alpha=``, ``steps=``, ``search_steps=``,
+            ``precision=``, ...), each with a ``DeprecationWarning`` naming the new spelling.
     """
 
     _model_methods = "fit()/generate()"
@@ -123,31 +98,31 @@ class ATGANAttack(GeneratorAttackBase):
         targeted: bool = False,
         clip_min: float = 0.0,
         clip_max: float = 1.0,
-        latent: str = "random",
-        alpha: float | None = None,
-        beta: float = TransferConfig.beta,
-        kappa: float = TransferConfig.kappa,
+        config: str | TransferConfig | None = None,
         guard: GuardSpec = AUTO,
-        gamma: float = TransferConfig.gamma,
-        feature: float | None = None,
-        rho_l0: int = TransferConfig.rho_l0,
-        rho_linf: float = TransferConfig.rho_linf,
-        steps: int | None = None,
-        lr: float | None = None,
-        batch_size: int | None = None,
-        tv: float = TransferConfig.tv,
-        search_steps: int = SEARCH_STEPS,
-        joint_batch_size: int | None = 16,
-        precision: str = "fp32",
-        compile: bool = False,
-        guard_cache_dir: str | Path | None = None,
-        invert_steps: int = 200,
-        invert_lr: float = 0.05,
+        latent: str = "random",
         device: str | torch.device | None = None,
         seed: int = 0,
         progress: bool = True,
-        distance: fb.distances.Distance | None = None,
+        options: AttackOptions | None = None,
+        **deprecated: Any,
     ):
+        check_guard_spec(guard)  # checked here, resolved (perhaps distilled) at the first fit
+        options = AttackOptions() if options is None else options
+        if not isinstance(options, AttackOptions):
+            raise TypeError(f"options must be an AttackOptions, got {type(options).__name__}")
+        settings = resolve_config("realistic" if config is None else config)
+        if config is None and guard is None and not deprecated:
+            warnings.warn(
+                "ATGANAttack(guard=None) chose the paper's fit settings before release 0.2 and does so until 0.3; "
+                "write config='paper' for the paper's attack, or config='realistic', guard=None for the realistic "
+                "settings without guards",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            settings = TransferConfig.paper(search_steps=settings.search_steps)
+        if deprecated:
+            settings, options = split_keywords(deprecated, settings, options, guard_is_none=guard is None)
         super().__init__(
             model,
             generator=generator,
@@ -155,56 +130,33 @@ class ATGANAttack(GeneratorAttackBase):
             clip_min=clip_min,
             clip_max=clip_max,
             latent=latent,
-            invert_steps=invert_steps,
-            invert_lr=invert_lr,
+            invert_steps=options.invert_steps,
+            invert_lr=options.invert_lr,
             device=device,
             seed=seed,
             progress=progress,
-            distance=distance,
+            distance=options.distance,
         )
-        # With guards the defaults are the realistic preset's, without them the paper's.
-        base = TransferConfig.realistic() if guard is not None and gamma > 0 else TransferConfig.paper()
-        self.config = replace(
-            base,
-            alpha=base.alpha if alpha is None else alpha,
-            beta=beta,
-            kappa=kappa,
-            gamma=gamma,
-            feature=base.feature if feature is None else feature,
-            rho_l0=rho_l0,
-            rho_linf=rho_linf,
-            steps=base.steps if steps is None else steps,
-            lr=base.lr if lr is None else lr,
-            batch_size=base.batch_size if batch_size is None else batch_size,
-            tv=tv,
-            seed=seed,
-        )
-        check_guard_spec(guard)  # checked here, resolved (perhaps distilled) at the first fit
-        check_search_steps(search_steps)
-        check_joint_batch_size(joint_batch_size)
-        check_precision(precision)
+        self.config = replace(settings, seed=seed)
+        self.options = options
         self.guard = guard
-        self.search_steps = search_steps
-        self.joint_batch_size = joint_batch_size
-        self.precision = precision
-        self.compile = bool(compile)
-        self._compiled = CompiledModules(self.compile)
-        self.guard_cache_dir = guard_cache_dir
+        self._compiled = CompiledModules(options.compile)
         self._guards: tuple[nn.Module, ...] | None = None
         self._cache = FitCache()
 
-    def _repr_fields(self) -> dict[str, Any]:
-        return {
-            **asdict(self.config),
-            "guard": describe_guard(self.guard),
-            "search_steps": self.search_steps,
-            "joint_batch_size": self.joint_batch_size,
-            "precision": self.precision,
-            "compile": self.compile,
-        }
+    @property
+    def search_steps(self) -> int:
+        """The shrink's passes (``config.search_steps``)."""
+        return self.config.search_steps
 
-    # ----------------------------------------------------------------------------------------
-    # Guards.
+    @property
+    def precision(self) -> str:
+        """``options.precision``."""
+        return self.options.precision
+
+    def _repr_fields(self) -> dict[str, Any]:
+        options = {k: v for k, v in asdict(self.options).items() if k not in ("distance", "guard_cache_dir")}
+        return {**asdict(self.config), "guard": describe_guard(self.guard), **options}
 
     def prepare_guard(self, device: str | torch.device | None = None) -> tuple[nn.Module, ...]:
         """The guards the fit will use, resolved now: with ``guard="auto"`` a generator without guards
@@ -214,14 +166,13 @@ class ATGANAttack(GeneratorAttackBase):
             if device is None:
                 device = self.device if self.device is not None else next(self.generator.parameters()).device
             self._guards = resolve_guards(
-                self.guard, self.generator, cache_dir=self.guard_cache_dir, device=device, progress=self.progress
+                self.guard,
+                self.generator,
+                cache_dir=self.options.guard_cache_dir,
+                device=device,
+                progress=self.progress,
             )
         return self._guards
-
-    @property
-    def guards(self) -> tuple[nn.Module, ...]:
-        """The resolved guards (see :meth:`prepare_guard`, which this calls)."""
-        return self.prepare_guard()
 
     # ----------------------------------------------------------------------------------------
     # The one implementation behind both faces.
@@ -255,7 +206,7 @@ class ATGANAttack(GeneratorAttackBase):
             classify = self._classifier_fn(model)
             device = self._device_for(model)
             guards = self.prepare_guard(device) if self.config.gamma > 0 else ()
-            per_target = min(self.joint_batch_size or self.config.batch_size, self.config.batch_size)
+            per_target = min(self.options.joint_batch_size or self.config.batch_size, self.config.batch_size)
             with eval_mode(torch_module_of(model)):
                 for group in fit_groups(missing, per_target < self.config.batch_size):
                     made = self._run_fits(
@@ -298,7 +249,7 @@ class ATGANAttack(GeneratorAttackBase):
             device=device,
             progress=self.progress,
             guard=guards,
-            precision=self.precision,
+            precision=self.options.precision,
             sync=sync,
         )
 
@@ -317,7 +268,7 @@ class ATGANAttack(GeneratorAttackBase):
         with_reference: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Adversarial images in [0, 1] of the classes ``sources`` ``(N,)``: one forward pass of G_attack,
-        then the per-example shrink towards G_orig (``search_steps`` model passes; none when 0).
+        then the per-example shrink towards G_orig (``config.search_steps + 2`` model passes; none when 0).
 
         With ``with_reference=True`` also returns ``G_orig`` on the same ``z`` (for realism checks).
         """
@@ -329,44 +280,56 @@ class ATGANAttack(GeneratorAttackBase):
         if z is None:
             z = self.generator.sample_z(len(sources), generator=self._latent_rng, device=device)
         z = z.to(device, non_blocking=True)
-        need_reference = with_reference or self.search_steps > 0
-        reference = self._forward(self._reference_generator(device), z, sources) if need_reference else None
         bounds = self._fit_setting(model)[0]
         with eval_mode(torch_module_of(model)):
-            adversarial = self._shrunk(fit, self._classifier_fn(model), z, sources, reference, target, bounds)
-        if with_reference and reference is not None:  # with_reference made the reference above
+            adversarial, reference = self._generate(
+                fit, self._classifier_fn(model), z, sources, target, bounds, with_reference=with_reference
+            )
+        if with_reference and reference is not None:  # with_reference made the reference
             return adversarial, reference
         return adversarial
 
-    def _shrunk(
+    def _generate(
         self,
         fit: FitResult,
         classify: Callable[[torch.Tensor], torch.Tensor],
         z: torch.Tensor,
         sources: torch.Tensor,
-        reference: torch.Tensor | None,
         target: int | None,
         bounds: tuple[float, float],
-    ) -> torch.Tensor:
-        """G_attack's images for ``(z, sources)``, each shrunk towards ``reference`` (G_orig's) while it
-        still fools ``classify``; all ``(N, C, H, W)`` in [0, 1]. ``reference`` may be None with ``search_steps=0``."""
+        *,
+        with_reference: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The one generation path: G_attack's images for ``(z, sources)``, each shrunk towards G_orig's while
+        it still fools ``classify``, and G_orig's images when made (the shrink or ``with_reference`` needs
+        them); ``(N, C, H, W)`` in [0, 1]."""
         adversarial = self._forward(fit.generator, z, sources)
+        reference = None
+        if with_reference or self.search_steps > 0:
+            reference = self._forward(self._reference_generator(z.device), z, sources)
         if self.search_steps == 0 or reference is None:
-            return adversarial
-        judge, precision = self._compiled_or(classify), self.precision
-        return shrink_while_fooled(
-            reference, adversarial, judge, sources, target, bounds=bounds, precision=precision, steps=self.search_steps
+            return adversarial, reference
+        shrunk = shrink_while_fooled(
+            reference,
+            adversarial,
+            self._compiled_or(classify),
+            sources,
+            target,
+            bounds=bounds,
+            precision=self.options.precision,
+            steps=self.search_steps,
         )
+        return shrunk, reference
 
     def _forward(self, generator: nn.Module, z: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-        """``generator(z, sources)`` in float32, under the attack's precision (and compiled with ``compile=True``)."""
-        with autocast(z.device, self.precision):
+        """``generator(z, sources)`` in float32, under the attack's precision (and compiled with ``compile``)."""
+        with autocast(z.device, self.options.precision):
             images: torch.Tensor = self._compiled_or(generator)(z, sources)
             return images.float()
 
     def _compiled_or(self, function: Any) -> Any:
-        """``function`` itself, or with ``compile=True`` and a torch module its ``torch.compile`` wrapper."""
-        self._compiled.enabled = self.compile  # ``compile`` may be switched after construction
+        """``function`` itself, or with ``options.compile`` and a torch module its ``torch.compile`` wrapper."""
+        self._compiled.enabled = self.options.compile
         return self._compiled(function)
 
     def save_fit(self, path: str | Path, *, target: int | None = None, model: Any = None) -> None:
@@ -402,7 +365,5 @@ class ATGANAttack(GeneratorAttackBase):
         for target in groups:
             mask = torch.ones(len(z), dtype=torch.bool, device=z.device) if target is None else (targets == target)
             with torch.no_grad():
-                g_orig = self._reference_generator(z.device) if self.search_steps else None
-                reference = self._forward(g_orig, z[mask], sources[mask]) if g_orig is not None else None
-                out[mask] = self._shrunk(fits[target], classify, z[mask], sources[mask], reference, target, bounds)
+                out[mask] = self._generate(fits[target], classify, z[mask], sources[mask], target, bounds)[0]
         return out

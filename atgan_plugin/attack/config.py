@@ -1,4 +1,4 @@
-"""The fit's settings: one frozen dataclass, :class:`TransferConfig`, and its two presets.
+"""The attack's settings: one frozen dataclass, :class:`TransferConfig`, and its two presets.
 
 paper (appendix Table 6 and D.3): α = 2, β = 1 for MNIST and Fashion-MNIST (α = 3, β = 2 for CelebA and
 CIFAR-10), ‖ρ‖₀ = 200 of 784 and ‖ρ‖∞ = 0.5. The paper's "epochs = 100" is undefined; one step here is one
@@ -7,9 +7,10 @@ Adam update on a batch of ``(z, y_s)``.
 our choices (each one a field, switchable): the source-class guards (``gamma``), a distance in their
 features (``feature``), an optional smoothness term (``tv``), a learning-rate schedule with warm-up
 (``schedule``, ``warmup``), a pool of G_orig's images rendered once (``pool``) and a stopping rule
-(``settle``). :meth:`TransferConfig.paper` is the paper's fit, :meth:`TransferConfig.realistic` the
-default of ``ATGANAttack(generator=G)``. How each was chosen: ``docs/benchmarks.md``, "The realistic fit at
-the paper fit's cost".
+(``settle``), and the per-example shrink of each generated image (``search_steps``,
+:mod:`atgan_plugin.attack.shrink`). :meth:`TransferConfig.paper` is the paper's attack, :meth:`TransferConfig.realistic`
+the default of ``ATGANAttack(generator=G)``; :data:`PRESETS` names both. How each was chosen:
+``docs/benchmarks.md``, "The realistic fit at the paper fit's cost".
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["SCHEDULES", "TransferConfig"]
+__all__ = ["PRESETS", "SCHEDULES", "TransferConfig"]
 
 SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
 class TransferConfig:
-    """Hyper-parameters of the fit (see the module docstring; the defaults are the paper's fit).
+    """The attack's settings (see the module docstring). The defaults are the paper's attack, with γ for guard
+    classifiers when some are given.
 
     Fields:
         alpha, beta: weights of L_adv and L_dist.
@@ -42,6 +44,8 @@ class TransferConfig:
             (0: fresh draws every step, the paper's).
         settle: the stopping rule's window in steps (0: the fit runs all ``steps``); see
             :mod:`atgan_plugin.attack.schedule`.
+        search_steps: passes of the per-example shrink towards G_orig's image (``search_steps + 2`` model passes
+            per example; 0: G_attack's image as it is, the paper's).
         seed: seeds the draws of ``(z, y_s, ρ)``.
     """
 
@@ -60,6 +64,7 @@ class TransferConfig:
     warmup: float = 0.0
     pool: int = 0
     settle: int = 0
+    search_steps: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,6 +84,12 @@ class TransferConfig:
                 raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
+        if (
+            isinstance(self.search_steps, bool)
+            or not isinstance(self.search_steps, int)
+            or not 0 <= self.search_steps <= 30
+        ):
+            raise ValueError(f"search_steps must be an integer in [0, 30], got {self.search_steps!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 
@@ -89,9 +100,8 @@ class TransferConfig:
 
     @classmethod
     def paper(cls, **changes: object) -> TransferConfig:
-        """The paper's fit: α 2, β 1, 1,000 constant-rate steps on fresh batches (the dataclass's defaults;
-        without guard classifiers the guard terms are absent)."""
-        return cls(**changes)  # type: ignore[arg-type]
+        """The paper's attack: α 2, β 1, 1,000 constant-rate steps on fresh batches, no guard (γ 0), no shrink."""
+        return cls(**{"gamma": 0.0, **changes})  # type: ignore[arg-type]
 
     @classmethod
     def realistic(cls, **changes: object) -> TransferConfig:
@@ -108,8 +118,10 @@ class TransferConfig:
             "warmup": 0.05,
             "pool": 8192,
             "settle": 100,
+            "search_steps": 2,
         }
         return cls(**{**realistic, **changes})  # type: ignore[arg-type]
 
 
 REALISTIC_STEPS = 1000  # the realistic preset's ceiling; its cost is measured against the paper's fit
+PRESETS = {"realistic": TransferConfig.realistic, "paper": TransferConfig.paper}

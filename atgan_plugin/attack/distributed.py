@@ -158,9 +158,9 @@ class DataParallelATGANAttack(ATGANAttack):
         self.distributed = distributed
         self.progress = self.progress and distributed.is_main
         split_batch(self.config.batch_size, distributed.world_size, "--batch-size")  # fail before any fit
-        if self.joint_batch_size is not None:
+        if self.options.joint_batch_size is not None:
             split_batch(
-                min(self.joint_batch_size, self.config.batch_size), distributed.world_size, "--joint-batch-size"
+                min(self.options.joint_batch_size, self.config.batch_size), distributed.world_size, "--joint-batch-size"
             )
 
     def prepare_guard(self, device: str | torch.device | None = None) -> tuple[nn.Module, ...]:

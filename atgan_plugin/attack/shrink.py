@@ -27,23 +27,14 @@ from atgan_plugin.imaging import to_bounds
 
 __all__ = [
     "AIM",
-    "SEARCH_STEPS",
     "SHRINK_MARGIN",
-    "check_search_steps",
     "fooling_margin",
     "shrink_towards_reference",
     "shrink_while_fooled",
 ]
 
-SEARCH_STEPS = 2  # our choice: the default number of passes between the ends (docs/benchmarks.md)
 SHRINK_MARGIN = 0.01  # logits: a shrunk example stays adversarial when the model is re-run in another batch
 AIM = 0.1  # each pass aims for this fraction of the fooled end's margin: past the boundary, towards it
-
-
-def check_search_steps(search_steps: int) -> None:
-    """A ``ValueError`` unless ``search_steps`` (passes of the search) is an integer in [0, 30]."""
-    if isinstance(search_steps, bool) or not isinstance(search_steps, int) or not 0 <= search_steps <= 30:
-        raise ValueError(f"search_steps must be an integer in [0, 30], got {search_steps!r}")
 
 
 def fooling_margin(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool) -> torch.Tensor:

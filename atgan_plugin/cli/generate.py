@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from atgan_plugin.attack.shrink import SEARCH_STEPS
+from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.cli.options import (
     checkpoint_options,
     count_option,
@@ -59,7 +59,7 @@ __all__ = ["generate_command"]
 @click.option(
     "--search-steps",
     type=click.IntRange(0, 30),
-    default=SEARCH_STEPS,
+    default=TransferConfig.realistic().search_steps,
     show_default=True,
     help="Search passes of the per-example shrink towards G_orig's image (search-steps + 2 passes of the "
     "model per example); 0: G_attack's image as it is, no model needed.",

@@ -18,9 +18,8 @@ import click
 import torch
 
 from atgan_plugin import runs
-from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.config import PRESETS, TransferConfig
 from atgan_plugin.attack.fit import FitDivergedError
-from atgan_plugin.attack.shrink import SEARCH_STEPS
 from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.data import DATASETS, DatasetNotFoundError
 from atgan_plugin.paper.gan_training import TrainingDivergedError
@@ -135,32 +134,41 @@ def checkpoint_options(*names: str, help_text: dict[str, str] | None = None) -> 
     )
 
 
-# The AT-GAN fit's hyper-parameters, defaulting to a TransferConfig's. The parameter names are
-# ATGANAttack's keyword arguments, so a command passes them through as ``**hyper``.
-FIT_DEFAULTS = TransferConfig()
-BY_GUARDS = ("steps", "lr", "batch_size", "alpha", "feature")  # fields whose default ATGANAttack picks by its guards
+# The attack's settings (a TransferConfig's fields): each option defaults to the --config preset's value.
+CONFIG_HELP = (
+    "The attack's settings: realistic (guards, the feature term, the shrink; the default) or paper (the paper's "
+    "attack: no guard, no shrink). Each option below changes one of its fields. Without --config, --guard none "
+    "keeps the paper's fit settings with the shrink, as before presets."
+)
 
 
-def fit_options(defaults: TransferConfig = FIT_DEFAULTS, *, by_guards: bool = True) -> Callable[[F], F]:
-    """``--steps``, ``--lr``, ``--alpha`` … ``--search-steps``, defaulting to ``defaults``; with ``by_guards``,
-    ``--steps``, ``--lr``, ``--batch-size``, ``--alpha`` and ``--feature`` default to ATGANAttack's choice by
-    its guards (the realistic preset with guards, the paper's without)."""
+def fit_options(defaults: TransferConfig | None = None) -> Callable[[F], F]:
+    """``--config`` and ``--steps``, ``--lr``, ``--alpha`` … ``--search-steps``: each defaults to the ``--config``
+    preset's value (``None`` here; both presets' values are shown), or to ``defaults``' when given (a command
+    with settings of its own, ``atgan reproduce``)."""
     positive = click.FloatRange(min=0, min_open=True)
     non_negative = click.FloatRange(min=0)
+    realistic, paper = TransferConfig.realistic(), TransferConfig.paper()
 
     def default(name: str) -> dict[str, Any]:
-        if by_guards and name in BY_GUARDS:  # None: ATGANAttack picks by its guards
-            guarded, plain = getattr(TransferConfig.realistic(), name), getattr(FIT_DEFAULTS, name)
-            return {"default": None, "show_default": f"{guarded:g} with guards, {plain:g} without"}
-        return {"default": getattr(defaults, name), "show_default": True}
+        if defaults is not None:
+            return {"default": getattr(defaults, name), "show_default": True}
+        shown = f"realistic {getattr(realistic, name):g}, paper {getattr(paper, name):g}"
+        return {"default": None, "show_default": shown}
 
+    preset = (
+        []
+        if defaults is not None
+        else [click.option("--config", type=click.Choice(sorted(PRESETS)), default=None, help=CONFIG_HELP)]
+    )
     return apply_options(
         [
+            *preset,
             click.option(
                 "--steps",
                 type=click.IntRange(min=1),
                 **default("steps"),
-                help="Adam steps of the fit, each on a fresh batch of (z, y_s).",
+                help="Adam steps of the fit (the ceiling when the stopping rule may end it earlier).",
             ),
             click.option("--lr", type=positive, **default("lr"), help="Adam learning rate of the fit (its peak)."),
             click.option(
@@ -172,22 +180,19 @@ def fit_options(defaults: TransferConfig = FIT_DEFAULTS, *, by_guards: bool = Tr
             click.option(
                 "--beta",
                 type=non_negative,
-                default=defaults.beta,
-                show_default=True,
+                **default("beta"),
                 help="Weight β of L_dist (stay close to G_orig).",
             ),
             click.option(
                 "--kappa",
                 type=non_negative,
-                default=defaults.kappa,
-                show_default=True,
+                **default("kappa"),
                 help="Confidence margin κ of L_adv, in log-probability.",
             ),
             click.option(
                 "--gamma",
                 type=non_negative,
-                default=defaults.gamma,
-                show_default=True,
+                **default("gamma"),
                 help="Weight γ of the source-class guard (our addition; 0 turns it off).",
             ),
             click.option(
@@ -200,15 +205,13 @@ def fit_options(defaults: TransferConfig = FIT_DEFAULTS, *, by_guards: bool = Tr
             click.option(
                 "--rho-l0",
                 type=click.IntRange(min=0),
-                default=defaults.rho_l0,
-                show_default=True,
+                **default("rho_l0"),
                 help="ℓ0 bound of the noise ρ in L_dist (pixels per image).",
             ),
             click.option(
                 "--rho-linf",
                 type=non_negative,
-                default=defaults.rho_linf,
-                show_default=True,
+                **default("rho_linf"),
                 help="ℓ∞ bound of the noise ρ in L_dist.",
             ),
             click.option(
@@ -220,16 +223,14 @@ def fit_options(defaults: TransferConfig = FIT_DEFAULTS, *, by_guards: bool = Tr
             click.option(
                 "--tv",
                 type=non_negative,
-                default=defaults.tv,
-                show_default=True,
+                **default("tv"),
                 help="Weight of the total variation of G_attack - G_orig (our addition; smoother changes, "
                 "less success against robust models; 0 turns it off).",
             ),
             click.option(
                 "--search-steps",
                 type=click.IntRange(0, 30),
-                default=SEARCH_STEPS,
-                show_default=True,
+                **default("search_steps"),
                 help="Search passes of the per-example shrink towards G_orig's image while the model stays "
                 "fooled (our addition; search-steps + 2 model passes per example; 0: G_attack's image as it "
                 "is, the paper).",

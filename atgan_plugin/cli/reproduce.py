@@ -29,6 +29,7 @@ from atgan_plugin.cli.options import (
     user_errors,
 )
 from atgan_plugin.data import load_dataset
+from atgan_plugin.paper.reproduce_settings import TABLE_1_ATGAN
 from atgan_plugin.report import write_report
 from atgan_plugin.utils import resolve_device, seed_everything
 
@@ -92,7 +93,7 @@ QUICK = {"n": 16, "song_steps": 3, "steps": 3, "batch_size": 8}  # --quick sizes
     multiple=True,
     help=TRANSFER_GUARD_HELP,
 )
-@fit_options(by_guards=False)  # the paper's settings, whatever the guards
+@fit_options(TABLE_1_ATGAN)  # the paper's fit settings, whatever the guards
 @data_dir_option
 @runs_dir_option
 @device_option
@@ -160,12 +161,11 @@ def reproduce_command(
     checkpoints.update(target_paths)
     test = load_dataset(dataset, "test", data_dir)
     song = SONG_SETTINGS.get(dataset, SONG_SETTINGS["fashion-mnist"])
-    fit = {k: hyper[k] for k in FIT_PARAMETERS if k != "search_steps"}
+    fit = {k: hyper[k] for k in FIT_PARAMETERS}
     config = ReproduceConfig(
         dataset=dataset,
         n=sizes["n"],
         atgan=TransferConfig(seed=seed, **fit),
-        search_steps=hyper["search_steps"],
         song=replace(song, steps=sizes["song_steps"], lr=song_lr, seed=seed),
         toolkit=toolkit,
         ablation=ablation,

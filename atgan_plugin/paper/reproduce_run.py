@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from atgan_plugin.adapters.protocol import ConditionalGenerator
-from atgan_plugin.attack.atgan import ATGANAttack
+from atgan_plugin.attack.atgan import ATGANAttack, AttackOptions
 from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.attack.guards import GuardSpec, as_guards
 from atgan_plugin.data import TensorDataset
@@ -125,23 +125,22 @@ class _Runner:
         search_steps: int | None = None,
     ) -> ATGANAttack:
         """The (cached) attack on ``model`` with ``atgan`` settings, ``guards`` (default: the run's) and
-        ``search_steps`` (default: the run's)."""
+        ``search_steps`` (default: ``atgan``'s)."""
         guard: GuardSpec = self.guard if guards is None else guards
-        search = self.config.search_steps if search_steps is None else search_steps
+        if search_steps is not None:
+            atgan = replace(atgan, search_steps=search_steps)
         guard_key = guard if isinstance(guard, str) or guard is None else tuple(map(id, as_guards(guard)))
-        key = (id(model), atgan, guard_key, search)
+        key = (id(model), atgan, guard_key)
         if key not in self._attacks:
-            hyper = {k: v for k, v in asdict(atgan).items() if k != "seed"}
             self._attacks[key] = ATGANAttack(
                 model,
                 generator=self.generator,
+                config=atgan,
                 guard=guard,
                 device=self.device,
                 seed=self.config.seed,
                 progress=self.progress,
-                search_steps=search,
-                guard_cache_dir=self.guard_cache_dir,
-                **hyper,
+                options=AttackOptions(guard_cache_dir=self.guard_cache_dir),
             )
         return self._attacks[key]
 
@@ -315,7 +314,7 @@ def run_reproduction(
         settings={
             "baselines": settings_for(config.dataset).to_dict(),
             "song": asdict(config.song),
-            "atgan": {**asdict(config.atgan), "search_steps": config.search_steps},
+            "atgan": asdict(config.atgan),
             "guard": guard_name(guard),
         },
         models={slot: (models_info or {}).get(slot, {}) for slot in SLOTS if slot in models},

@@ -4,6 +4,7 @@ table's guards, the realism judge, and the attack the options describe."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -131,30 +132,21 @@ def build_attack(
 ) -> ATGANAttack:
     """The attack on ``networks["model"]`` with ``networks["generator"]`` that ``hyper`` (the fit's and
     the scale options) describes; under torchrun (``group``), its data-parallel form."""
-    from atgan_plugin.attack.atgan import ATGANAttack
+    from atgan_plugin.attack.atgan import ATGANAttack, AttackOptions
+    from atgan_plugin.attack.attack_options import resolve_config
+    from atgan_plugin.attack.config import TransferConfig
     from atgan_plugin.attack.distributed import DataParallelATGANAttack
 
-    kwargs = {k: hyper[k] for k in (*FIT_PARAMETERS, *SCALE_PARAMETERS) if k in hyper}
-    model, generator = networks["model"], networks["generator"]
-    if group is not None:
-        return DataParallelATGANAttack(
-            model,
-            generator=generator,
-            guard=guard,
-            guard_cache_dir=guard_cache_dir,
-            device=device,
-            seed=seed,
-            progress=progress,
-            distributed=group,
-            **kwargs,
-        )
-    return ATGANAttack(
-        model,
-        generator=generator,
-        guard=guard,
-        guard_cache_dir=guard_cache_dir,
-        device=device,
-        seed=seed,
-        progress=progress,
-        **kwargs,
+    preset = hyper.get("config")
+    if preset is None and guard is None:  # --guard none alone: the paper's fit, the shrink kept (as before presets)
+        base = TransferConfig.paper(search_steps=TransferConfig.realistic().search_steps)
+    else:
+        base = resolve_config(preset or "realistic")
+    config = replace(base, **{k: hyper[k] for k in FIT_PARAMETERS if hyper.get(k) is not None})
+    options = AttackOptions(guard_cache_dir=guard_cache_dir, **{k: hyper[k] for k in SCALE_PARAMETERS if k in hyper})
+    common: dict[str, Any] = dict(
+        generator=networks["generator"], config=config, guard=guard, device=device, seed=seed, progress=progress
     )
+    if group is not None:
+        return DataParallelATGANAttack(networks["model"], distributed=group, options=options, **common)
+    return ATGANAttack(networks["model"], options=options, **common)

@@ -81,7 +81,9 @@ def main() -> None:
         _, t = shrink_towards_reference(reference, adversarial, margin, steps=steps)
         variants[f"margin search, {steps} passes"] = (t, steps + 2)
     for name, (t, passes) in variants.items():
-        images = torch.where((t == 1)[:, None, None, None], adversarial, reference + t[:, None, None, None] * (adversarial - reference))
+        images = torch.where(
+            (t == 1)[:, None, None, None], adversarial, reference + t[:, None, None, None] * (adversarial - reference)
+        )
         fooled = margin(images) > -SHRINK_MARGIN
         agrees = _agrees(judge, images, sources)
         edges, own = added_edges(images, reference)
