@@ -48,6 +48,8 @@ from typing import Any, cast, overload
 import torch
 from torch import nn
 
+from atgan_plugin.adapters.protocol import as_generator_module
+from atgan_plugin.adapters.resized import ResizedGenerator
 from atgan_plugin.attack.attack_options import AttackOptions, resolve_config, split_keywords
 from atgan_plugin.attack.attacked_model import torch_module_of
 from atgan_plugin.attack.compiled import CompiledModules
@@ -139,10 +141,30 @@ class ATGANAttack(GeneratorAttackBase):
         )
         self.config = replace(settings, seed=seed)
         self.options = options
+        self.native_generator = generator  # G_orig as given; self.generator maps it to the model's size
+        if options.image_size is not None:
+            self._meet_input_size(options.image_size)
         self.guard = guard
         self._compiled = CompiledModules(options.compile)
         self._guards: tuple[nn.Module, ...] | None = None
         self._cache = FitCache()
+
+    def _meet_input_size(self, size: tuple[int, int]) -> None:
+        """The generator's images brought to the model's input ``size`` (``options.resize``): once, before any
+        fit; an attack already fitted at another size refuses, naming both."""
+        current = tuple(self.generator.image_shape[1:])
+        if current == size:
+            return
+        if self.generator is not self.native_generator or self._cache_used():
+            raise ValueError(
+                f"this attack works at the model's input size {current}; inputs of size {size} need another "
+                "ATGANAttack (one per model input size)"
+            )
+        self.generator = as_generator_module(ResizedGenerator(self.native_generator, size, self.options.resize))
+        self._reference_copies.clear()
+
+    def _cache_used(self) -> bool:
+        return getattr(self, "_guards", None) is not None or bool(getattr(self, "_cache", None))
 
     @property
     def search_steps(self) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 
 import foolbox as fb
 
+from atgan_plugin.adapters.resized import RESIZE_MODES
 from atgan_plugin.attack.config import PRESETS, TransferConfig
 from atgan_plugin.attack.fit import check_joint_batch_size
 from atgan_plugin.attack.precision import check_precision
@@ -41,6 +42,10 @@ class AttackOptions:
             ``~/.cache/atgan-plugin``).
         invert_steps, invert_lr: the latent inversion of ``latent="invert"``.
         distance: the Foolbox distance of a finite ε (default ℓ2).
+        image_size: the model's input size ``(H, W)`` when it is not the generator's; ``None``: the generator's
+            until the first inputs of another size, which set it (:mod:`atgan_plugin.adapters.resized`).
+        resize: how the generator's images meet the model's size: ``"crop"`` (centred crop or zero padding;
+            default) or ``"resize"`` (bilinear, anti-aliased).
     """
 
     precision: str = "fp32"
@@ -50,8 +55,17 @@ class AttackOptions:
     invert_steps: int = 200
     invert_lr: float = 0.05
     distance: fb.distances.Distance | None = None
+    image_size: tuple[int, int] | None = None
+    resize: str = "crop"
 
     def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        size = self.image_size
+        if size is not None and (
+            len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)
+        ):
+            raise ValueError(f"image_size must be two integers (H, W) >= 1, got {size!r}")
         check_precision(self.precision)
         check_joint_batch_size(self.joint_batch_size)
         if not math.isfinite(self.invert_lr):

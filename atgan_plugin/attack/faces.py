@@ -294,6 +294,9 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"inputs must be a torch.Tensor, got {type(x).__name__}")
         expected = tuple(self.generator.image_shape)
+        if x.ndim == 4 and x.shape[1] == expected[0] and tuple(x.shape[2:]) != expected[1:]:
+            self._meet_input_size((int(x.shape[2]), int(x.shape[3])))
+            expected = tuple(self.generator.image_shape)
         if x.ndim != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(
                 f"inputs must have shape (N, {', '.join(map(str, expected))}) to match the generator, "
@@ -304,6 +307,10 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
             model_dev = model_device(module, default=x.device)
             if model_dev != x.device:
                 raise ValueError(f"the model is on {model_dev} but the inputs are on {x.device}; move one of them")
+
+    def _meet_input_size(self, size: tuple[int, int]) -> None:
+        """Inputs of another size than the generator's images: an attack that maps them (see
+        :meth:`atgan_plugin.attack.atgan.ATGANAttack._meet_input_size`) does; this base refuses them below."""
 
     @staticmethod
     def _check_values(x: Any, bounds: tuple[float, float]) -> None:

@@ -115,6 +115,9 @@ class FitCache:
     def fits(self) -> list[FitResult]:
         return [entry.fit for entry in self._entries.values()]
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
 
 def write_fit(path: str | Path, fit: FitResult, target: int | None) -> None:
     """Writes ``fit``'s G_attack as a safetensors file (atomically), with its target, configuration

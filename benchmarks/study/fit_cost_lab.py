@@ -56,6 +56,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "cos_b16_s2000_lr3": {"settle": 0, "steps": 2000, "batch_size": 16, "lr": 3e-4},
     "cos_b16_s2000_lr2": {"settle": 0, "steps": 2000, "batch_size": 16, "lr": 2e-4},
     "cos_b32_s1000_lr3_nopool": {"settle": 0, "steps": 1000, "lr": 3e-4, "pool": 0},
+    "cos_b32_s1000_lr3_rho0": {"settle": 0, "steps": 1000, "lr": 3e-4, "rho_l0": 0},
+    "cos_b32_s1000_lr3_rho100": {"settle": 0, "steps": 1000, "lr": 3e-4, "rho_l0": 100},
     "cos_b32_s1000_lr3_k1": {"settle": 0, "steps": 1000, "lr": 3e-4, "kappa": 1.0},
     "cos_b32_s1000_lr3_f16": {"settle": 0, "steps": 1000, "lr": 3e-4, "feature": 16.0, "alpha": 6.0},
 }
