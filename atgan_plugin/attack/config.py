@@ -33,7 +33,9 @@ class TransferConfig:
         kappa: log-probability margin at which L_adv stops pulling.
         gamma: weight of each guard's L_guard (needs guard classifiers; 0 turns the guards off).
         feature: weight of L_feature, the distance in the guards' penultimate features (needs guards).
-        rho_l0, rho_linf: ℓ0 and ℓ∞ bounds of the noise ρ in L_dist.
+        rho_l0, rho_linf: ℓ0 and ℓ∞ bounds of the noise ρ in L_dist; ``rho_l0`` an ``int`` counts entries (the
+            paper's 200 of 784), a ``float`` in [0, 1] is a fraction of the image's values (the realistic
+            preset's 200/784, so that it suits every image size).
         steps: Adam steps, the ceiling when ``settle`` may end the fit earlier.
         lr: the learning rate (the peak of the schedule).
         batch_size: ``(z, y_s)`` per step.
@@ -54,7 +56,7 @@ class TransferConfig:
     kappa: float = 2.0
     gamma: float = 50.0
     feature: float = 0.0
-    rho_l0: int = 200
+    rho_l0: int | float = 200
     rho_linf: float = 0.5
     steps: int = 1000
     lr: float = 1e-4
@@ -78,7 +80,11 @@ class TransferConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup must be a fraction of the steps in [0, 1), got {self.warmup}")
-        for name, low in (("steps", 1), ("batch_size", 1), ("pool", 0), ("settle", 0), ("rho_l0", 0)):
+        if isinstance(self.rho_l0, bool) or not isinstance(self.rho_l0, (int, float)) or self.rho_l0 < 0:
+            raise ValueError(f"rho_l0 must be a count (int >= 0) or a fraction (float in [0, 1]), got {self.rho_l0!r}")
+        if isinstance(self.rho_l0, float) and not self.rho_l0 <= 1:
+            raise ValueError(f"rho_l0 as a fraction of the image's values must be in [0, 1], got {self.rho_l0}")
+        for name, low in (("steps", 1), ("batch_size", 1), ("pool", 0), ("settle", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
@@ -119,6 +125,7 @@ class TransferConfig:
             "pool": 8192,
             "settle": 100,
             "search_steps": 2,
+            "rho_l0": 200 / 784,  # the paper's density on 28x28, for every image size
         }
         return cls(**{**realistic, **changes})  # type: ignore[arg-type]
 

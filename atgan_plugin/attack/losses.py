@@ -71,17 +71,23 @@ def adversarial_loss(
 def sample_rho(
     shape: torch.Size | tuple[int, ...],
     *,
-    l0: int,
+    l0: int | float,
     linf: float,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Gaussian noise N(0, 1) with at most ``l0`` non-zero entries per sample, clipped to ``±linf``.
 
-    Shape: ``shape = (N, C, H, W)``; the ``l0`` positions are drawn uniformly per sample.
+    ``l0``: a count of entries (an ``int``; the paper's 200 of 784), or a fraction of the image's values (a
+    ``float`` in [0, 1]; our choice for the realistic preset, so that one default suits every image size).
+    Shape: ``shape = (N, C, H, W)``; the positions are drawn uniformly per sample.
     Drawn on CPU with ``generator`` (reproducible on every device), then moved to ``device``.
     """
     n, size = shape[0], int(torch.Size(shape[1:]).numel())
+    if isinstance(l0, float):
+        if not 0 <= l0 <= 1:
+            raise ValueError(f"rho_l0 as a fraction of the image's values must be in [0, 1], got {l0}")
+        l0 = round(l0 * size)
     if not 0 <= l0 <= size:
         raise ValueError(f"rho_l0 must be in [0, {size}] for images of {size} values, got {l0}")
     if linf < 0:

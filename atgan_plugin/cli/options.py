@@ -134,6 +134,26 @@ def checkpoint_options(*names: str, help_text: dict[str, str] | None = None) -> 
     )
 
 
+class CountOrFraction(click.ParamType):  # type: ignore[type-arg]  # click 8.3 made it generic
+    """An integer count (``200``) or a fraction in [0, 1] (``0.255``), as ``rho_l0`` takes them."""
+
+    name = "count|fraction"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        try:
+            number: int | float = int(value) if str(value).strip().lstrip("+").isdigit() else float(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a count nor a fraction", param, ctx)
+        if number < 0 or (isinstance(number, float) and number > 1):
+            self.fail(f"{value!r} must be a count >= 0 or a fraction in [0, 1]", param, ctx)
+        return number
+
+
+COUNT_OR_FRACTION = CountOrFraction()
+
+
 # The attack's settings (a TransferConfig's fields): each option defaults to the --config preset's value.
 CONFIG_HELP = (
     "The attack's settings: realistic (guards, the feature term, the shrink; the default) or paper (the paper's "
@@ -204,9 +224,9 @@ def fit_options(defaults: TransferConfig | None = None) -> Callable[[F], F]:
             ),
             click.option(
                 "--rho-l0",
-                type=click.IntRange(min=0),
+                type=COUNT_OR_FRACTION,
                 **default("rho_l0"),
-                help="ℓ0 bound of the noise ρ in L_dist (pixels per image).",
+                help="ℓ0 bound of the noise ρ in L_dist: a count of values per image (200) or a fraction of them (0.255).",
             ),
             click.option(
                 "--rho-linf",
