@@ -44,6 +44,8 @@ class TransferConfig:
             fraction ``warmup`` of ``steps``.
         pool: ``(z, y_s)`` rendered once through G_orig and the guards and drawn from at each step
             (0: fresh draws every step, the paper's).
+        ema: the decay of a moving average of G_attack's parameters, which the fit returns instead of its last
+            step's (0: none); it averages out the steps' noise.
         settle: the stopping rule's window in steps (0: the fit runs all ``steps``); see
             :mod:`atgan_plugin.attack.schedule`.
         search_steps: passes of the per-example shrink towards G_orig's image (``search_steps + 2`` model passes
@@ -65,19 +67,22 @@ class TransferConfig:
     schedule: str = "constant"
     warmup: float = 0.0
     pool: int = 0
+    ema: float = 0.0
     settle: int = 0
     search_steps: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
         weights = ("alpha", "beta", "kappa", "gamma", "feature", "lr", "tv")
-        for name in (*weights, "rho_linf", "warmup"):  # NaN passes every comparison below
+        for name in (*weights, "rho_linf", "warmup", "ema"):  # NaN passes every comparison below
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         for name in weights:
             if getattr(self, name) < 0 or (name == "lr" and self.lr == 0):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be a decay in [0, 1), got {self.ema}")
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup must be a fraction of the steps in [0, 1), got {self.warmup}")
         if isinstance(self.rho_l0, bool) or not isinstance(self.rho_l0, (int, float)) or self.rho_l0 < 0:

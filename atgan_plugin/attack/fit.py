@@ -278,6 +278,7 @@ def fit_attack_generators(
     )
     params = list(stack.stacked.values())
     optimizer: torch.optim.Optimizer | None = None  # made after the first backward pass (adopt_layout)
+    averages: list[torch.Tensor] | None = None
     labels = torch.tensor([num_classes if t is None else t for t in targets], device=device).repeat_interleave(b)
     targeted = torch.tensor([t is not None for t in targets], device=device).repeat_interleave(b)
     histories: dict[Target, list[dict[str, float]]] = {t: [] for t in targets}
@@ -335,12 +336,15 @@ def fit_attack_generators(
         if optimizer is None:
             params, grads = stack.adopt_layout(grads)
             optimizer = adam(params, config.lr, device)
+            averages = [torch.zeros_like(p) for p in params] if config.ema > 0 else None
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
         with record_function("fit: optimizer"):
             for p, g in zip(params, grads, strict=True):
                 p.grad = in_layout(g, p)
             optimizer.step()
+            if averages is not None:  # the parameters' moving average (TransferConfig.ema)
+                torch._foreach_lerp_(averages, params, 1.0 - config.ema)
 
         stop = settle.update(step, signals)
         if step % RECORD_EVERY == RECORD_EVERY - 1 or step == config.steps - 1 or stop:
@@ -364,8 +368,13 @@ def fit_attack_generators(
         if stop:
             break
 
-    for p in params:
-        p.grad = None
+    with torch.no_grad():
+        for p in params:
+            p.grad = None
+        if averages is not None:  # bias-corrected: the average started from zero
+            done = int(histories[targets[0]][-1]["step"])  # the last step is always recorded
+            for p, average in zip(params, averages, strict=True):
+                p.copy_(average / (1.0 - config.ema**done))
     fit_config = replace(config, batch_size=b)
     return {t: FitResult(stack.generator(i), t, fit_config, histories[t]) for i, t in enumerate(targets)}
 

@@ -70,19 +70,6 @@ class EvaluationReport:
             data["targeted_mean"] = {key: self.targeted_mean(key) for key in _MEAN_KEYS}
         return data
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EvaluationReport:
-        """A report from ``report.json`` of any schema version (derived and added keys are ignored)."""
-        untargeted = data.get("untargeted")
-        return cls(
-            untargeted=None if untargeted is None else SettingMetrics.from_json(untargeted),
-            targeted=[SettingMetrics.from_json(m) for m in data.get("targeted", [])],
-            generation_images_per_second=data.get("generation_images_per_second", 0.0),
-            fit_seconds=data.get("fit_seconds", 0.0),
-            device=data.get("device", "cpu"),
-            schema_version=EVALUATION_SCHEMA_VERSION,
-        )
-
     def table(self) -> str:
         """A plain-text table, one row per setting (FD columns only when measured)."""
         settings = ([self.untargeted] if self.untargeted else []) + self.targeted

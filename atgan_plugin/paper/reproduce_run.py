@@ -19,7 +19,7 @@ from torch import nn
 from atgan_plugin.adapters.protocol import ConditionalGenerator
 from atgan_plugin.attack.atgan import ATGANAttack, AttackOptions
 from atgan_plugin.attack.config import TransferConfig
-from atgan_plugin.attack.guards import GuardSpec, as_guards
+from atgan_plugin.attack.guards import GuardSpec, as_guards, describe_guard
 from atgan_plugin.data import TensorDataset
 from atgan_plugin.metrics.counting import Tally
 from atgan_plugin.metrics.machine import machine_description, timed
@@ -38,7 +38,6 @@ from atgan_plugin.paper.reproduce_settings import (
     TRANSFER_ARCH,
     TRANSFER_SOURCE,
     ReproduceConfig,
-    guard_name,
 )
 from atgan_plugin.paper.song import SongAttack
 from atgan_plugin.utils import eval_mode
@@ -315,7 +314,7 @@ def run_reproduction(
             "baselines": settings_for(config.dataset).to_dict(),
             "song": asdict(config.song),
             "atgan": asdict(config.atgan),
-            "guard": guard_name(guard),
+            "guard": describe_guard(guard),
         },
         models={slot: (models_info or {}).get(slot, {}) for slot in SLOTS if slot in models},
     )

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from atgan_plugin.attack.config import TransferConfig
-from atgan_plugin.attack.guards import GuardSpec, as_guards
 from atgan_plugin.checkpoints import load_module
 from atgan_plugin.models import CLASSIFIER_KINDS
 from atgan_plugin.paper.baselines import BASELINES
@@ -34,7 +33,6 @@ __all__ = [
     "TRANSFER_SOURCE",
     "ReproduceConfig",
     "find_checkpoints",
-    "guard_name",
     "load_target",
     "training_command",
 ]
@@ -129,14 +127,6 @@ def load_target(path: str | Path, device: torch.device) -> tuple[nn.Module, dict
         "command": record.get("environment", {}).get("command"),
     }
     return model, info
-
-
-def guard_name(guard: GuardSpec) -> str | list[str] | None:
-    """How the report names a guard: its spec string, or the guard classes' names."""
-    if isinstance(guard, str) or guard is None:
-        return guard
-    names = [type(g).__name__ for g in as_guards(guard)]
-    return names[0] if len(names) == 1 else names
 
 
 def training_command(slot: str, dataset: str) -> str:

@@ -58,6 +58,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "cos_b32_s1000_lr3_nopool": {"settle": 0, "steps": 1000, "lr": 3e-4, "pool": 0},
     "cos_b32_s1000_lr3_rho0": {"settle": 0, "steps": 1000, "lr": 3e-4, "rho_l0": 0},
     "cos_b32_s1000_lr3_rho100": {"settle": 0, "steps": 1000, "lr": 3e-4, "rho_l0": 100},
+    "cos_b32_s1000_lr3_ema99": {"settle": 0, "steps": 1000, "lr": 3e-4, "ema": 0.99},
+    "cos_b32_s1000_lr3_ema995": {"settle": 0, "steps": 1000, "lr": 3e-4, "ema": 0.995},
+    "cos_b32_s1000_lr6_ema995": {"settle": 0, "steps": 1000, "lr": 6e-4, "ema": 0.995},
     "cos_b32_s1000_lr3_k1": {"settle": 0, "steps": 1000, "lr": 3e-4, "kappa": 1.0},
     "cos_b32_s1000_lr3_f16": {"settle": 0, "steps": 1000, "lr": 3e-4, "feature": 16.0, "alpha": 6.0},
 }
