@@ -5,7 +5,7 @@
 - :mod:`.transfer` and :mod:`.joint_fit`: the fine-tuning of G_attack (one target, or all together);
 - :mod:`.losses`, :mod:`.guards`, :mod:`.shrink`, :mod:`.inversion`, :mod:`.precision`, :mod:`.compiled`:
   its parts;
-- :mod:`.faces` (with :mod:`.attacked_model`): the Foolbox and AdverTorch interfaces;
+- :mod:`.generator_attack` (with :mod:`.attacked_model`): the Foolbox and AdverTorch interfaces;
   :mod:`.generation`, :mod:`.distributed`: scale.
 """
 

@@ -16,7 +16,7 @@ name or the object: the one place its settings and their defaults are documented
 
 Both faces (which labels are sources, which targets), the input checks and the latent modes
 (``"random"``, the paper's; ``"invert"``, the adversarial twin of each input) come from
-:class:`atgan_plugin.attack.faces.GeneratorAttackBase`, shared with
+:class:`atgan_plugin.attack.generator_attack.GeneratorAttackBase`, shared with
 :class:`atgan_plugin.paper.song.SongAttack`; this class adds the fit and its cache. A finite Foolbox
 ε projects the output onto the ε-ball (``options.distance``, ℓ2 by default) around ``images``, as for every
 minimization attack: meaningful with ``latent="invert"``; with ``"random"`` it blends two unrelated images.
@@ -54,9 +54,9 @@ from atgan_plugin.attack.attack_options import AttackOptions, resolve_config, sp
 from atgan_plugin.attack.attacked_model import torch_module_of
 from atgan_plugin.attack.compiled import CompiledModules
 from atgan_plugin.attack.config import TransferConfig
-from atgan_plugin.attack.faces import GeneratorAttackBase
 from atgan_plugin.attack.fit import FitResult, GradientSync, fit_attack_generators, fit_groups
 from atgan_plugin.attack.fit_store import FitCache, fit_setting, read_fit, write_fit
+from atgan_plugin.attack.generator_attack import GeneratorAttackBase
 from atgan_plugin.attack.guards import AUTO, GuardSpec, check_guard_spec, describe_guard, resolve_guards
 from atgan_plugin.attack.latent_checks import check_latents
 from atgan_plugin.attack.precision import autocast

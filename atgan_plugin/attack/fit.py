@@ -36,8 +36,8 @@ from atgan_plugin.attack.losses import sample_rho
 from atgan_plugin.attack.objective import (
     Reference,
     check_logits,
-    fit_record,
     guard_views,
+    history_record,
     render_reference,
     transfer_loss,
 )
@@ -350,7 +350,7 @@ def fit_attack_generators(
         if step % RECORD_EVERY == RECORD_EVERY - 1 or step == config.steps - 1 or stop:
             for i, target in enumerate(targets):
                 rows = slice(i * b, (i + 1) * b)
-                record = fit_record(
+                record = history_record(
                     step + 1,
                     signals[i, 0],
                     terms_of[i],

@@ -30,7 +30,7 @@ __all__ = [
     "GuardView",
     "Reference",
     "check_logits",
-    "fit_record",
+    "history_record",
     "guard_views",
     "logits_and_features",
     "render_reference",
@@ -173,7 +173,7 @@ def transfer_loss(
 
 
 @torch.no_grad()
-def fit_record(
+def history_record(
     step: int,
     loss: torch.Tensor,
     terms: dict[str, torch.Tensor],

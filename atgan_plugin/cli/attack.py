@@ -206,7 +206,7 @@ def fit_command(
     `atgan generate --fit` or `atgan attack --fit`. Under torchrun the fit runs data-parallel.
     """
     from atgan_plugin import runs
-    from atgan_plugin.workflows.fits import fit_record, save_fits
+    from atgan_plugin.workflows.fits import fit_summary, save_fits
     from atgan_plugin.workflows.networks import build_attack, load_networks
 
     dev, group = session(device)
@@ -236,7 +236,7 @@ def fit_command(
         return
     outputs = ["options.json", *save_fits(attack, networks["model"], run_dir, fits)]
     processes = 1 if group is None else group.world_size
-    summary = {"fit_seconds": seconds, "processes": processes, "fits": [fit_record(fit) for fit in fits.values()]}
+    summary = {"fit_seconds": seconds, "processes": processes, "fits": [fit_summary(fit) for fit in fits.values()]}
     runs.write_json(run_dir / "summary.json", summary)
     outputs.append("summary.json")
     for target, fit in fits.items():

@@ -29,7 +29,7 @@ from atgan_plugin.cli.options import (
     user_errors,
 )
 from atgan_plugin.data import load_dataset
-from atgan_plugin.paper.reproduce_settings import TABLE_1_ATGAN
+from atgan_plugin.paper.reproduce.settings import TABLE_1_ATGAN
 from atgan_plugin.report import write_report
 from atgan_plugin.utils import resolve_device, seed_everything
 

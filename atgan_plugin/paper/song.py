@@ -21,7 +21,7 @@ needs an auxiliary classifier of the generator's classes on images in [0, 1] (AC
 passed as ``aux``.
 
 Both faces, inputs, labels and latent modes are those of :class:`ATGANAttack`
-(:class:`atgan_plugin.attack.faces.GeneratorAttackBase`)::
+(:class:`atgan_plugin.attack.generator_attack.GeneratorAttackBase`)::
 
     raw, clipped, success = SongAttack(generator=G)(fmodel, images, labels, epsilons=None)   # Foolbox
     adv = SongAttack(model, generator=G).perturb(x, y)                                       # AdverTorch
@@ -52,7 +52,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from atgan_plugin.adapters.protocol import ConditionalGenerator
-from atgan_plugin.attack.faces import GeneratorAttackBase, torch_module_of
+from atgan_plugin.attack.generator_attack import GeneratorAttackBase, torch_module_of
 from atgan_plugin.imaging import to_bounds
 from atgan_plugin.utils import eval_mode
 

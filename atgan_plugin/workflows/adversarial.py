@@ -16,7 +16,7 @@ from torch import nn
 from atgan_plugin import runs
 from atgan_plugin.attack.fit import sample_sources
 from atgan_plugin.checkpoints import atomic_write, write_safetensors
-from atgan_plugin.workflows.fits import fit_record, save_fits
+from atgan_plugin.workflows.fits import fit_summary, save_fits
 
 if TYPE_CHECKING:  # imported lazily: it pulls in foolbox and advertorch
     from atgan_plugin.attack.atgan import ATGANAttack
@@ -137,7 +137,7 @@ def write_attack_run(
     if len(settings) == int(generator.num_classes):
         save_target_grid(attack, model, run_dir / "targets.png")
         outputs.append("targets.png")
-    fits = [fit_record(attack.fit(model, t)) for t in settings]
+    fits = [fit_summary(attack.fit(model, t)) for t in settings]
     summary: dict[str, Any] = {
         "n": n,
         "target": settings[0] if len(settings) == 1 else None,

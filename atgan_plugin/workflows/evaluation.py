@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from atgan_plugin import runs
-from atgan_plugin.workflows.fits import fit_record, save_fits
+from atgan_plugin.workflows.fits import fit_summary, save_fits
 
 if TYPE_CHECKING:  # imported lazily: they pull in foolbox and advertorch
     from atgan_plugin.attack.atgan import ATGANAttack
@@ -53,7 +53,7 @@ def write_evaluation(
     )
     report.fit_seconds += fit_seconds  # the fits were made before, so evaluate_attack found them cached
     outputs = ["options.json", "report.json"]
-    fits = [fit_record(attack.fit(model, t)) for t in settings]
+    fits = [fit_summary(attack.fit(model, t)) for t in settings]
     image = rejected.save(run_dir)
     record = {
         **report.to_dict(),

@@ -11,7 +11,7 @@ from atgan_plugin.attack.fit import FitResult
 if TYPE_CHECKING:  # imported lazily: it pulls in foolbox and advertorch
     from atgan_plugin.attack.atgan import ATGANAttack
 
-__all__ = ["fit_file_name", "fit_record", "save_fits"]
+__all__ = ["fit_file_name", "fit_summary", "save_fits"]
 
 
 def fit_file_name(target: int | None, *, only: bool = False) -> str:
@@ -32,6 +32,6 @@ def save_fits(
     return names
 
 
-def fit_record(fit: FitResult) -> dict[str, Any]:
+def fit_summary(fit: FitResult) -> dict[str, Any]:
     """A fit's configuration and outcome with its per-step history, as report.json and summary.json hold it."""
     return {**fit.summary(), "history": fit.history}

@@ -25,20 +25,20 @@ our choices (where the paper leaves them open):
 Checkpoints are found by name in one folder: ``A-nor.safetensors``, ``A-adv``, ``A-ens``,
 ``A-iter``, … ``D-iter`` (:data:`SLOTS`); the ones absent are reported as missing.
 
-This module is the entry point; the work is in :mod:`~atgan_plugin.paper.reproduce_settings` (slots, attacks,
-configuration), :mod:`~atgan_plugin.paper.reproduce_run` (the measurements),
-:mod:`~atgan_plugin.paper.reproduce_report` (the report's dataclasses, JSON and merging) and
-:mod:`~atgan_plugin.paper.reproduce_markdown` (``results.md``).
+This module is the entry point; the work is in :mod:`~atgan_plugin.paper.reproduce.settings` (slots, attacks,
+configuration), :mod:`~atgan_plugin.paper.reproduce.run` (the measurements),
+:mod:`~atgan_plugin.paper.reproduce.report` (the report's dataclasses, JSON and merging) and
+:mod:`~atgan_plugin.paper.reproduce.markdown` (``results.md``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from atgan_plugin.paper.reproduce_markdown import render_markdown
-from atgan_plugin.paper.reproduce_report import REPRODUCE_SCHEMA_VERSION, ReproduceReport, merge
-from atgan_plugin.paper.reproduce_run import measure, run_reproduction
-from atgan_plugin.paper.reproduce_settings import (
+from atgan_plugin.paper.reproduce.markdown import render_markdown
+from atgan_plugin.paper.reproduce.report import REPRODUCE_SCHEMA_VERSION, ReproduceReport, merge
+from atgan_plugin.paper.reproduce.run import measure, run_reproduction
+from atgan_plugin.paper.reproduce.settings import (
     ATTACK_NAMES,
     ATTACKS,
     PAPER_TABLE_7,
@@ -87,6 +87,6 @@ def reproduce(*args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def merge_reports(parts: list[dict[str, Any]], *, environment: dict[str, Any] | None = None) -> dict[str, Any]:
-    """:func:`~atgan_plugin.paper.reproduce_report.merge` on ``results.json`` contents of any schema
+    """:func:`~atgan_plugin.paper.reproduce.report.merge` on ``results.json`` contents of any schema
     version, the merged report as JSON."""
     return merge([ReproduceReport.from_json(part) for part in parts], environment=environment).to_json()

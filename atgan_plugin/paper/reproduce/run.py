@@ -2,7 +2,7 @@
 
 Each (attack, model) cell is one :class:`~atgan_plugin.metrics.records.AttackMetrics`, counted by
 :class:`~atgan_plugin.metrics.counting.Tally`; the report is a
-:class:`~atgan_plugin.paper.reproduce_report.ReproduceReport`.
+:class:`~atgan_plugin.paper.reproduce.report.ReproduceReport`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from atgan_plugin.metrics.realism import RobustFrechetDistance
 from atgan_plugin.metrics.records import AttackMetrics
 from atgan_plugin.paper.baselines import BASELINES, run_baseline, settings_for
 from atgan_plugin.paper.evaluation import save_difference_grid, save_target_grid
-from atgan_plugin.paper.reproduce_report import AblationRow, Figure, ReproduceReport, TransferFit
-from atgan_plugin.paper.reproduce_settings import (
+from atgan_plugin.paper.reproduce.report import AblationRow, Figure, ReproduceReport, TransferFit
+from atgan_plugin.paper.reproduce.settings import (
     ATTACK_NAMES,
     ATTACKS,
     RHO_L0,

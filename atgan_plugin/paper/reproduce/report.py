@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from atgan_plugin.metrics.records import AttackMetrics
-from atgan_plugin.paper.reproduce_settings import SLOTS
+from atgan_plugin.paper.reproduce.settings import SLOTS
 
 __all__ = ["REPRODUCE_SCHEMA_VERSION", "AblationRow", "Figure", "ReproduceReport", "TransferFit", "merge"]
 

@@ -1,4 +1,4 @@
-"""``results.md``: :class:`~atgan_plugin.paper.reproduce_report.ReproduceReport` as Markdown, in the
+"""``results.md``: :class:`~atgan_plugin.paper.reproduce.report.ReproduceReport` as Markdown, in the
 layout of the paper's Tables 1, 7, 8 and 9, with realism, time, figures and what is missing."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from atgan_plugin.metrics.records import AttackMetrics
-from atgan_plugin.paper.reproduce_report import ReproduceReport, TransferFit
-from atgan_plugin.paper.reproduce_settings import (
+from atgan_plugin.paper.reproduce.report import ReproduceReport, TransferFit
+from atgan_plugin.paper.reproduce.settings import (
     ARCHITECTURES,
     ATTACK_NAMES,
     ATTACKS,
