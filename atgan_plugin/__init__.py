@@ -11,7 +11,7 @@ Usage::
 """
 
 from atgan_plugin.adapters import ACWGANGPGenerator, ConditionalGenerator, StyleGAN2ADAGenerator, load_generator
-from atgan_plugin.attack.atgan import ATGANAttack
+from atgan_plugin.attack.atgan import ATGANAttack, AttackOptions
 from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.attack.fit import fit_attack_generator
 from atgan_plugin.paper.song import SongAttack
@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ACWGANGPGenerator",
     "ATGANAttack",
+    "AttackOptions",
     "ConditionalGenerator",
     "SongAttack",
     "StyleGAN2ADAGenerator",

@@ -21,10 +21,9 @@ Arguments:
         ``clip_values`` (the input range that the generator's [0, 1] is mapped onto).
     generator: a :class:`~atgan_plugin.adapters.ConditionalGenerator` (G_orig); never modified.
     targeted (bool): whether ``y`` are targets (default ``False``).
-    **hyper: :class:`~atgan_plugin.attack.atgan.ATGANAttack`'s keyword arguments and defaults (``latent="random"``,
-        ``alpha=2``, ``beta=1``, ``kappa``, ``guard``, ``gamma``, ``rho_l0``, ``rho_linf``, ``steps``, ``lr``,
-        ``batch_size`` (of the fit), ``invert_steps``, ``invert_lr``, ``device``, ``seed=0``, ``progress=True``),
-        except ``clip_min``/``clip_max`` (from ``clip_values``) and ``distance``.
+    **hyper: :class:`~atgan_plugin.attack.atgan.ATGANAttack`'s keyword arguments (``config=``, ``guard=``,
+        ``latent=``, ``device=``, ``seed=``, ``progress=``, ``options=``; their defaults and meaning are documented
+        there once), except ``clip_min``/``clip_max`` (from ``clip_values``) and ``distance``.
 
 Shape:
     - x: ``(N, C, H, W)`` within ``clip_values``, ``(C, H, W)`` = ``generator.image_shape``.

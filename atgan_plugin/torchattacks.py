@@ -25,10 +25,10 @@ effect: the fit always reads the model in eval mode).
 Arguments:
     model (nn.Module): the classifier (normalised inputs after ``set_normalization_used``).
     generator (nn.Module): a :class:`~atgan_plugin.adapters.ConditionalGenerator` (G_orig); never modified.
-    **hyper: :class:`~atgan_plugin.attack.atgan.ATGANAttack`'s keyword arguments and defaults (``latent="random"``,
-        ``alpha=2``, ``beta=1``, ``kappa``, ``guard``, ``gamma``, ``rho_l0``, ``rho_linf``, ``steps``, ``lr``,
-        ``batch_size``, ``invert_steps``, ``invert_lr``, ``device``, ``seed=0``, ``progress=True``), except
-        ``targeted``, ``clip_min``/``clip_max`` and ``distance``, which torchattacks sets its own way.
+    **hyper: :class:`~atgan_plugin.attack.atgan.ATGANAttack`'s keyword arguments (``config=``, ``guard=``,
+        ``latent=``, ``device=``, ``seed=``, ``progress=``, ``options=``; their defaults and meaning are documented
+        there once), except ``targeted``, ``clip_min``/``clip_max`` and ``distance``, which torchattacks sets its
+        own way.
 
 Shape:
     - images: ``(N, C, H, W)`` in [0, 1] (normalised with ``set_normalization_used``),

@@ -92,7 +92,7 @@ def main() -> None:
 
     result: dict[str, Any] = {"n": args.n}
     with eval_mode(normal, robust, judge):
-        paper = ATGANAttack(generator=generator, guard=None, search_steps=0, steps=1000, device=device, progress=False)
+        paper = ATGANAttack(generator=generator, config="paper", device=device, progress=False)
         default = ATGANAttack(generator=generator, device=device, progress=False)
         result["paper_fit_seconds"], result["paper_steps"] = timed_fit(paper, normal)
         result["default_fit_seconds"], result["default_steps"] = timed_fit(default, normal)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -60,22 +61,18 @@ def measure(
         attack = ATGANAttack(
             model,
             generator=generator,
-            steps=1,
-            alpha=0.0,
-            beta=0.0,
-            gamma=0.0,
+            config=TransferConfig.paper(steps=1, alpha=0.0, beta=0.0),
             seed=seed,
             device=device,
             progress=False,
         )
     else:
+        base = TransferConfig.realistic() if guard is not None and gamma > 0 else TransferConfig.paper()
         attack = ATGANAttack(
             model,
             generator=generator,
+            config=replace(base, steps=steps, beta=beta, gamma=gamma),
             guard=guard,
-            steps=steps,
-            beta=beta,
-            gamma=gamma,
             seed=seed,
             device=device,
             progress=progress,

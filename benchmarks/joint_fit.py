@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from common import checkpoint, machine, machine_lines
 
-from atgan_plugin import ATGANAttack, load_generator
+from atgan_plugin import ATGANAttack, AttackOptions, TransferConfig, load_generator
 from atgan_plugin.models import load_classifier
 from atgan_plugin.paper.evaluation import evaluate_attack
 from atgan_plugin.utils import resolve_device, seed_everything
@@ -50,9 +50,8 @@ def make_attack(
         generator=generator,
         guard=guards,
         targeted=True,
-        steps=steps,
-        batch_size=args.batch_size,
-        joint_batch_size=joint_batch_size,
+        config=TransferConfig.realistic(steps=steps, batch_size=args.batch_size),
+        options=AttackOptions(joint_batch_size=joint_batch_size),
         seed=args.seed,
         device=args.device_,
         progress=args.progress,

@@ -127,7 +127,7 @@ def check(
             ATGANAttack(generator=generator, device=device, progress=progress), model, oracle, frechet, n, device
         )
         if paper:
-            attack = ATGANAttack(generator=generator, guard=None, search_steps=0, device=device, progress=progress)
+            attack = ATGANAttack(generator=generator, config="paper", device=device, progress=progress)
             rows["AT-GAN, the paper's (guard=None, search_steps=0)"] = atgan_row(
                 attack, model, oracle, frechet, n, device
             )

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 # isort: off
-from atgan_plugin import ATGANAttack, load_generator  # before advertorch: installs its torch>=1.9 shim
+from atgan_plugin import ATGANAttack, AttackOptions, load_generator  # before advertorch: installs its torch>=1.9 shim
 from advertorch.attacks import LinfPGDAttack
 
 # isort: on
@@ -177,14 +177,13 @@ def generate_part(args: argparse.Namespace, generator: nn.Module, model: nn.Modu
     rows: dict[str, Any] = {}
     variants = [("fp32", False), ("bf16", False)] + ([("fp32", True), ("bf16", True)] if args.compile else [])
     for precision, compiled in variants:
-        for steps in (8, 0):
+        for steps in (TransferConfig.realistic().search_steps, 0):
             attack = ATGANAttack(
                 model,
                 generator=generator,
+                config=TransferConfig.realistic(search_steps=steps),
                 guard=None,
-                search_steps=steps,
-                precision=precision,
-                compile=compiled,
+                options=AttackOptions(precision=precision, compile=compiled),
                 device=device,
                 progress=False,
             )
@@ -223,7 +222,7 @@ def pgd_part(args: argparse.Namespace, generator: nn.Module, model: nn.Module, f
     sources, z = held_out(generator, None, batch, device)
     with torch.no_grad():
         x = generator(z, sources).clamp(0, 1)  # PGD's inputs: G_orig's images of the same classes
-    attack = ATGANAttack(model, generator=generator, guard=None, device=device, progress=False)
+    attack = ATGANAttack(model, generator=generator, config="realistic", guard=None, device=device, progress=False)
     attack.load_fit(fit_file)
     fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=device)  # type: ignore[attr-defined]
     advertorch = LinfPGDAttack(
@@ -238,13 +237,13 @@ def pgd_part(args: argparse.Namespace, generator: nn.Module, model: nn.Module, f
     )
     foolbox = fb.attacks.LinfPGD(abs_stepsize=0.01, steps=20, random_start=True)
     runs = {
-        "AT-GAN generate (search_steps=8)": lambda: attack.generate(sources, z=z),
+        "AT-GAN generate (the shrink)": lambda: attack.generate(sources, z=z),
         "AdverTorch LinfPGDAttack (20 it.)": lambda: advertorch.perturb(x, sources),
         "Foolbox LinfPGD (20 steps)": lambda: foolbox(fmodel, x, sources, epsilons=0.1),
     }
     speed = {name: batch / best_time(run, args.repeats, device) for name, run in runs.items()}
     return {
-        name: {"images_per_second": value, "at_gan_over_this": speed["AT-GAN generate (search_steps=8)"] / value}
+        name: {"images_per_second": value, "at_gan_over_this": speed["AT-GAN generate (the shrink)"] / value}
         for name, value in speed.items()
     }
 
@@ -310,7 +309,7 @@ def main() -> None:
                 model,
                 generator=generator,
                 guard=guards,
-                steps=200 if not args.tiny else 2,
+                config=TransferConfig.realistic(steps=200 if not args.tiny else 2),
                 device=device,
                 progress=args.progress,
             )

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 # isort: off
-from atgan_plugin import ATGANAttack, load_generator  # before advertorch: installs its torch>=1.9 shim
+from atgan_plugin import ATGANAttack, TransferConfig, load_generator  # before advertorch: installs its torch>=1.9 shim
 from advertorch.attacks import LinfPGDAttack
 
 # isort: on
@@ -74,7 +74,13 @@ def main() -> None:
     batch = len(y)
 
     # Fit once, outside the timings; the Foolbox face gets the same G_attack through a file.
-    atgan = ATGANAttack(model, generator=generator, steps=args.fit_steps, seed=args.seed, progress=False)
+    atgan = ATGANAttack(
+        model,
+        generator=generator,
+        config=TransferConfig.realistic(steps=args.fit_steps),
+        seed=args.seed,
+        progress=False,
+    )
     fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=device)  # type: ignore[attr-defined]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

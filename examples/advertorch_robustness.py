@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 # isort: off
 # atgan_plugin first: it makes advertorch 0.2.3 importable on torch >= 1.9 (a shim for the
 # removed torch.autograd.gradcheck.zero_gradients), so it must be imported before advertorch.
-from atgan_plugin import ATGANAttack, load_generator
+from atgan_plugin import ATGANAttack, TransferConfig, load_generator
 from advertorch.attacks import LinfPGDAttack
 from advertorch.attacks.utils import attack_whole_dataset
 
@@ -102,7 +102,7 @@ def main() -> None:
         clip_min=0.0,
         clip_max=1.0,
         targeted=False,
-        steps=args.fit_steps,
+        config=TransferConfig.realistic() if args.fit_steps is None else TransferConfig.realistic(steps=args.fit_steps),
         seed=args.seed,
         progress=args.progress,
     )

@@ -23,7 +23,7 @@ from typing import Any
 import foolbox as fb
 import torch
 
-from atgan_plugin import ATGANAttack, load_generator
+from atgan_plugin import ATGANAttack, TransferConfig, load_generator
 from atgan_plugin.data import load_dataset
 from atgan_plugin.models import load_classifier
 from atgan_plugin.pretrained import resolve_checkpoint
@@ -85,7 +85,8 @@ def main() -> None:
 
     # The attacks, side by side. AT-GAN fits G_attack on its first call (or loads --fit).
     pgd = fb.attacks.LinfPGD(abs_stepsize=0.01, steps=20, random_start=True)
-    atgan = ATGANAttack(generator=generator, guard=guard, steps=args.fit_steps, seed=args.seed, progress=args.progress)
+    config = TransferConfig.realistic() if args.fit_steps is None else TransferConfig.realistic(steps=args.fit_steps)
+    atgan = ATGANAttack(generator=generator, config=config, guard=guard, seed=args.seed, progress=args.progress)
     if args.fit is not None:
         atgan.load_fit(args.fit, model=fmodel)
     attacks: list[tuple[str, Any, float | None]] = [

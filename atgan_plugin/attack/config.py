@@ -18,9 +18,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["PRESETS", "SCHEDULES", "TransferConfig"]
+__all__ = ["PRESETS", "SCHEDULES", "SEARCH_STEPS_RANGE", "TransferConfig"]
 
 SCHEDULES = ("constant", "cosine")
+SEARCH_STEPS_RANGE = (0, 30)  # the shrink's passes: 0 (none) to enough for any float32 precision
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,10 @@ class TransferConfig:
         if (
             isinstance(self.search_steps, bool)
             or not isinstance(self.search_steps, int)
-            or not 0 <= self.search_steps <= 30
+            or not SEARCH_STEPS_RANGE[0] <= self.search_steps <= SEARCH_STEPS_RANGE[1]
         ):
-            raise ValueError(f"search_steps must be an integer in [0, 30], got {self.search_steps!r}")
+            low, high = SEARCH_STEPS_RANGE
+            raise ValueError(f"search_steps must be an integer in [{low}, {high}], got {self.search_steps!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from atgan_plugin.attack.config import TransferConfig
+from atgan_plugin.attack.attack_options import AttackOptions
+from atgan_plugin.attack.config import SEARCH_STEPS_RANGE, TransferConfig
+from atgan_plugin.attack.precision import PRECISIONS
 from atgan_plugin.cli.options import (
     checkpoint_options,
     count_option,
@@ -58,7 +60,7 @@ __all__ = ["generate_command"]
 )
 @click.option(
     "--search-steps",
-    type=click.IntRange(0, 30),
+    type=click.IntRange(*SEARCH_STEPS_RANGE),
     default=TransferConfig.realistic().search_steps,
     show_default=True,
     help="Search passes of the per-example shrink towards G_orig's image (search-steps + 2 passes of the "
@@ -66,8 +68,8 @@ __all__ = ["generate_command"]
 )
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "bf16"]),
-    default="fp32",
+    type=click.Choice(PRECISIONS),
+    default=AttackOptions().precision,
     show_default=True,
     help="bf16: the forward passes under bf16 autocast (GPUs with bf16 tensor cores).",
 )
@@ -119,10 +121,9 @@ def generate_command(
     attack = ATGANAttack(
         model,
         generator=networks["generator"],
+        config=TransferConfig.realistic(search_steps=search_steps),  # only the shrink matters: the fit is loaded
         guard=None,
-        search_steps=search_steps,
-        precision=precision,
-        compile=compile_,
+        options=AttackOptions(precision=precision, compile=compile_),
         device=dev,
         seed=seed,
         progress=False,

@@ -18,8 +18,10 @@ import click
 import torch
 
 from atgan_plugin import runs
-from atgan_plugin.attack.config import PRESETS, TransferConfig
+from atgan_plugin.attack.attack_options import AttackOptions
+from atgan_plugin.attack.config import PRESETS, SEARCH_STEPS_RANGE, TransferConfig
 from atgan_plugin.attack.fit import FitDivergedError
+from atgan_plugin.attack.precision import PRECISIONS
 from atgan_plugin.checkpoints import CheckpointError
 from atgan_plugin.data import DATASETS, DatasetNotFoundError
 from atgan_plugin.paper.gan_training import TrainingDivergedError
@@ -249,7 +251,7 @@ def fit_options(defaults: TransferConfig | None = None) -> Callable[[F], F]:
             ),
             click.option(
                 "--search-steps",
-                type=click.IntRange(0, 30),
+                type=click.IntRange(*SEARCH_STEPS_RANGE),
                 **default("search_steps"),
                 help="Search passes of the per-example shrink towards G_orig's image while the model stays "
                 "fooled (our addition; search-steps + 2 model passes per example; 0: G_attack's image as it "
@@ -265,15 +267,15 @@ scale_options = apply_options(
         click.option(
             "--joint-batch-size",
             type=click.IntRange(min=1),
-            default=16,
+            default=AttackOptions().joint_batch_size,
             show_default=True,
             help="Examples per target and step when several targets are fitted together in one run; at most "
             "--batch-size, which gives the separate fits' results. Below it, the untargeted setting is fitted alone.",
         ),
         click.option(
             "--precision",
-            type=click.Choice(["fp32", "bf16"]),
-            default="fp32",
+            type=click.Choice(PRECISIONS),
+            default=AttackOptions().precision,
             show_default=True,
             help="bf16: the fit's and the generation's forward passes under bf16 autocast (GPUs with bf16 tensor "
             "cores); parameters and losses stay float32.",
