@@ -16,7 +16,7 @@ from atgan_plugin.data import DatasetNotFoundError
 from atgan_plugin.models import build_classifier, save_classifier
 from atgan_plugin.paper.cifar import (
     CIFAR10_ATTACK_DEFAULTS,
-    CIFAR10_TRANSFER_DEFAULTS,
+    CIFAR10_TRANSFER,
     SmallCifarCNN,
     WideResNet,
     blocks_per_stage,
@@ -28,9 +28,7 @@ from atgan_plugin.paper.cifar import (
 
 
 def test_paper_settings() -> None:
-    assert CIFAR10_TRANSFER_DEFAULTS == {"alpha": 3.0, "beta": 2.0}
-    config = TransferConfig(**CIFAR10_TRANSFER_DEFAULTS)
-    assert (config.alpha, config.beta) == (3.0, 2.0)
+    assert CIFAR10_TRANSFER == TransferConfig.paper(alpha=3.0, beta=2.0)
     d = CIFAR10_ATTACK_DEFAULTS
     assert (d.fgsm_eps, d.pgd_eps, d.pgd_step, d.pgd_steps, d.atgan_epochs) == (0.03, 0.03, 0.0075, 20, 1000)
 

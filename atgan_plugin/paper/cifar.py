@@ -19,6 +19,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
+from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.checkpoints import Architecture, Checkpoint, load_module, save_checkpoint
 from atgan_plugin.data import DatasetNotFoundError, TensorDataset
 from atgan_plugin.limits import Fields, Int, OneOf, Real
@@ -26,7 +27,7 @@ from atgan_plugin.limits import Fields, Int, OneOf, Real
 __all__ = [
     "CIFAR10_ATTACK_DEFAULTS",
     "CIFAR10_CLASSES",
-    "CIFAR10_TRANSFER_DEFAULTS",
+    "CIFAR10_TRANSFER",
     "CIFAR_ARCHITECTURES",
     "CifarAttackDefaults",
     "SmallCifarCNN",
@@ -47,8 +48,8 @@ _STD = (0.2470, 0.2435, 0.2616)
 class CifarAttackDefaults:
     """The paper's CIFAR-10 settings (appendix D.1). ``steps`` for AT-GAN is the paper's "epochs"."""
 
-    alpha: float = 3.0
-    beta: float = 2.0
+    atgan_alpha: float = 3.0
+    atgan_beta: float = 2.0
     atgan_epochs: int = 1000
     fgsm_eps: float = 0.03
     pgd_eps: float = 0.03
@@ -57,12 +58,11 @@ class CifarAttackDefaults:
 
 
 CIFAR10_ATTACK_DEFAULTS = CifarAttackDefaults()
-# Keyword arguments for ``TransferConfig(**...)`` / ``ATGANAttack(..., **...)``: α = 3, β = 2.
-# our choice: the number of fit steps is left at TransferConfig's default (an "epoch" is undefined).
-CIFAR10_TRANSFER_DEFAULTS: dict[str, float] = {
-    "alpha": CIFAR10_ATTACK_DEFAULTS.alpha,
-    "beta": CIFAR10_ATTACK_DEFAULTS.beta,
-}
+# The paper's CIFAR-10 attack, ``ATGANAttack(..., config=CIFAR10_TRANSFER)``: α = 3, β = 2. our choice: the number
+# of fit steps is left at the paper preset's (an "epoch" is undefined).
+CIFAR10_TRANSFER = TransferConfig.paper(
+    alpha=CIFAR10_ATTACK_DEFAULTS.atgan_alpha, beta=CIFAR10_ATTACK_DEFAULTS.atgan_beta
+)
 
 
 class _Normalize(nn.Module):

@@ -52,6 +52,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from atgan_plugin.adapters.protocol import ConditionalGenerator
+from atgan_plugin.attack.attack_options import AttackOptions
 from atgan_plugin.attack.generator_attack import GeneratorAttackBase, torch_module_of
 from atgan_plugin.imaging import to_bounds
 from atgan_plugin.utils import eval_mode
@@ -202,8 +203,8 @@ class SongAttack(GeneratorAttackBase):
         noise_decay: float = SongConfig.noise_decay,
         aux: nn.Module | None = None,
         batch_size: int = 500,
-        invert_steps: int = 200,
-        invert_lr: float = 0.05,
+        invert_steps: int = AttackOptions.invert_steps,
+        invert_lr: float = AttackOptions.invert_lr,
         device: str | torch.device | None = None,
         seed: int = 0,
         progress: bool = True,
