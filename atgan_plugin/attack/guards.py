@@ -41,6 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from atgan_plugin.adapters.protocol import as_generator_module, check_generator
+from atgan_plugin.attack.reference_pool import POOL_BYTES, RENDER_BATCH
 from atgan_plugin.checkpoints import Checkpoint, CheckpointError, read_header, save_checkpoint, tensor_digest
 from atgan_plugin.defenses import fgsm_random_start
 from atgan_plugin.models import GUARD_KIND, build_guard, load_classifier
@@ -103,10 +104,12 @@ def describe_guard(guard: GuardSpec) -> Any:
 class DistillConfig:
     """How a guard is distilled from G_orig (our choice; ``docs/benchmarks.md``, "Realism by default").
 
-    Each step draws a fresh batch ``(z, y)``, renders ``G_orig(z, y)`` and trains the guard on an FGSM
-    example from a random start (Wong et al. 2020) inside the ℓ∞ ball of radius ``epsilon`` around it.
-    ``epsilon=None`` picks 0.1 for one-channel images and 8/255 for colour ones, the budgets at which
-    MNIST-like and CIFAR-like classifiers are usually made robust.
+    ``pool`` latents ``(z, y)`` are rendered through G_orig once, in large batches (at most
+    :data:`~atgan_plugin.attack.reference_pool.POOL_BYTES` of images); each step draws a batch from them and
+    trains the guard on an FGSM example from a random start (Wong et al. 2020) inside the ℓ∞ ball of radius
+    ``epsilon`` around it. Rendering once is what makes a slow generator's guard cheap (a StyleGAN2-ADA
+    renders far slower than the guard trains). ``epsilon=None`` picks 0.1 for one-channel images and 8/255 for
+    colour ones, the budgets at which MNIST-like and CIFAR-like classifiers are usually made robust.
     """
 
     steps: int = 1500
@@ -114,12 +117,14 @@ class DistillConfig:
     lr: float = 2e-3  # peak of a one-cycle schedule
     epsilon: float | None = None
     width: int = 32  # channels of the first convolution (models.guard_net)
+    pool: int = 16384  # latents rendered once and drawn from (each about 12 times at the defaults)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.width < 1:
+        if self.steps < 1 or self.batch_size < 1 or self.width < 1 or self.pool < 1:
             raise ValueError(
-                f"steps, batch_size and width must be >= 1, got {self.steps}, {self.batch_size}, {self.width}"
+                f"steps, batch_size, width and pool must be >= 1, got {self.steps}, {self.batch_size}, {self.width}, "
+                f"{self.pool}"
             )
         if not self.lr > 0 or (self.epsilon is not None and not self.epsilon >= 0):
             raise ValueError(f"lr must be > 0 and epsilon >= 0, got {self.lr} and {self.epsilon}")
@@ -169,11 +174,14 @@ def distill_guard(
         optimizer = torch.optim.Adam(guard.parameters(), lr=config.lr)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps)
         guard.train()
+        images, labels = _render_pool(g, min(config.pool, config.steps * config.batch_size), num_classes, rng, device)
+        order = torch.empty(0, dtype=torch.long)
         bar = tqdm(range(config.steps), desc="distilling a guard from G_orig (once; cached)", disable=not progress)
         for _ in bar:
-            y = torch.randint(num_classes, (config.batch_size,), generator=rng).to(device)
-            with torch.no_grad():
-                x = g(g.sample_z(config.batch_size, generator=rng, device=device), y)
+            if len(order) < config.batch_size:  # a new pass over the pool, in a new order
+                order = torch.cat([order, torch.randperm(len(images), generator=rng)])
+            rows, order = order[: config.batch_size].to(images.device), order[config.batch_size :]
+            x, y = images[rows], labels[rows]
             x_adv = fgsm_random_start(guard, x, y, epsilon) if epsilon > 0 else x
             loss = F.cross_entropy(guard(x_adv), y)
             optimizer.zero_grad(set_to_none=True)
@@ -182,6 +190,19 @@ def distill_guard(
             schedule.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
     return guard.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def _render_pool(
+    g: Any, size: int, num_classes: int, rng: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``size`` images of G_orig ``(P, C, H, W)`` and their classes ``(P,)``, at most ``POOL_BYTES`` of images."""
+    per_image = 4 * int(torch.Size(g.image_shape).numel())
+    size = max(1, min(size, POOL_BYTES // per_image))
+    labels = torch.randint(num_classes, (size,), generator=rng).to(device)
+    z = g.sample_z(size, generator=rng, device=device)
+    images = torch.cat([g(z[i : i + RENDER_BATCH], labels[i : i + RENDER_BATCH]) for i in range(0, size, RENDER_BATCH)])
+    return images.float(), labels
 
 
 def default_cache_dir() -> Path:

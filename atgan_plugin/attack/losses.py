@@ -119,7 +119,7 @@ def source_guard_loss(
     return (lost - kept).clamp(min=0)
 
 
-FEATURE_SMOOTHING = 1e-3  # ε of feature_distance, relative to G_orig's features (the term runs 0.2–0.6 in a fit)
+FEATURE_SMOOTHING = 1e-3  # ε of feature_distance, relative to G_orig's features: far below the term's values in a fit
 
 
 def feature_distance(features: torch.Tensor, reference_features: torch.Tensor) -> torch.Tensor:

@@ -76,7 +76,7 @@ class StackedGenerator:
         ``vmap`` gives a linear layer's weight gradient transposed, ``(K, out, in)`` with the strides of
         ``(K, in, out)``. Such a parameter becomes a contiguous leaf ``(K, in, out)``, and ``stacked`` keeps
         a permuted view of it: later gradients reach the leaf contiguous with no copy, and fused Adam on a
-        CPU steps it in place (on a permuted tensor it copies all four operands, 6x slower for the shipped
+        CPU steps it in place (on a permuted tensor it copies all four operands, several times slower for the shipped
         generator's largest layer)."""
         leaves, leaf_grads = [], []
         for (name, param), grad in zip(list(self.stacked.items()), grads, strict=True):

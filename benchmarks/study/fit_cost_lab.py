@@ -61,6 +61,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "cos_b32_s1000_lr3_ema99": {"settle": 0, "steps": 1000, "lr": 3e-4, "ema": 0.99},
     "cos_b32_s1000_lr3_ema995": {"settle": 0, "steps": 1000, "lr": 3e-4, "ema": 0.995},
     "cos_b32_s1000_lr6_ema995": {"settle": 0, "steps": 1000, "lr": 6e-4, "ema": 0.995},
+    "cos_b32_s1000_lr3_linf01": {"settle": 0, "steps": 1000, "lr": 3e-4, "rho_linf": 0.1},
+    "cos_b32_s1000_lr3_linf02": {"settle": 0, "steps": 1000, "lr": 3e-4, "rho_linf": 0.2},
+    "cos_b32_s2000_lr3": {"settle": 0, "steps": 2000, "lr": 3e-4},
+    "cos_b32_s1000_lr3_b2": {"settle": 0, "steps": 1000, "lr": 3e-4, "beta": 2.0},
     "cos_b32_s1000_lr3_k1": {"settle": 0, "steps": 1000, "lr": 3e-4, "kappa": 1.0},
     "cos_b32_s1000_lr3_f16": {"settle": 0, "steps": 1000, "lr": 3e-4, "feature": 16.0, "alpha": 6.0},
 }
