@@ -23,7 +23,6 @@ the new one, never half. Both modules' public names are importable from here too
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import warnings
@@ -34,7 +33,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as serialise_safetensors
 from torch import nn
 
 from atgan_plugin.atomic_files import atomic_write, remove_stale_temporaries
@@ -47,7 +45,8 @@ from atgan_plugin.checkpoint_checks import (
     safetensors_truncation,
     vouched_by_sums,
 )
-from atgan_plugin.safetensors_header import canonical_header
+from atgan_plugin.safetensors_files import tensor_digest, write_safetensors
+from atgan_plugin.training_state import load_training_state, save_training_state
 
 if TYPE_CHECKING:
     from atgan_plugin.limits import Fields
@@ -58,6 +57,7 @@ __all__ = [
     "CheckpointError",
     "Header",
     "UnverifiedCheckpointWarning",
+    "add_tensor_digest",
     "atomic_write",
     "check_declared_tensors",
     "check_finite",
@@ -84,6 +84,7 @@ _DIGEST_KEY = "tensors_sha256"  # in the metadata JSON, beside kind/config/train
 _PART_PREFIX = "parts/"
 _PART_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_PARTS = 8
+SHIPPED_ROOT = Path(__file__).resolve().parent / "pretrained"  # the package's own checkpoints carry digests
 
 
 @dataclass
@@ -122,17 +123,6 @@ class Architecture:
 # Writing.
 
 
-def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
-    """SHA-256 over the tensors in name order: each name, dtype, shape and raw bytes (CPU tensors)."""
-    digest = hashlib.sha256()
-    for name in sorted(tensors):
-        tensor = tensors[name].detach().contiguous()
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        # The buffer itself, no copy. numpy's stubs give ndarray __buffer__ only on Python >= 3.12.
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
-    return digest.hexdigest()
-
-
 def save_checkpoint(path: str | Path, checkpoint: Checkpoint, *, half: bool = False) -> None:
     """Writes ``checkpoint`` (and its parts) atomically, with its tensors' digest; ``half=True`` stores
     floating tensors as float16."""
@@ -164,27 +154,6 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint, *, half: bool = Fa
             name: {"kind": p.kind, "config": p.config, "training": p.training} for name, p in checkpoint.parts.items()
         }
     write_safetensors(path, tensors, {_META_KEY: json.dumps(meta)})
-
-
-def write_safetensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]) -> str:
-    """Writes ``tensors`` as one safetensors file, atomically; returns the SHA-256 of its bytes.
-
-    The file is serialised in memory and written through :func:`atomic_write` rather than with
-    ``safetensors.torch.save_file``: recent safetensors releases (0.8.0 here) write through their
-    own ``.tmpXXXXXX`` file, which a killed process leaves behind under a name that
-    :func:`remove_stale_temporaries` cannot know is ours. The header is written in a fixed order
-    (:func:`~atgan_plugin.safetensors_header.canonical_header`): the same tensors and metadata
-    give the same bytes in every process.
-    """
-    data = serialise_safetensors(dict(tensors), metadata=metadata)
-    head, offset = canonical_header(data)
-    body = memoryview(data)[offset:]  # the tensors' bytes, not copied
-    with atomic_write(path) as tmp, tmp.open("wb") as f:
-        f.write(head)
-        f.write(body)
-    digest = hashlib.sha256(head)
-    digest.update(body)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -286,6 +255,11 @@ def _read_tensors(header: Header) -> dict[str, torch.Tensor]:
             raise CheckpointError(
                 f"{path}: the tensors do not match the digest recorded with them: the file is corrupt"
             )
+    elif _shipped(path):
+        raise CheckpointError(
+            f"{path} is a shipped checkpoint without the digest of its tensors: the package's files all carry "
+            "one, so this file was replaced or damaged; reinstall atgan-plugin"
+        )
     elif not vouched_by_sums(path):
         warnings.warn(
             f"{path} records no digest of its tensors (written by an older atgan-plugin), so corruption "
@@ -295,6 +269,29 @@ def _read_tensors(header: Header) -> dict[str, torch.Tensor]:
         )
     check_finite(tensors, str(path))
     return {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
+
+
+def _shipped(path: Path) -> bool:
+    """Whether ``path`` is one of the package's own checkpoints (under ``atgan_plugin/pretrained``)."""
+    return path.resolve().is_relative_to(SHIPPED_ROOT)
+
+
+def add_tensor_digest(path: str | Path) -> bool:
+    """Rewrites a checkpoint written before digests existed with the digest of its tensors: the same tensors,
+    dtypes and metadata (atomically). Only a file that a ``SHA256SUMS`` beside it vouches for gets one (a digest
+    of damaged bytes would vouch for them); returns False when the file has a digest already."""
+    path = Path(path)
+    header = read_header(path)
+    if header.digest is not None:
+        return False
+    if not vouched_by_sums(path):
+        raise CheckpointError(f"{path} is not listed in a SHA256SUMS beside it: its bytes cannot be vouched for")
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads((f.metadata() or {})[_META_KEY])
+        tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    meta[_DIGEST_KEY] = tensor_digest(tensors)
+    write_safetensors(path, tensors, {_META_KEY: json.dumps(meta)})
+    return True
 
 
 def load_checkpoint(path: str | Path, *, expected_kind: str | None = None) -> Checkpoint:
@@ -400,20 +397,3 @@ def load_module(
 
 # ------------------------------------------------------------------------------------------------
 # Training state.
-
-
-def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
-    """Atomically saves resumable training state (tensors, numbers, strings, nested dicts)."""
-    with atomic_write(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_training_state(path: str | Path) -> dict[str, Any]:
-    """Loads training state with ``weights_only=True``: no pickled code can run."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for bad files
-        raise CheckpointError(f"{path} is not a readable training-state file: {error}") from error
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} does not hold a training-state dictionary")
-    return state

@@ -28,7 +28,7 @@ from safetensors.torch import load as load_safetensors
 
 from atgan_plugin.attack.generation_plan import GenerationPlan
 from atgan_plugin.checkpoints import tensor_digest, write_safetensors
-from atgan_plugin.safetensors_header import header_of
+from atgan_plugin.safetensors_files import header_of
 
 __all__ = ["SHARD_KIND", "foreign_shard", "shard_metadata", "verify_shard", "write_shard"]
 
