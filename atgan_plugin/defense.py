@@ -3,15 +3,20 @@
     from atgan_plugin import defense
     history = defense.train(model, G, loader, epochs=5)          # trains ``model`` in place
 
-Each step trains on the loader's batch of real images and on AT-GAN examples of the same size, labelled with
-their **source** class (our choice: half of the batch's loss on each, ``DefenseConfig.atgan_weight``), so the
-model learns the class where the attack moves the image. The examples come from a G_attack fitted against the
-model as it trains: a first fit once the model has learnt something (``start_step``), then every
-``refit_every`` steps a short fit warm-started from the previous G_attack (``refit_steps``: a fraction of a
-first fit's cost). The fits are the realistic preset's (guards, the feature term), and every example is
-shrunk towards G_orig's image like the attack's own (``search_steps``), so the model learns the class, not the
-artefacts. PGD examples may be mixed in as well (``pgd_weight``; 0 by default: the measurement in
-``docs/benchmarks.md``, "Defending against AT-GAN", says what they add and cost).
+Each step trains on the loader's batch of real images, on half as many AT-GAN examples (``atgan_batch``) labelled
+with their **source** class, and on FGSM examples of the real batch from a random start (Wong et al. 2020; ε 0.1,
+one step of 0.125: ``pgd_weight``, ``pgd_steps``, ``pgd_step_size``). The step's loss is a quarter on the real
+batch, half on AT-GAN's examples (``atgan_weight``) and a quarter on FGSM's (our choices; ``docs/benchmarks.md``,
+"Defending against AT-GAN": AT-GAN's examples alone left the model as open to a fresh fit as a normal one).
+
+The AT-GAN examples come from a G_attack fitted against the model as it trains: a first fit once the model has
+learnt something (``start_step``), then every ``refit_every`` steps a short fit warm-started from the previous
+G_attack (``refit_steps``: a fraction of a first fit's cost). The fits are the realistic preset's (guards, the
+feature term), so the model learns the class, not the artefacts. Each example lies at a uniform random point
+of the segment from G_orig's image to G_attack's (``examples="segment"``, our choice): the point the attack's
+shrink would pick lies on that segment, and the model learns the class along all of it for two generator
+passes, where the shrink itself (``examples="shrink"``) costs ``search_steps + 2`` model passes more per
+example.
 
 The model, its optimizer and the loader are the caller's; nothing else is touched: the generator is copied,
 and the model's train/eval mode is as it was when ``train`` returns. ``checkpoint=`` writes the training state
@@ -48,6 +53,9 @@ __all__ = ["DEFENSE_ATTACK", "DefenseConfig", "DefenseError", "train"]
 DEFENSE_ATTACK = TransferConfig.realistic(pool=0, settle=0)
 
 
+EXAMPLE_POSITIONS = ("segment", "shrink", "end")
+
+
 class DefenseError(ValueError):
     """The model, the generator, the data or a checkpoint do not fit together (the message says how)."""
 
@@ -60,25 +68,29 @@ class DefenseConfig:
         atgan_weight: the share of each step's loss on AT-GAN examples (the rest on the real batch).
         atgan_batch: AT-GAN examples per real image of the batch.
         pgd_weight: the share on PGD examples of the real batch (ε ``pgd_epsilon``, ``pgd_steps`` steps of
-            ``pgd_step_size``); 0: none.
+            ``pgd_step_size`` from a uniform start; one step of 1.25 ε is FGSM-RS); 0: none.
         start_step: steps of plain training before the first fit (a fit against an untrained model is wasted).
         first_fit_steps, refit_steps, refit_every: the first fit's steps; a warm-started refit's steps, and the
             training steps between refits.
-        attack: the fits' settings (``steps`` replaced by the two above; ``search_steps`` shrinks each example).
+        attack: the fits' settings (``steps`` replaced by the two above).
+        examples: where on the segment from G_orig's image to G_attack's each example lies: ``"segment"`` a
+            uniform random point, ``"shrink"`` the attack's shrink (``attack.search_steps`` passes), ``"end"``
+            G_attack's image.
         seed: seeds the fits, the latents and the PGD starts.
     """
 
     atgan_weight: float = 0.5
-    atgan_batch: float = 1.0
-    pgd_weight: float = 0.0
+    atgan_batch: float = 0.5
+    pgd_weight: float = 0.25
     pgd_epsilon: float = 0.1
-    pgd_steps: int = 7
-    pgd_step_size: float = 0.03
+    pgd_steps: int = 1
+    pgd_step_size: float = 0.125
     start_step: int = 200
     first_fit_steps: int = 300
     refit_steps: int = 50
     refit_every: int = 250
     attack: TransferConfig = field(default_factory=lambda: DEFENSE_ATTACK)
+    examples: str = "segment"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,6 +101,8 @@ class DefenseConfig:
             raise ValueError(f"atgan_weight + pgd_weight must be at most 1, got {self.atgan_weight + self.pgd_weight}")
         if not (math.isfinite(self.atgan_batch) and self.atgan_batch > 0):
             raise ValueError(f"atgan_batch must be a positive number, got {self.atgan_batch}")
+        if self.examples not in EXAMPLE_POSITIONS:
+            raise ValueError(f"examples must be one of {', '.join(EXAMPLE_POSITIONS)}, got {self.examples!r}")
         for name in ("start_step", "first_fit_steps", "refit_steps", "refit_every", "pgd_steps"):
             if getattr(self, name) < (0 if name == "start_step" else 1):
                 raise ValueError(
@@ -97,13 +111,12 @@ class DefenseConfig:
 
 
 class _Attacker:
-    """G_attack against the model as it trains: fitted, refitted warm, and its examples shrunk."""
+    """G_attack against the model as it trains: fitted, refitted warm, and its examples drawn."""
 
-    def __init__(
-        self, generator: nn.Module, guards: tuple[nn.Module, ...], config: DefenseConfig, device: torch.device
-    ):
+    def __init__(self, generator: nn.Module, guard: Any, config: DefenseConfig, device: torch.device, progress: bool):
         self.g_orig = as_generator_module(copy.deepcopy(generator).to(device).requires_grad_(False).eval())
-        self.guards, self.config, self.device = guards, config, device
+        self.guard, self.config, self.device, self.progress = guard, config, device, progress
+        self.guards: tuple[nn.Module, ...] | None = None  # resolved at the first fit (a distilled one costs minutes)
         self.g_attack: nn.Module | None = None
         self.last_fit = -1
         self.rng = torch.Generator().manual_seed(config.seed)
@@ -117,6 +130,11 @@ class _Attacker:
         steps = self.config.first_fit_steps if self.g_attack is None else self.config.refit_steps
         settings = replace(self.config.attack, steps=steps, seed=self.config.seed + step)
         start: dict[int | None, nn.Module] | None = {None: self.g_attack} if self.g_attack is not None else None
+        if self.guards is None:
+            wanted = self.config.attack.gamma > 0
+            self.guards = (
+                resolve_guards(self.guard, self.g_orig, device=self.device, progress=self.progress) if wanted else ()
+            )
         with eval_mode(model):
             fit = fit_attack_generators(
                 self.g_orig, model, [None], config=settings, guard=self.guards, progress=False, start_from=start
@@ -131,9 +149,12 @@ class _Attacker:
             raise RuntimeError("no G_attack fitted yet")
         z = self.g_orig.sample_z(len(sources), generator=self.rng, device=self.device)
         adversarial: torch.Tensor = self.g_attack(z, sources).float()
-        if self.config.attack.search_steps == 0:
+        if self.config.examples == "end":
             return adversarial
         reference = self.g_orig(z, sources).float()
+        if self.config.examples == "segment":
+            t = torch.rand(len(sources), 1, 1, 1, generator=self.rng).to(self.device)
+            return reference + t * (adversarial - reference)
         with eval_mode(model):
             return shrink_while_fooled(
                 reference,
@@ -238,8 +259,7 @@ def train(
         raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
     device = torch.device(device) if device is not None else model_device(model)
     optimizer = optimizer if optimizer is not None else torch.optim.Adam(model.parameters(), lr=1e-3)
-    guards = resolve_guards(guard, generator, device=device, progress=progress) if config.attack.gamma > 0 else ()
-    attacker = _Attacker(generator, guards, config, device)
+    attacker = _Attacker(generator, guard, config, device, progress)
     path = Path(checkpoint) if checkpoint is not None else None
     at = _resume(path, model, optimizer, attacker) if path is not None and path.exists() else _Progress()
     per_epoch = len(loader) if isinstance(loader, Sized) else None

@@ -55,7 +55,7 @@ def train_one(
     model = build(arch, args.seed).to(args.device_)
     loader = DataLoader(data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(args.seed))
     configs = {
-        "normal": defense.DefenseConfig(atgan_weight=0.0, start_step=10**9),
+        "normal": defense.DefenseConfig(atgan_weight=0.0, pgd_weight=0.0, start_step=10**9),
         "pgd": defense.DefenseConfig(atgan_weight=0.0, start_step=10**9, pgd_weight=1.0, **PGD_TRAINING),
         "atgan": defense.DefenseConfig(),
     }

@@ -3,7 +3,7 @@
 
     python benchmarks/heldout.py train --out heldout/                    # once: the unseen targets and the judge
     OMP_NUM_THREADS=2 python benchmarks/fit_cost.py --normal heldout/normal.safetensors \\
-        --pgd heldout/pgd.safetensors --judge heldout/judge.safetensors --json fit_cost.json
+        --pgd heldout/pgd.safetensors --json fit_cost.json   # --judge: the shipped oracle unless given
 
 In one process, on the same machine:
 
@@ -74,7 +74,9 @@ def main() -> None:
     parser.add_argument("--generator", type=Path, default=None, help="G_orig [default: the shipped generator]")
     parser.add_argument("--normal", type=Path, required=True, help="an unseen, normally trained target")
     parser.add_argument("--pgd", type=Path, required=True, help="an unseen, PGD-trained target")
-    parser.add_argument("--judge", type=Path, required=True, help="an independent, adversarially trained judge")
+    parser.add_argument(
+        "--judge", type=Path, default=None, help="an independent, adversarially trained judge [default: the oracle]"
+    )
     parser.add_argument("--features", type=Path, default=None, help="robust features of the FD [default: shipped]")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--data-dir", default=None)
@@ -84,7 +86,7 @@ def main() -> None:
     device = resolve_device(args.device)
     generator = load_generator(checkpoint(args.generator, "generator"), device=device)
     normal, robust = load_network(args.normal, device), load_network(args.pgd, device)
-    judge = load_network(args.judge, device)
+    judge = load_network(checkpoint(args.judge, "oracle"), device)
     test = load_dataset("fashion-mnist", "test", args.data_dir)
     features = load_classifier(checkpoint(args.features, "realism_features"), device=device)
     frechet = RobustFrechetDistance(features, _batches(test.images))

@@ -12,7 +12,7 @@ per step). Both are evaluated with ``evaluate_attack`` on the same ``--n`` fresh
 success against the model and the oracle's agreement ratio (G_attack's images over G_orig's).
 ``--equal-batch-steps`` also times a few steps of the joint fit at the separate fits' batch, the
 setting in which it gives their results exactly. Acceptance: the joint fit >= 3x faster, every
-target within 2 points of its separate fit in success and in agreement ratio (results: docs/benchmarks.md,
+target within 5 points of its separate fit in success and in agreement ratio (results: docs/benchmarks.md,
 "Ten targets in one fit against ten separate fits").
 """
 
@@ -34,7 +34,7 @@ from atgan_plugin.paper.evaluation import evaluate_attack
 from atgan_plugin.utils import resolve_device, seed_everything
 
 TARGET_RATIO = 3.0
-TOLERANCE = 0.02  # two points
+TOLERANCE = 0.05  # five points (issue 22)
 
 
 def make_attack(
@@ -89,9 +89,14 @@ def main() -> None:
     parser.add_argument("--oracle", type=Path, default=None, help="realism oracle (default: shipped oracle)")
     parser.add_argument("--targets", default="0,1,2,3,4,5,6,7,8,9", help="target classes, comma-separated")
     parser.add_argument("--steps", type=int, default=150, help="fit steps of both arms")
-    parser.add_argument("--batch-size", type=int, default=64, help="batch of a separate fit")
     parser.add_argument(
-        "--joint-batch-size", type=int, default=16, help="examples per target and step of the joint fit"
+        "--batch-size", type=int, default=TransferConfig.realistic().batch_size, help="batch of a separate fit"
+    )
+    parser.add_argument(
+        "--joint-batch-size",
+        type=int,
+        default=AttackOptions().joint_batch_size,
+        help="examples per target and step of the joint fit",
     )
     parser.add_argument(
         "--equal-batch-steps",

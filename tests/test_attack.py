@@ -83,8 +83,10 @@ def test_is_a_foolbox_and_an_advertorch_attack(tiny_generator: nn.Module, tiny_t
 
 
 def test_repr_tells_the_configuration(tiny_generator: nn.Module) -> None:
-    text = repr(ATGANAttack(generator=tiny_generator, steps=7, kappa=2.5, latent="invert", targeted=True))
-    for part in ("ATGANAttack(", "steps=7", "kappa=2.5", "latent='invert'", "targeted=True", "rho_l0=200", "seed=0"):
+    config = TransferConfig.realistic(steps=7, kappa=2.5)
+    text = repr(ATGANAttack(generator=tiny_generator, config=config, latent="invert", targeted=True))
+    rho_l0 = f"rho_l0={config.rho_l0!r}"  # a fraction of the pixels
+    for part in ("ATGANAttack(", "steps=7", "kappa=2.5", "latent='invert'", "targeted=True", rho_l0, "seed=0"):
         assert part in text
 
 
@@ -353,8 +355,8 @@ def test_pretrained_generator_fit_raises_success(pretrained_generator: nn.Module
 def test_pretrained_generator_fit_raises_success_and_stays_close(
     pretrained_generator: nn.Module, tiny_target: nn.Module
 ) -> None:
-    # The default hyper-parameters (batch 64, lr 1e-4, the generator's guards, the shrink) for 300 steps.
-    attack = ATGANAttack(tiny_target, generator=pretrained_generator, steps=300, progress=False)
+    # The one-line default: the realistic preset (the generator's guards, the schedule, the shrink).
+    attack = ATGANAttack(tiny_target, generator=pretrained_generator, progress=False)
     attack.fit()
     success, baseline, l2 = success_and_distance(attack, tiny_target)
     assert success > max(baseline + 0.3, 0.6)

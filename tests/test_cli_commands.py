@@ -9,6 +9,7 @@ zero exit, a message naming the problem, no traceback, no run folder left behind
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -122,7 +123,8 @@ def test_attack_untargeted_writes_examples_fit_grid_and_options(
     recorded = json.loads((folder / "options.json").read_text())
     assert recorded["options"]["n"] == 7 and recorded["options"]["target"] is None
     assert recorded["options"]["steps"] == 2 and recorded["options"]["batch_size"] == 8
-    assert recorded["options"]["kappa"] == TransferConfig.kappa  # defaults are recorded too
+    assert recorded["options"]["kappa"] is None  # left out: the preset's value, recorded with the settings
+    assert recorded["config"] == dataclasses.asdict(TransferConfig.realistic(steps=2, batch_size=8, seed=0))
     # No --guard: "auto", the generator's own guards plus a distilled one.
     assert recorded["checkpoints"] == {
         "generator": str(standins["generator"]),
@@ -246,8 +248,8 @@ def test_demo_runs_the_attacks_defaults() -> None:
     """The demo shows what the one-line drop-in gives: the attack's own defaults, on 2,000 examples
     (the size of the realism acceptance), with the shipped generator and its guards."""
     params = {p.name: p.default for p in main.commands["demo"].params}
-    assert params["steps"] is None and params["alpha"] is None and params["feature"] is None  # ATGANAttack's own
-    assert params["search_steps"] == 8
+    fit_settings = ("config", "steps", "lr", "alpha", "beta", "feature", "search_steps")
+    assert all(params[name] is None for name in fit_settings), params  # None: ATGANAttack's own (realistic)
     assert params["guard_specs"] == ("auto",)
     assert params["n"] == 2_000 and params["generator_path"] is None
 
@@ -263,7 +265,9 @@ def test_every_new_command_has_the_shared_options(command: str) -> None:
     for option in [*FIT_OPTIONS, "--device", "--seed", "--runs-dir", "--generator", "--model", "--progress"]:
         assert option in result.output, option
     help_text = " ".join(result.output.split())  # click wraps the help
-    assert f"[default: ({TransferConfig.realistic().steps} with guards, {TransferConfig.steps} without)" in help_text
+    realistic, paper = TransferConfig.realistic(), TransferConfig.paper()
+    assert f"[default: (realistic {realistic.steps}, paper {paper.steps})" in help_text
+    assert f"(realistic {realistic.lr:g}, paper {paper.lr:g})" in help_text
 
 
 @pytest.mark.parametrize("command", ["train-classifier", "train-gan"])

@@ -142,7 +142,7 @@ LABELS: list[Case] = [
 IMAGES: list[Case] = [
     ("images (N, H, W)", lambda c: adversary(c).perturb(c.x[:, 0], c.y), ValueError, r"inputs must have shape \(N, 1, 28, 28\) to match the generator, got \(12, 28, 28\)", True),
     ("3 channels", lambda c: adversary(c).perturb(c.x.repeat(1, 3, 1, 1), c.y), ValueError, r"inputs must have shape \(N, 1, 28, 28\) to match the generator, got \(12, 3, 28, 28\)", True),
-    ("32x32", lambda c: adversary(c).perturb(F.pad(c.x, (2, 2, 2, 2)), c.y), ValueError, r"got \(12, 1, 32, 32\)", True),
+    ("32x32", lambda c: adversary(c).perturb(F.pad(c.x, (2, 2, 2, 2)), c.y), ValueError, r"the model fails on inputs of shape \(N, 1, 32, 32\): mat1 and mat2", True),
     ("numpy", lambda c: adversary(c).perturb(c.x.numpy(), c.y), TypeError, r"inputs must be a torch\.Tensor, got ndarray", True),
     ("above 1", lambda c: adversary(c).perturb(c.x * 2 + 0.5, c.y), ValueError, r"inputs must lie within the model's bounds \[0\.0, 1\.0\], found values in \[0\.5, 2\.5\]", True),
     ("below 0", lambda c: adversary(c).perturb(c.x - 0.25, c.y), ValueError, r"inputs must lie within the model's bounds \[0\.0, 1\.0\], found values in \[-0\.25", True),
@@ -194,7 +194,7 @@ SETUP: list[Case] = [
     ("fb unexpected keyword", lambda c: foolbox(c)(c.fmodel, c.x, c.y, epsilons=None, steps=3), TypeError, r"attack got an unexpected keyword argument 'steps'", True),
     ("1-D model output, sources predicted", lambda c: adversary(c, model=FirstLogit(c.model)).perturb(c.x), ValueError, r"the model must return logits of shape \(N, classes\) = \(12, 10\), got \(12,\)", True),
     ("1-D model output, targeted", lambda c: adversary(c, model=FirstLogit(c.model), targeted=True).perturb(c.x, c.y), ValueError, r"got \(12,\)", True),
-    ("1-D model output, fit", lambda c: adversary(c, model=FirstLogit(c.model)).perturb(c.x, c.y), ValueError, r"the generator has 10 classes but the model returns logits of shape \(8,\)", False),
+    ("1-D model output, fit", lambda c: adversary(c, model=FirstLogit(c.model)).fit(), ValueError, r"the model must return logits of shape \(N, classes\) = \(1, 10\), got \(1,\)", True),
     ("model returns a tuple, fit", lambda c: adversary(c, model=LogitsAndFeatures(c.model)).perturb(c.x, c.y), TypeError, TUPLE, False),
     ("model returns a tuple, sources predicted", lambda c: adversary(c, model=LogitsAndFeatures(c.model)).perturb(c.x), TypeError, TUPLE, True),
     ("model returns a tuple, generate", lambda c: adversary(c, model=LogitsAndFeatures(c.model)).generate(c.y), TypeError, TUPLE, False),

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from atgan_plugin import ATGANAttack
+from atgan_plugin import ATGANAttack, AttackOptions
 from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.attack.fit import FitDivergedError, fit_attack_generator, fit_attack_generators, fit_groups
 from atgan_plugin.attack.stacked import StackedGenerator
@@ -206,13 +206,14 @@ def success_and_agreement(
 def test_fitting_targets_together_matches_separate_fits(
     tiny_generator: nn.Module, tiny_target: nn.Module, tiny_guard: nn.Module, fit_calls: list[int | None]
 ) -> None:
-    # The default joint batch (16 per target, half of the separate fits' 32) reaches the separate fits'
+    # The default joint batch (half of the separate fits' 32 per target) reaches the separate fits'
     # success and realism (tiny_guard as the judge) within the noise of these tiny fits.
     targets = [1, 4, 8]
     together = ATGANAttack(tiny_target, generator=tiny_generator, guard=None, targeted=True, **TARGETED)
     fits = together.fit(targets=targets)
     assert fit_calls == targets and sorted(fits) == targets
-    assert all(fits[t].config.batch_size == 16 for t in targets)  # the batch it was fitted with
+    joint_batch = AttackOptions().joint_batch_size
+    assert all(fits[t].config.batch_size == joint_batch for t in targets)  # the batch it was fitted with
     assert together.fit(target=4) is fits[4] and fit_calls == targets  # cached per target
     ratio_gaps = []
     for target in targets:

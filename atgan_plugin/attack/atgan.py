@@ -61,7 +61,7 @@ from atgan_plugin.attack.guards import AUTO, GuardSpec, check_guard_spec, descri
 from atgan_plugin.attack.latent_checks import check_latents
 from atgan_plugin.attack.precision import autocast
 from atgan_plugin.attack.shrink import shrink_while_fooled
-from atgan_plugin.utils import eval_mode
+from atgan_plugin.utils import eval_mode, model_device
 
 __all__ = ["ATGANAttack", "AttackOptions"]
 
@@ -227,6 +227,7 @@ class ATGANAttack(GeneratorAttackBase):
         if missing:
             classify = self._classifier_fn(model)
             device = self._device_for(model)
+            self._predicted_classes(model, classify, self._one_image(device))  # the sizes meet, or a named error
             guards = self.prepare_guard(device) if self.config.gamma > 0 else ()
             per_target = min(self.options.joint_batch_size or self.config.batch_size, self.config.batch_size)
             with eval_mode(torch_module_of(model)):
@@ -245,6 +246,14 @@ class ATGANAttack(GeneratorAttackBase):
                         self._cache.put(model, t, setting, fit)
                         fits[t] = fit
         return cast("dict[int | None, FitResult]", fits)  # every missing entry was filled above
+
+    def _one_image(self, device: torch.device) -> torch.Tensor:
+        """One G_orig image ``(1, C, H, W)``, drawn apart from every seeded stream."""
+        home = model_device(self.generator)
+        z = self.generator.sample_z(1, generator=torch.Generator().manual_seed(0), device=home)
+        with torch.no_grad():
+            image: torch.Tensor = self.generator(z, torch.zeros(1, dtype=torch.long, device=home))
+        return image.to(device)
 
     def _run_fits(
         self,

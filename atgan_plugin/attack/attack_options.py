@@ -37,7 +37,7 @@ class AttackOptions:
         compile: generate through ``torch.compile`` (GPU throughput; the first call compiles; the fit is not).
         joint_batch_size: ``(z, y_s)`` per target and step when several targets are fitted together, at most
             the config's batch (``None``: the config's batch, which gives the separate fits' results); our
-            choice, 16: ``docs/benchmarks.md``, "Ten targets in one fit".
+            choice, 16, half of the realistic batch: ``docs/benchmarks.md``, "Ten targets in one fit".
         guard_cache_dir: where distilled guards are cached (default ``$ATGAN_CACHE_DIR`` or
             ``~/.cache/atgan-plugin``).
         invert_steps, invert_lr: the latent inversion of ``latent="invert"``.

@@ -234,6 +234,8 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         with eval_mode(torch_module_of(model)):
             if sources is None:  # AdverTorch's convention: avoid label leaking, use predictions
                 sources = self._predicted_classes(model, classify, x)
+            else:  # one example through the model: inputs it cannot take fail here, by name, not in the fit
+                self._predicted_classes(model, classify, x[:1])
             sources = self._check_labels(torch.as_tensor(sources, device=x.device), "source labels", n)
             if targets is not None:
                 targets = self._check_labels(torch.as_tensor(targets, device=x.device), "target labels", n)
@@ -337,8 +339,15 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
     ) -> torch.Tensor:
         """The model's classes ``(N,)`` for ``x``, fed in the model's own dtype."""
         dtype = parameter_dtype(torch_module_of(model))
-        with torch.no_grad():
-            logits = classify(x.to(dtype) if dtype is not None else x)
+        try:
+            with torch.no_grad():
+                logits = classify(x.to(dtype) if dtype is not None else x)
+        except RuntimeError as error:
+            sizes = ", ".join(map(str, x.shape[1:]))
+            raise ValueError(
+                f"the model fails on inputs of shape (N, {sizes}): {error} (a model of another input size: "
+                "options=AttackOptions(image_size=(H, W)))"
+            ) from error
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != len(x):
             shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise ValueError(

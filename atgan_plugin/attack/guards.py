@@ -104,7 +104,7 @@ def describe_guard(guard: GuardSpec) -> Any:
 class DistillConfig:
     """How a guard is distilled from G_orig (our choice; ``docs/benchmarks.md``, "Realism by default").
 
-    ``pool`` latents ``(z, y)`` are rendered through G_orig once, in large batches (at most
+    ``rendered`` latents ``(z, y)`` are rendered through G_orig once, in large batches (at most
     :data:`~atgan_plugin.attack.reference_pool.POOL_BYTES` of images); each step draws a batch from them and
     trains the guard on an FGSM example from a random start (Wong et al. 2020) inside the ℓ∞ ball of radius
     ``epsilon`` around it. Rendering once is what makes a slow generator's guard cheap (a StyleGAN2-ADA
@@ -117,14 +117,14 @@ class DistillConfig:
     lr: float = 2e-3  # peak of a one-cycle schedule
     epsilon: float | None = None
     width: int = 32  # channels of the first convolution (models.guard_net)
-    pool: int = 16384  # latents rendered once and drawn from (each about 12 times at the defaults)
+    rendered: int = 16384  # latents rendered once and drawn from (each about 12 times at the defaults)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.width < 1 or self.pool < 1:
+        if self.steps < 1 or self.batch_size < 1 or self.width < 1 or self.rendered < 1:
             raise ValueError(
-                f"steps, batch_size, width and pool must be >= 1, got {self.steps}, {self.batch_size}, {self.width}, "
-                f"{self.pool}"
+                f"steps, batch_size, width and rendered must be >= 1, got {self.steps}, {self.batch_size}, {self.width}, "
+                f"{self.rendered}"
             )
         if not self.lr > 0 or (self.epsilon is not None and not self.epsilon >= 0):
             raise ValueError(f"lr must be > 0 and epsilon >= 0, got {self.lr} and {self.epsilon}")
@@ -174,7 +174,9 @@ def distill_guard(
         optimizer = torch.optim.Adam(guard.parameters(), lr=config.lr)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.steps)
         guard.train()
-        images, labels = _render_pool(g, min(config.pool, config.steps * config.batch_size), num_classes, rng, device)
+        images, labels = _render_pool(
+            g, min(config.rendered, config.steps * config.batch_size), num_classes, rng, device
+        )
         order = torch.empty(0, dtype=torch.long)
         bar = tqdm(range(config.steps), desc="distilling a guard from G_orig (once; cached)", disable=not progress)
         for _ in bar:

@@ -136,7 +136,7 @@ def attack_command(
         target = fit.target
         checkpoints["fit"] = str(fit_path)
     settings: list[int | None] = list(several_list) if several_list else [target]
-    run_dir = new_run(runs_dir, "attack", checkpoints) if group is None or group.is_main else None
+    run_dir = new_run(runs_dir, "attack", checkpoints, attack.config) if group is None or group.is_main else None
     attack.fit(model, targets=settings)  # fit now, all settings in one run (a no-op after --fit)
     if run_dir is None:  # a torchrun process other than rank 0: it took part in the fit
         return
@@ -228,7 +228,7 @@ def fit_command(
         guard_cache_dir=guard_cache_dir,
         group=group,
     )
-    run_dir = new_run(runs_dir, "fit", checkpoints) if group is None or group.is_main else None
+    run_dir = new_run(runs_dir, "fit", checkpoints, attack.config) if group is None or group.is_main else None
     start = time.perf_counter()
     fits = attack.fit(networks["model"], targets=settings)
     seconds = time.perf_counter() - start

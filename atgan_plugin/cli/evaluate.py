@@ -69,12 +69,13 @@ def _run_evaluation(
     others get ``None``.
     """
     from atgan_plugin.workflows.evaluation import write_evaluation
-    from atgan_plugin.workflows.networks import build_attack, load_networks, realism_judge
+    from atgan_plugin.workflows.networks import at_dataset_size, build_attack, load_networks, realism_judge
 
     dev, group = session(device)
     main = group is None or group.is_main
     seed_everything(seed)
     networks, checkpoints = load_networks(dev, generator=generator_path, model=model_path, oracle=oracle_path)
+    networks["generator"] = at_dataset_size(networks["generator"], dataset, note if main else lambda _: None)
     guard, guard_record = guard_spec(guard_specs, dev)
     checkpoints["guard"] = ", ".join(guard_record)
     frechet, features = (
@@ -101,7 +102,7 @@ def _run_evaluation(
                 f"include (add it to --targets)",
                 param_hint="'--fit'",
             )
-    run_dir = new_run(runs_dir, run_name, checkpoints) if main else None
+    run_dir = new_run(runs_dir, run_name, checkpoints, attack.config) if main else None
     start = time.perf_counter()
     # Every setting not loaded, in one run (every process under torchrun).
     attack.fit(networks["model"], targets=[None, *target_list])

@@ -7,6 +7,7 @@ itself is in :mod:`atgan_plugin.workflows`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import platform
 import sys
@@ -368,13 +369,16 @@ def environment() -> dict[str, str]:
 RUN_DIR_KEY = "atgan_plugin.run_dir"  # where a command leaves its run folder for the group's result callback
 
 
-def new_run(runs_dir: str, name: str, checkpoints: dict[str, str]) -> Path:
+def new_run(runs_dir: str, name: str, checkpoints: dict[str, str], config: TransferConfig | None = None) -> Path:
     """A fresh numbered run folder holding ``options.json`` (the command's options, the checkpoints
-    it read and the environment). When the command returns, the ``atgan`` group marks it complete
-    (``complete.json``); a killed run has none."""
+    it read, the fit's settings they resolved to, and the environment). When the command returns, the
+    ``atgan`` group marks it complete (``complete.json``); a killed run has none."""
     run_dir = runs.new_run_dir(runs_dir, name)
     ctx = click.get_current_context()
-    record = {"options": dict(ctx.params), "checkpoints": checkpoints, "environment": environment()}
+    record: dict[str, Any] = {"options": dict(ctx.params), "checkpoints": checkpoints}
+    if config is not None:
+        record["config"] = dataclasses.asdict(config)  # the options left out resolve to the preset's values
+    record["environment"] = environment()
     runs.write_json(run_dir / "options.json", record)
     ctx.meta[RUN_DIR_KEY] = run_dir
     return run_dir

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import click
@@ -69,6 +70,21 @@ __all__ = ["train_classifier_command", "train_gan_command"]
     multiple=True,
     help="A fixed pre-trained classifier checkpoint for --regime ens (repeatable; Tramèr et al. used three).",
 )
+@click.option(
+    "--defense",
+    type=click.Choice(["none", "atgan"]),
+    default="none",
+    show_default=True,
+    help="atgan: train on real images mixed with AT-GAN's examples, G_attack refitted as the model trains "
+    "(atgan_plugin.defense at its defaults; with --regime normal). Resumes from OUT.state after a kill.",
+)
+@click.option(
+    "--generator",
+    "generator_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="G_orig of --defense atgan [default: the shipped Fashion-MNIST generator].",
+)
 @click.option("--epochs", type=int, default=6, show_default=True, help="Passes over the training set.")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Batch size.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
@@ -88,6 +104,8 @@ def train_classifier_command(
     pgd_steps: int | None,
     pgd_step_size: float | None,
     static_models: tuple[str, ...],
+    defense: str,
+    generator_path: str | None,
     epochs: int,
     batch_size: int,
     lr: float,
@@ -100,10 +118,22 @@ def train_classifier_command(
     seed: int,
     progress: bool,
 ) -> None:
-    """Train a target classifier (normally or adversarially) or the oracle; print its test accuracy."""
-    from atgan_plugin.workflows.training import train_and_save_classifier
+    """Train a target classifier (normally, adversarially, or against AT-GAN) or the oracle; print its test accuracy."""
+    from atgan_plugin.pretrained import resolve_checkpoint
+    from atgan_plugin.workflows.training import AtganDefense, train_and_save_classifier
 
     options = dict(click.get_current_context().params)
+    if defense == "atgan" and regime != "normal":
+        raise click.BadParameter(
+            f"--defense atgan mixes AT-GAN's examples into normal training; leave out --regime {regime}",
+            param_hint="'--defense'",
+        )
+    if generator_path is not None and defense == "none":
+        raise click.BadParameter("--generator is used only by --defense atgan", param_hint="'--generator'")
+    atgan = None
+    if defense == "atgan":
+        generator = str(resolve_checkpoint(generator_path, "generator", dataset))
+        atgan = AtganDefense(generator=generator, state=str(Path(out).with_suffix(".state")))
     if static_models and regime != "ens":
         raise click.BadParameter(
             f"static models are used only by --regime ens, not {regime}", param_hint="'--static-model'"
@@ -132,6 +162,7 @@ def train_classifier_command(
         seed=seed,
         progress=progress,
         record={"options": options, "environment": environment()},
+        defense=atgan,
     )
     click.echo(f"test accuracy {result['test_accuracy']:.4f}; saved {out}")
 

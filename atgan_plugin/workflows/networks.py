@@ -89,6 +89,21 @@ def load_transfer_guards(
     return [load_classifier(path, device=device) for path in paths], ", ".join(paths)
 
 
+def at_dataset_size(generator: nn.Module, dataset: str, note: Callable[[str], None]) -> nn.Module:
+    """``generator``, its images brought to ``dataset``'s size (centred crop or padding) when they differ: the
+    model, the oracle and the Fréchet distance then all see what the model sees."""
+    from atgan_plugin.adapters.protocol import as_generator_module
+    from atgan_plugin.adapters.resized import ResizedGenerator
+    from atgan_plugin.data import DATASETS
+
+    size = DATASETS[dataset].image_shape[1:]
+    native = tuple(as_generator_module(generator).image_shape[1:])
+    if native == size:
+        return generator
+    note(f"the generator's {native[0]}x{native[1]} images are cropped (or padded) to {dataset}'s {size[0]}x{size[1]}")
+    return as_generator_module(ResizedGenerator(generator, size, "crop"))
+
+
 def realism_judge(
     features_path: str | None,
     generator: nn.Module,

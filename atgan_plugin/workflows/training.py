@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from atgan_plugin import runs
 from atgan_plugin.attack.generation import file_sha256
-from atgan_plugin.data import load_dataset
+from atgan_plugin.data import TensorDataset, load_dataset
 from atgan_plugin.utils import seed_everything
 
-__all__ = ["GAN_DATA_OPTIONS", "train_and_save_classifier", "train_gan_into"]
+if TYPE_CHECKING:
+    from atgan_plugin.paper.classifier_training import ClassifierTrainingConfig
+
+__all__ = ["GAN_DATA_OPTIONS", "AtganDefense", "train_and_save_classifier", "train_gan_into"]
 
 # The architecture and data a GAN run trains on: fixed once it started (the networks' sizes and the seed
 # are checked by each trainer's check_resume).
@@ -40,9 +44,11 @@ def train_and_save_classifier(
     seed: int,
     progress: bool,
     record: dict[str, Any],
+    defense: AtganDefense | None = None,
 ) -> dict[str, Any]:
-    """Trains classifier ``arch`` under ``regime`` and saves it to ``out`` with its training record (also
-    ``out`` with suffix .json); returns what :func:`train_classifier` returned.
+    """Trains classifier ``arch`` under ``regime`` (or, with ``defense``, with AT-GAN's examples:
+    :func:`atgan_plugin.defense.train`) and saves it to ``out`` with its training record (also ``out`` with
+    suffix .json); returns ``{"test_accuracy": ..., "history": ..., "config": ...}``.
 
     Adversarial budgets left ``None`` take the dataset's (appendix Table 6). ``record`` (the options and
     the environment) joins the record; with ``half`` it also holds the accuracy of the stored float16 weights.
@@ -72,7 +78,10 @@ def train_and_save_classifier(
     )
     channels = train.images.shape[1]
     model = build_classifier(arch, num_classes=10, in_channels=channels)
-    result = train_classifier(model, train, test, config, device=device, progress=progress, static_models=statics)
+    if defense is not None:
+        result = _train_with_atgan(model, train, test, config, defense, device=device, progress=progress)
+    else:
+        result = train_classifier(model, train, test, config, device=device, progress=progress, static_models=statics)
     training = {**result, "dataset": dataset, **record}
     if static_models:
         training["static_models"] = {path: file_sha256(path) for path in static_models}
@@ -83,6 +92,59 @@ def train_and_save_classifier(
         save_classifier(out, model, architecture, training, half=half)
     runs.write_json(Path(out).with_suffix(".json"), training)
     return result
+
+
+@dataclass(frozen=True)
+class AtganDefense:
+    """``atgan train-classifier --defense atgan``: G_orig's file and the resumable state's file."""
+
+    generator: str
+    state: str
+
+
+def _train_with_atgan(
+    model: torch.nn.Module,
+    train: TensorDataset,
+    test: TensorDataset,
+    config: ClassifierTrainingConfig,
+    defense: AtganDefense,
+    *,
+    device: torch.device,
+    progress: bool,
+) -> dict[str, Any]:
+    """``model`` trained by :func:`atgan_plugin.defense.train` at its defaults on ``train`` (Adam, ``config``'s
+    epochs, batch, rate and seed), resuming from ``defense.state`` when it exists."""
+    from torch.utils.data import DataLoader
+    from torch.utils.data import TensorDataset as TorchDataset
+
+    from atgan_plugin import defense as atgan_defense
+    from atgan_plugin.adapters import load_generator
+    from atgan_plugin.paper.classifier_training import accuracy
+
+    generator = load_generator(defense.generator, device=device)
+    model.to(device)
+    order = torch.Generator().manual_seed(config.seed)
+    loader = DataLoader(
+        TorchDataset(train.images, train.labels), batch_size=config.batch_size, shuffle=True, generator=order
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    settings = atgan_defense.DefenseConfig(seed=config.seed)
+    history = atgan_defense.train(
+        model,
+        generator,
+        loader,
+        epochs=config.epochs,
+        optimizer=optimizer,
+        config=settings,
+        device=device,
+        checkpoint=defense.state,
+        progress=progress,
+    )
+    return {
+        "test_accuracy": accuracy(model, test, device=device),
+        "history": history,
+        "config": {**asdict(config), "defense": "atgan", "defense_config": atgan_defense.settings_record(settings)},
+    }
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -68,6 +68,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "cos_b32_s1000_lr3_b3": {"settle": 0, "steps": 1000, "lr": 3e-4, "beta": 3.0},
     "cos_b32_s1000_lr3_a6b3": {"settle": 0, "steps": 1000, "lr": 3e-4, "alpha": 6.0, "beta": 3.0},
     "cos_b32_s1200_lr3_b2": {"settle": 0, "steps": 1200, "lr": 3e-4, "beta": 2.0},
+    "cos_b32_s1200_lr3_b2_settle": {"steps": 1200, "lr": 3e-4, "beta": 2.0, "settle": 100},
+    "cos_b32_s1200_lr3_settle": {"steps": 1200, "lr": 3e-4, "settle": 100},
     "cos_b32_s1000_lr3_k1": {"settle": 0, "steps": 1000, "lr": 3e-4, "kappa": 1.0},
     "cos_b32_s1000_lr3_f16": {"settle": 0, "steps": 1000, "lr": 3e-4, "feature": 16.0, "alpha": 6.0},
 }
