@@ -227,10 +227,10 @@ class ATGANAttack(GeneratorAttackBase):
         if missing:
             classify = self._classifier_fn(model)
             device = self._device_for(model)
-            self._predicted_classes(model, classify, self._one_image(device))  # the sizes meet, or a named error
             guards = self.prepare_guard(device) if self.config.gamma > 0 else ()
             per_target = min(self.options.joint_batch_size or self.config.batch_size, self.config.batch_size)
             with eval_mode(torch_module_of(model)):
+                self._predicted_classes(model, classify, self._one_image(device))  # the sizes meet, or a named error
                 for group in fit_groups(missing, per_target < self.config.batch_size):
                     made = self._run_fits(
                         classify,
@@ -251,7 +251,7 @@ class ATGANAttack(GeneratorAttackBase):
         """One G_orig image ``(1, C, H, W)``, drawn apart from every seeded stream."""
         home = model_device(self.generator)
         z = self.generator.sample_z(1, generator=torch.Generator().manual_seed(0), device=home)
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(self.generator):
             image: torch.Tensor = self.generator(z, torch.zeros(1, dtype=torch.long, device=home))
         return image.to(device)
 
