@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from atgan_plugin import cifar_models as cifar
 from atgan_plugin.adapters import acwgan_gp
 from atgan_plugin.checkpoints import Architecture, Checkpoint, load_module, module_from_checkpoint, save_checkpoint
 from atgan_plugin.limits import Fields, Int, OneOf
-from atgan_plugin.paper import cifar
 
 __all__ = [
     "ARCHITECTURES",
@@ -192,7 +192,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.
 
     Reads ``atgan train-classifier`` checkpoints, AC-WGAN_GP's auxiliary classifier
     (``aux_classifier.safetensors`` of ``atgan train-gan``, the attack's usual guard) and the
-    CIFAR-10 classifiers of :mod:`atgan_plugin.paper.cifar`. The file's kind picks the builder; its
+    CIFAR-10 classifiers of :mod:`atgan_plugin.cifar_models`. The file's kind picks the builder; its
     config and tensor shapes are checked before anything is allocated.
     """
     module, checkpoint = load_module(path, CLASSIFIER_KINDS)

@@ -12,6 +12,7 @@ import torchvision
 
 from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.checkpoints import CheckpointError
+from atgan_plugin.cifar_models import blocks_per_stage
 from atgan_plugin.data import DatasetNotFoundError
 from atgan_plugin.models import build_classifier, save_classifier
 from atgan_plugin.paper.cifar import (
@@ -19,7 +20,6 @@ from atgan_plugin.paper.cifar import (
     CIFAR10_TRANSFER,
     SmallCifarCNN,
     WideResNet,
-    blocks_per_stage,
     build_cifar_classifier,
     load_cifar10,
     load_cifar_classifier,
