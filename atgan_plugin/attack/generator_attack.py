@@ -234,8 +234,6 @@ class GeneratorAttackBase(MinimizationAttack, AdvertorchAttack, LabelMixin):  # 
         with eval_mode(torch_module_of(model)):
             if sources is None:  # AdverTorch's convention: avoid label leaking, use predictions
                 sources = self._predicted_classes(model, classify, x)
-            else:  # one example through the model: inputs it cannot take fail here, by name, not in the fit
-                self._predicted_classes(model, classify, x[:1])
             sources = self._check_labels(torch.as_tensor(sources, device=x.device), "source labels", n)
             if targets is not None:
                 targets = self._check_labels(torch.as_tensor(targets, device=x.device), "target labels", n)
