@@ -27,9 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from common import checkpoint, machine_lines
-from heldout import HELD_OUT, load_heldout
+from heldout import load_network
 from realism_check import _batches, atgan_row, pgd_row
 from torch import nn
 
@@ -38,13 +37,6 @@ from atgan_plugin.data import load_dataset
 from atgan_plugin.metrics.realism import RobustFrechetDistance
 from atgan_plugin.models import load_classifier
 from atgan_plugin.utils import eval_mode, resolve_device
-
-
-def load_network(path: Path, device: torch.device) -> nn.Module:
-    """A held-out network (``benchmarks/heldout.py``) by its file name, else a classifier file of the package."""
-    if path.stem in HELD_OUT:
-        return load_heldout(path, device)
-    return load_classifier(path, device).eval().requires_grad_(False)
 
 
 def timed_fit(attack: ATGANAttack, model: nn.Module) -> tuple[float, int]:

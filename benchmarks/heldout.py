@@ -32,10 +32,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from atgan_plugin.data import load_dataset
+from atgan_plugin.models import load_classifier
 from atgan_plugin.paper.classifier_training import ClassifierTrainingConfig, accuracy, train_classifier
 from atgan_plugin.utils import resolve_device
 
-__all__ = ["HELD_OUT", "load_heldout"]
+__all__ = ["HELD_OUT", "load_heldout", "load_network"]
 
 
 def normal_net() -> nn.Module:
@@ -123,6 +124,13 @@ def load_heldout(path: str | Path, device: torch.device | str = "cpu") -> nn.Mod
     model = HELD_OUT[path.stem][0]()
     model.load_state_dict(load_file(str(path)))
     return model.to(device).eval().requires_grad_(False)
+
+
+def load_network(path: Path, device: torch.device) -> nn.Module:
+    """A held-out network by its file name, else a classifier file of the package; eval mode, frozen."""
+    if path.stem in HELD_OUT:
+        return load_heldout(path, device)
+    return load_classifier(path, device).eval().requires_grad_(False)
 
 
 def train(names: list[str], out: Path, device: torch.device, data_dir: str | None) -> None:

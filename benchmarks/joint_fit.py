@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from common import checkpoint, machine, machine_lines
+from heldout import load_network
 
 from atgan_plugin import ATGANAttack, AttackOptions, TransferConfig, load_generator
 from atgan_plugin.models import load_classifier
@@ -84,7 +85,12 @@ def tiny_networks(device: torch.device) -> tuple[torch.nn.Module, torch.nn.Modul
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--model", type=Path, default=None, help="target classifier (default: shipped Model A)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="target classifier or a benchmarks/heldout.py network (default: shipped Model A)",
+    )
     parser.add_argument("--generator", type=Path, default=None, help="G_orig (default: shipped generator)")
     parser.add_argument("--oracle", type=Path, default=None, help="realism oracle (default: shipped oracle)")
     parser.add_argument("--targets", default="0,1,2,3,4,5,6,7,8,9", help="target classes, comma-separated")
@@ -119,7 +125,7 @@ def main() -> None:
         guards: Any = None
     else:
         generator = load_generator(checkpoint(args.generator, "generator"), device=device)
-        model = load_classifier(checkpoint(args.model, "model_a"), device=device)
+        model = load_network(checkpoint(args.model, "model_a"), device)  # or a benchmarks/heldout.py network
         oracle = load_classifier(checkpoint(args.oracle, "oracle"), device=device)
         guards = make_attack(model, generator, "auto", args, None, 1).prepare_guard(
             device
