@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from atgan_plugin.data import DatasetNotFoundError, load_dataset
+from atgan_plugin.data import DATASETS, DatasetNotFoundError, load_dataset
 from atgan_plugin.pretrained import resolve_checkpoint
 
 if TYPE_CHECKING:  # imported lazily below: they pull in foolbox and advertorch
@@ -94,14 +94,15 @@ def at_dataset_size(generator: nn.Module, dataset: str, note: Callable[[str], No
     model, the oracle and the Fréchet distance then all see what the model sees."""
     from atgan_plugin.adapters.protocol import as_generator_module
     from atgan_plugin.adapters.resized import ResizedGenerator
-    from atgan_plugin.data import DATASETS
+    from atgan_plugin.attack.attack_options import AttackOptions
 
     size = DATASETS[dataset].image_shape[1:]
     native = tuple(as_generator_module(generator).image_shape[1:])
     if native == size:
         return generator
-    note(f"the generator's {native[0]}x{native[1]} images are cropped (or padded) to {dataset}'s {size[0]}x{size[1]}")
-    return as_generator_module(ResizedGenerator(generator, size, "crop"))
+    mode = AttackOptions().resize  # the attack's default: "crop" (centred crop or padding)
+    note(f"the generator's {native[0]}x{native[1]} images meet {dataset}'s {size[0]}x{size[1]} by {mode!r}")
+    return as_generator_module(ResizedGenerator(generator, size, mode))
 
 
 def realism_judge(
