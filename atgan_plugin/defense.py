@@ -49,8 +49,9 @@ from atgan_plugin.utils import eval_mode, model_device
 
 __all__ = ["DEFENSE_ATTACK", "DefenseConfig", "DefenseError", "train"]
 
-# The fits made during training: the realistic preset on fresh draws (a short fit renders no pool).
-DEFENSE_ATTACK = TransferConfig.realistic(pool=0, settle=0)
+# The fits made during training: the realistic preset on fresh draws (a short fit renders no pool), at a fixed
+# length (a model in training resists, and a lengthened refit would cost the training its budget).
+DEFENSE_ATTACK = TransferConfig.realistic(pool=0, settle=0, stretch=0)
 
 
 EXAMPLE_POSITIONS = ("segment", "shrink", "end")

@@ -14,7 +14,7 @@ from atgan_plugin.attack.config import TransferConfig
 from atgan_plugin.attack.fit import fit_attack_generator, fit_attack_generators
 from atgan_plugin.attack.objective import render_reference
 from atgan_plugin.attack.reference_pool import ReferencePool
-from atgan_plugin.attack.schedule import SettleRule, learning_rate
+from atgan_plugin.attack.schedule import STRETCH_WINDOW, Horizon, SettleRule, learning_rate
 
 SMALL = TransferConfig(steps=30, batch_size=16, lr=0.05)
 
@@ -31,6 +31,40 @@ def test_the_schedules() -> None:
     assert all(a >= b for a, b in zip(rates[10:], rates[11:], strict=False)) and rates[-1] < 1e-3
     constant = TransferConfig(steps=100, lr=0.3)
     assert {learning_rate(constant, step) for step in range(100)} == {0.3}
+
+
+def test_a_lagging_fit_is_lengthened_at_halfway_at_most_stretch_times() -> None:
+    config = TransferConfig(steps=200, stretch=2)
+    both = [torch.tensor([1.0, 0.9]), torch.tensor([1.0, 1.0])]  # the second setting lags, then catches up
+
+    def run(horizon: Horizon, success: torch.Tensor, steps: range) -> list[int]:
+        return [step for step in steps if horizon.update(step, success)]
+
+    lagging = Horizon(config)
+    assert run(lagging, both[0], range(600)) == [99, 199] and lagging.steps == 600 == lagging.ceiling
+    recovered = Horizon(config)
+    assert run(recovered, both[0], range(100)) == [99] and run(recovered, both[1], range(100, 400)) == []
+    assert recovered.steps == 400
+    # Only the window before halfway counts: a lagging start is forgiven once the fit has caught up.
+    late = Horizon(config)
+    assert run(late, both[0], range(100 - STRETCH_WINDOW)) == [] and run(late, both[1], range(50, 600)) == []
+    assert late.steps == 200
+    assert run(Horizon(replace(config, stretch=0)), both[0], range(400)) == []
+    # The cosine follows the lengthened horizon: halfway along it, half the rate.
+    cosine = TransferConfig(steps=100, lr=1.0, schedule="cosine")
+    assert learning_rate(cosine, 100, 200) == pytest.approx(0.5) and learning_rate(cosine, 100) == 0.0
+
+
+def test_a_fit_that_lags_runs_its_lengthened_schedule(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
+    # At a rate of (nearly) 0 the target stays unfooled, so halfway the fit lags: one more `steps`, and its rate
+    # decays to 0 at the new horizon.
+    config = TransferConfig(steps=60, batch_size=8, lr=1e-12, schedule="cosine", stretch=1)
+    fit = fit_attack_generator(tiny_generator, tiny_target, config=config, progress=False)
+    assert fit.steps_run == 120 and fit.history[-1]["lr"] < 1e-15 < fit.history[5]["lr"]
+    assert (
+        fit_attack_generator(tiny_generator, tiny_target, config=replace(config, stretch=0), progress=False).steps_run
+        == 60
+    )
 
 
 def test_the_stopping_rule_waits_for_two_quiet_windows_after_the_warm_up() -> None:
@@ -157,6 +191,8 @@ BAD_CONFIGS = [
     ({"pool": -1}, ValueError, r"pool must be >= 0, got -1"),
     ({"pool": 2.5}, TypeError, r"pool must be an integer, got 2.5 \(float\)"),
     ({"settle": -3}, ValueError, r"settle must be >= 0, got -3"),
+    ({"stretch": -1}, ValueError, r"stretch must be >= 0, got -1"),
+    ({"stretch": 1.5}, TypeError, r"stretch must be an integer, got 1.5"),
     ({"search_steps": 31}, ValueError, r"search_steps must be an integer in \[0, 30\], got 31"),
     ({"rho_l0": 1.5}, ValueError, r"rho_l0 as a fraction of the image's values must be in \[0, 1\], got 1.5"),
     ({"rho_l0": -2}, ValueError, r"rho_l0 must be a count \(int >= 0\) or a fraction \(float in \[0, 1\]\), got -2"),

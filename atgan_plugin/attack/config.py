@@ -6,7 +6,7 @@ Adam update on a batch of ``(z, y_s)``.
 
 our choices (each one a field, switchable): the source-class guards (``gamma``), a distance in their
 features (``feature``), an optional smoothness term (``tv``), a learning-rate schedule with warm-up
-(``schedule``, ``warmup``), a pool of G_orig's images rendered once (``pool``) and a stopping rule
+(``schedule``, ``warmup``) lengthened where the fit lags (``stretch``), a pool of G_orig's images rendered once (``pool``) and a stopping rule
 (``settle``), and the per-example shrink of each generated image (``search_steps``,
 :mod:`atgan_plugin.attack.shrink`). :meth:`TransferConfig.paper` is the paper's attack, :meth:`TransferConfig.realistic`
 the default of ``ATGANAttack(generator=G)``; :data:`PRESETS` names both. How each was chosen:
@@ -37,7 +37,7 @@ class TransferConfig:
         rho_l0, rho_linf: ℓ0 and ℓ∞ bounds of the noise ρ in L_dist; ``rho_l0`` an ``int`` counts entries (the
             paper's 200 of 784), a ``float`` in [0, 1] is a fraction of the image's values (the realistic
             preset's 200/784, so that it suits every image size).
-        steps: Adam steps, the ceiling when ``settle`` may end the fit earlier.
+        steps: Adam steps, the schedule's length (``stretch`` may lengthen it, ``settle`` end it earlier).
         lr: the learning rate (the peak of the schedule).
         batch_size: ``(z, y_s)`` per step.
         tv: weight of L_tv, the total variation of ``G_attack − G_orig``.
@@ -47,6 +47,8 @@ class TransferConfig:
             (0: fresh draws every step, the paper's).
         ema: the decay of a moving average of G_attack's parameters, which the fit returns instead of its last
             step's (0: none); it averages out the steps' noise.
+        stretch: the most times the schedule is lengthened by ``steps`` when, halfway along it, the fit's batch
+            success lags (0: never); see :mod:`atgan_plugin.attack.schedule`.
         settle: the stopping rule's window in steps (0: the fit runs all ``steps``); see
             :mod:`atgan_plugin.attack.schedule`.
         search_steps: passes of the per-example shrink towards G_orig's image (``search_steps + 2`` model passes
@@ -69,6 +71,7 @@ class TransferConfig:
     warmup: float = 0.0
     pool: int = 0
     ema: float = 0.0
+    stretch: int = 0
     settle: int = 0
     search_steps: int = 0
     seed: int = 0
@@ -90,7 +93,7 @@ class TransferConfig:
             raise ValueError(f"rho_l0 must be a count (int >= 0) or a fraction (float in [0, 1]), got {self.rho_l0!r}")
         if isinstance(self.rho_l0, float) and not self.rho_l0 <= 1:
             raise ValueError(f"rho_l0 as a fraction of the image's values must be in [0, 1], got {self.rho_l0}")
-        for name, low in (("steps", 1), ("batch_size", 1), ("pool", 0), ("settle", 0)):
+        for name, low in (("steps", 1), ("batch_size", 1), ("pool", 0), ("stretch", 0), ("settle", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
@@ -120,7 +123,7 @@ class TransferConfig:
     def realistic(cls, **changes: object) -> TransferConfig:
         """The default of ``ATGANAttack(generator=G)``: guards with their feature term, a doubled α to win
         back the success they cost, a doubled β to stay near G_orig's images, a warmed-up cosine schedule
-        on a pool of G_orig's images, and the stopping rule (``docs/benchmarks.md``, "The realistic fit at the paper fit's cost")."""
+        on a pool of G_orig's images, lengthened once where the fit lags, and the stopping rule (``docs/benchmarks.md``, "The realistic fit at the paper fit's cost")."""
         realistic = {
             "alpha": 4.0,
             "beta": 2.0,
@@ -131,6 +134,7 @@ class TransferConfig:
             "schedule": "cosine",
             "warmup": 0.05,
             "pool": 8192,
+            "stretch": 1,
             "settle": 100,
             "search_steps": 2,
             "rho_l0": 200 / 784,  # the paper's density on 28x28, for every image size

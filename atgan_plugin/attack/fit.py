@@ -9,7 +9,7 @@ Each step, on a batch of ``(z, y_s)`` per setting (fresh, or drawn from a pool r
 - one forward pass of the K parameter sets, one call of the model and of each guard on all K·b images;
 - each setting's loss (:func:`~atgan_plugin.attack.objective.transfer_loss`); the K losses only add, so each
   copy gets its own fit's gradient; one backward pass and one fused Adam step at the schedule's rate
-  (:mod:`atgan_plugin.attack.schedule`), until ``steps`` or the stopping rule.
+  (:mod:`atgan_plugin.attack.schedule`), until ``steps`` (lengthened where the fit lags) or the stopping rule.
 
 Setting k draws from its own generator seeded like a fit of that setting alone, so a setting fitted with
 others at the same batch gives its separate fit's result up to floating-point rounding. The model is only
@@ -43,7 +43,7 @@ from atgan_plugin.attack.objective import (
 )
 from atgan_plugin.attack.precision import autocast, check_precision
 from atgan_plugin.attack.reference_pool import ReferencePool
-from atgan_plugin.attack.schedule import SettleRule, learning_rate
+from atgan_plugin.attack.schedule import Horizon, SettleRule, learning_rate
 from atgan_plugin.attack.stacked import StackedGenerator, adam, in_layout
 from atgan_plugin.imaging import to_bounds
 
@@ -100,7 +100,7 @@ class FitResult:
 
     @property
     def steps_run(self) -> int:
-        """Steps the fit took (fewer than ``config.steps`` when the stopping rule ended it)."""
+        """Steps the fit took (fewer than ``config.steps`` when the stopping rule ended it, more when lengthened)."""
         return int(self.history[-1]["step"]) if self.history else 0
 
     def summary(self) -> dict[str, Any]:
@@ -282,11 +282,13 @@ def fit_attack_generators(
     labels = torch.tensor([num_classes if t is None else t for t in targets], device=device).repeat_interleave(b)
     targeted = torch.tensor([t is not None for t in targets], device=device).repeat_interleave(b)
     histories: dict[Target, list[dict[str, float]]] = {t: [] for t in targets}
-    settle = SettleRule(config)
+    settle, horizon = SettleRule(config), Horizon(config)
 
     desc = f"AT-GAN fit (target={targets[0]})" if k == 1 else f"AT-GAN fit ({k} targets together)"
-    bar = tqdm(range(config.steps), desc=desc, disable=not progress)
-    for step in bar:
+    bar = tqdm(total=config.steps, desc=desc, disable=not progress)
+    for step in range(horizon.ceiling):
+        if step >= horizon.steps:
+            break
         with record_function("fit: reference (G_orig, guards)"):
             z, y_s, reference = draws.next()
         with autocast(device, precision):
@@ -338,7 +340,7 @@ def fit_attack_generators(
             optimizer = adam(params, config.lr, device)
             averages = [torch.zeros_like(p) for p in params] if config.ema > 0 else None
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
+            group["lr"] = learning_rate(config, step, horizon.steps)
         with record_function("fit: optimizer"):
             for p, g in zip(params, grads, strict=True):
                 p.grad = in_layout(g, p)
@@ -347,7 +349,10 @@ def fit_attack_generators(
                 torch._foreach_lerp_(averages, params, 1.0 - config.ema)
 
         stop = settle.update(step, signals)
-        if step % RECORD_EVERY == RECORD_EVERY - 1 or step == config.steps - 1 or stop:
+        if horizon.update(step, signals[:, 1]):
+            bar.total = horizon.steps  # the bar shows the lengthened schedule
+        bar.update()
+        if step % RECORD_EVERY == RECORD_EVERY - 1 or step == horizon.steps - 1 or stop:
             for i, target in enumerate(targets):
                 rows = slice(i * b, (i + 1) * b)
                 record = history_record(
@@ -360,13 +365,14 @@ def fit_attack_generators(
                     images[rows],
                     reference.images[rows],
                 )
-                histories[target].append({**record, "lr": learning_rate(config, step)})
+                histories[target].append({**record, "lr": learning_rate(config, step, horizon.steps)})
             success = [histories[t][-1]["success"] for t in targets]
             bar.set_postfix(success=f"{min(success):.2f}" if k == 1 else f"{min(success):.2f}..{max(success):.2f}")
             if callback is not None:
                 callback(FitProgress(step + 1, {t: histories[t][-1] for t in targets}, stack, targets))
         if stop:
             break
+    bar.close()
 
     with torch.no_grad():
         for p in params:

@@ -1,8 +1,16 @@
-"""The fit's learning-rate schedule and its stopping rule (``TransferConfig.schedule``, ``warmup``, ``settle``).
+"""The fit's learning-rate schedule, its length and its stopping rule (``TransferConfig.schedule``, ``warmup``,
+``stretch``, ``settle``).
 
 our choices: a linear warm-up over the fraction ``warmup`` of the steps, then the rate held (``"constant"``, the paper's) or brought
 down to 0 at ``steps`` along a half cosine (``"cosine"``): the fit settles into its final images while the
 rate falls, where a constant rate keeps it moving at its noise floor.
+
+The schedule's length (:class:`Horizon`, ``stretch`` > 0) is ``steps``, lengthened by ``steps`` (at most
+``stretch`` times) when the fit lags: halfway along it, some setting's batch success over the last
+:data:`STRETCH_WINDOW` steps is below :data:`STRETCH_BELOW`. A target the preset's steps suit is fitted in
+``steps``; one that resists it (a fully connected network, a robust one) gets a longer, slower-cooling fit
+instead of an unfinished one. The cosine's horizon moves with it, so the rate rises again where it was
+lengthened.
 
 The stopping rule (``settle`` > 0) reads what the fit computes anyway, per target group: the batch success
 and the loss (whose guard and feature terms are the realism signals). Every ``settle`` steps it compares the
@@ -21,21 +29,57 @@ import torch
 
 from atgan_plugin.attack.config import TransferConfig
 
-__all__ = ["NOISE_MULTIPLE", "SUCCESS_TOLERANCE", "SettleRule", "learning_rate"]
+__all__ = [
+    "NOISE_MULTIPLE",
+    "STRETCH_BELOW",
+    "STRETCH_WINDOW",
+    "SUCCESS_TOLERANCE",
+    "Horizon",
+    "SettleRule",
+    "learning_rate",
+]
 
 SUCCESS_TOLERANCE = 0.02  # batch success, as a fraction
 NOISE_MULTIPLE = 2.0  # standard errors of the difference of two window means
+STRETCH_BELOW = 0.95  # batch success halfway along the schedule below which it is lengthened
+STRETCH_WINDOW = 50  # steps whose batch success that decision averages
 
 
-def learning_rate(config: TransferConfig, step: int) -> float:
-    """The rate of step ``step`` (0-based): ``config.lr`` times the warm-up ramp and the decay."""
+def learning_rate(config: TransferConfig, step: int, horizon: int | None = None) -> float:
+    """The rate of step ``step`` (0-based): ``config.lr`` times the warm-up ramp and the decay, which reaches
+    0 at ``horizon`` (default ``config.steps``; :class:`Horizon` may lengthen it)."""
     warmup = config.warmup_steps
     if step < warmup:
         return config.lr * (step + 1) / warmup
     if config.schedule == "constant":
         return config.lr
-    span = max(config.steps - warmup, 1)
+    span = max((config.steps if horizon is None else horizon) - warmup, 1)
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(step - warmup, span) / span))
+
+
+class Horizon:
+    """The schedule's length in steps (see the module docstring); fed each step's batch success per setting."""
+
+    def __init__(self, config: TransferConfig):
+        self.base = self.steps = config.steps
+        self.ceiling = config.steps * (1 + config.stretch)
+        self._success: torch.Tensor | None = None  # (K,): Σ batch success over the window before halfway
+
+    def update(self, step: int, success: torch.Tensor) -> bool:
+        """Adds step ``step``'s batch success ``(K,)``; ``True`` when the schedule was lengthened at this step."""
+        halfway = self.steps // 2
+        window = min(STRETCH_WINDOW, halfway)
+        if self.steps >= self.ceiling or not halfway - window <= step < halfway:
+            return False
+        success = success.detach().double().cpu()
+        self._success = success if self._success is None else self._success + success
+        if step < halfway - 1:
+            return False
+        lagging = bool((self._success / window < STRETCH_BELOW).any())
+        self._success = None
+        if lagging:
+            self.steps += self.base
+        return lagging
 
 
 class SettleRule:

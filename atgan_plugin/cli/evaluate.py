@@ -253,8 +253,9 @@ def demo_command(
         guarded = tuple(guard_specs) != ("none",) and hyper.get("gamma") != 0
         preset = TransferConfig.realistic() if guarded else TransferConfig.paper()
         steps = hyper["steps"] if hyper.get("steps") is not None else preset.steps
+        longest = f", {steps * (1 + preset.stretch):,} if the fit lags" if preset.stretch else ""
         click.echo(
-            f"AT-GAN demo: fitting G_attack against {target} (at most {steps:,} steps), then judging "
+            f"AT-GAN demo: fitting G_attack against {target} ({steps:,} steps{longest}), then judging "
             f"{n:,} fresh examples with the oracle."
         )
     result = _run_evaluation(
