@@ -26,12 +26,17 @@ from atgan_plugin.checkpoints import read_checkpoint_kind
 from atgan_plugin.data import TensorDataset
 
 # Small fits: a handful of Adam steps with a large learning rate on the class-mean generator, the realistic
-# preset otherwise (guards, schedule, pool, shrink).
-FAST: dict[str, Any] = dict(config=TransferConfig.realistic(steps=5, batch_size=16, lr=0.05), progress=False)
+# preset otherwise (guards, schedule, pool, shrink), at a fixed length (stretch 0: these tests read the steps
+# run; tests/test_fit_parts.py covers the lengthening).
+FAST: dict[str, Any] = dict(config=TransferConfig.realistic(steps=5, batch_size=16, lr=0.05, stretch=0), progress=False)
 # Enough for the class-mean generator to fool the tiny target almost always (measured: untargeted
 # ~0.93; targeted 0.93-1.0 for the targets used below).
-STRONG: dict[str, Any] = dict(config=TransferConfig.realistic(steps=40, batch_size=32, lr=0.05), progress=False)
-TARGETED: dict[str, Any] = dict(config=TransferConfig.realistic(steps=120, batch_size=32, lr=0.1), progress=False)
+STRONG: dict[str, Any] = dict(
+    config=TransferConfig.realistic(steps=40, batch_size=32, lr=0.05, stretch=0), progress=False
+)
+TARGETED: dict[str, Any] = dict(
+    config=TransferConfig.realistic(steps=120, batch_size=32, lr=0.1, stretch=0), progress=False
+)
 
 
 class Rescaled(nn.Module):

@@ -114,8 +114,10 @@ def test_demo_report_holds_every_value_image_and_curve(demo_run: Path, tmp_path:
     for png in sorted(run_dir.glob("*.png")):
         assert png.read_bytes() in embedded, png.name
     assert {p.name for p in run_dir.glob("*.png")} >= {"grid.png", "classes.png"}
-    # Besides the grids, one image: the fit curves (the 20-step fit has two history records).
-    assert [r["step"] for r in report["fits"][0]["history"]] == [10, 20]
+    # Besides the grids, one image: the fit curves (a record every 10 steps of the 20-step fit, which the preset
+    # lengthens to 40 where the tiny fit lags halfway).
+    history = [r["step"] for r in report["fits"][0]["history"]]
+    assert history in ([10, 20], [10, 20, 30, 40])
     assert len(embedded) == len(list(run_dir.glob("*.png"))) + 1
 
 
