@@ -138,6 +138,22 @@ def test_a_target_fitted_with_others_equals_its_separate_fit(
     assert all(torch.allclose(a[n], b[n], atol=1e-5) for n in a)
 
 
+def test_the_pool_holds_no_more_than_one_setting_draws(
+    tiny_generator: nn.Module, tiny_target: nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    render = ReferencePool.render.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[ReferencePool], *args: Any, **kwargs: Any) -> ReferencePool:
+        sizes.append(args[2])  # (g_orig, guards, size)
+        return render(cls, *args, **kwargs)
+
+    monkeypatch.setattr(ReferencePool, "render", classmethod(spy))
+    config = replace(SMALL, steps=5, batch_size=4, pool=10_000)
+    fit_attack_generators(tiny_generator, tiny_target, [None, 3], config=config, progress=False)
+    assert sizes == [20]  # one setting's 5 steps of 4, shared by both settings (each walks it in its own order)
+
+
 def test_a_pool_fit_fools_fresh_latents_as_well_as_the_pool(tiny_generator: nn.Module, tiny_target: nn.Module) -> None:
     # A pool reused many times must not fit its own latents only: success on fresh (z, y) stays close.
     config = replace(SMALL, steps=60, batch_size=32, pool=256)  # each pool row drawn 7.5 times

@@ -43,8 +43,8 @@ class TransferConfig:
         tv: weight of L_tv, the total variation of ``G_attack − G_orig``.
         schedule: ``"constant"`` or ``"cosine"`` (to 0 at ``steps``), after a linear warm-up over the
             fraction ``warmup`` of ``steps``.
-        pool: ``(z, y_s)`` rendered once through G_orig and the guards and drawn from at each step
-            (0: fresh draws every step, the paper's).
+        pool: ``(z, y_s)`` rendered once through G_orig and the guards and drawn from at each step, at most
+            ``steps × batch_size`` (what one setting's fit draws; 0: fresh draws every step, the paper's).
         ema: the decay of a moving average of G_attack's parameters, which the fit returns instead of its last
             step's (0: none); it averages out the steps' noise.
         stretch: the most times the schedule is lengthened by ``steps`` when, halfway along it, the fit's batch

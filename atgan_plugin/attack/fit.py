@@ -170,7 +170,7 @@ class _Draws:
                 self.pool = ReferencePool.render(
                     g_orig,
                     guards,
-                    config.pool,
+                    min(config.pool, config.steps * batch),  # no more than one setting's fit draws
                     num_classes=num_classes,
                     generator=pool_rng,
                     device=device,
