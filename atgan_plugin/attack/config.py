@@ -6,8 +6,8 @@ Adam update on a batch of ``(z, y_s)``.
 
 our choices (each one a field, switchable): the source-class guards (``gamma``), a distance in their
 features (``feature``), an optional smoothness term (``tv``), a learning-rate schedule with warm-up
-(``schedule``, ``warmup``) lengthened where the fit lags (``stretch``), a pool of G_orig's images rendered once (``pool``) and a stopping rule
-(``settle``), and the per-example shrink of each generated image (``search_steps``,
+(``schedule``, ``warmup``) lengthened where the fit lags (``stretch``), a pool of G_orig's images rendered
+once (``pool``) and a stopping rule (``settle``), and the per-example shrink of each generated image (``search_steps``,
 :mod:`atgan_plugin.attack.shrink`). :meth:`TransferConfig.paper` is the paper's attack, :meth:`TransferConfig.realistic`
 the default of ``ATGANAttack(generator=G)``; :data:`PRESETS` names both. How each was chosen:
 ``docs/benchmarks.md``, "The realistic fit at the paper fit's cost".
@@ -123,7 +123,8 @@ class TransferConfig:
     def realistic(cls, **changes: object) -> TransferConfig:
         """The default of ``ATGANAttack(generator=G)``: guards with their feature term, a doubled α to win
         back the success they cost, a doubled β to stay near G_orig's images, a warmed-up cosine schedule
-        on a pool of G_orig's images, lengthened once where the fit lags, and the stopping rule (``docs/benchmarks.md``, "The realistic fit at the paper fit's cost")."""
+        on a pool of G_orig's images, lengthened once where the fit lags, and the stopping rule
+        (``docs/benchmarks.md``, "The realistic fit at the paper fit's cost")."""
         realistic = {
             "alpha": 4.0,
             "beta": 2.0,

@@ -191,7 +191,10 @@ def fit_options(defaults: TransferConfig | None = None) -> Callable[[F], F]:
                 "--steps",
                 type=click.IntRange(min=1),
                 **default("steps"),
-                help="Adam steps of the fit (the realistic preset doubles them once where the fit lags; the stopping rule may end it earlier).",
+                help=(
+                    "Adam steps of the fit (the realistic preset doubles them once where the fit lags; the "
+                    "stopping rule may end it earlier)."
+                ),
             ),
             click.option("--lr", type=positive, **default("lr"), help="Adam learning rate of the fit (its peak)."),
             click.option(
